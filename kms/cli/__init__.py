@@ -1,0 +1,1 @@
+"""The ``kms`` command: thin commands that parse, call one service and print."""

@@ -1,0 +1,96 @@
+"""What every command shares: configuration, lazily opened token and database, and output.
+
+Errors are turned into exit statuses in one place (:func:`run`), by the ``KMSError`` family
+(:func:`kms.errors.exit_status_for`). With ``--json`` an error is printed as a JSON object on
+stderr; otherwise as one ``error:`` line. Neither ever holds a PIN or a key byte: messages are
+built from metadata only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kms.config import Config, load_config
+from kms.db.migrate import require_current
+from kms.db.session import Database
+from kms.errors import KMSError, exit_status_for
+from kms.hsm import Hsm, open_hsm
+
+T = TypeVar("T")
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class Context:
+    """Per-invocation state, opened on first use and closed at exit."""
+
+    def __init__(self) -> None:
+        self._config: Config | None = None
+        self._hsm: Hsm | None = None
+        self._db: Database | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config()
+        return self._config
+
+    def hsm(self) -> Hsm:
+        if self._hsm is None:
+            self._hsm = open_hsm(self.config)
+        return self._hsm
+
+    def database(self, *, migrated: bool = True) -> Database:
+        if self._db is None:
+            self._db = Database(self.config.database_url)
+        if migrated:
+            require_current(self._db.engine)
+        return self._db
+
+    def close(self) -> None:
+        if self._hsm is not None:
+            self._hsm.close()
+        if self._db is not None:
+            self._db.dispose()
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+def run(json_output: bool, action: Callable[[], T]) -> T:
+    """Run a command body; a ``KMSError`` becomes a message and an exit status."""
+    try:
+        return action()
+    except KMSError as exc:
+        if json_output:
+            print(json.dumps(exc.to_dict()), file=sys.stderr)
+        else:
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        raise SystemExit(exit_status_for(exc)) from None
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON document on stdout."""
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """Print a rich table on stdout."""
+    out = Table(title=title)
+    for column in columns:
+        out.add_column(column)
+    for row in rows:
+        out.add_row(*row)
+    console.print(out)
+
+
+json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")

@@ -1,0 +1,39 @@
+"""Entry point of the ``kms`` command.
+
+Exit statuses: 0 success, 1 unexpected failure, 2 usage error (bad input, unknown meter, schema
+behind), 3 cryptographic failure, 4 token failure (PIN, token absent), 5 database failure,
+6 integrity failure (audit chain). See :mod:`kms.errors`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kms.cli._context import Context
+from kms.cli.admin import db_group, init, selftest
+from kms.cli.audit import audit
+from kms.cli.meter import meter
+from kms.cli.provision import provision
+from kms.cli.transport_key import transport_key
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dlms-kms")
+@click.pass_context
+def cli(click_ctx: click.Context) -> None:
+    """Hardware-backed key management for DLMS/COSEM smart meters.
+
+    Configuration comes from kms.toml and the environment (KMS_PKCS11_MODULE, KMS_TOKEN_LABEL,
+    KMS_USER_PIN or KMS_USER_PIN_FILE, KMS_DATABASE_URL); a PIN is never an argument.
+    """
+    ctx = click_ctx.ensure_object(Context)
+    click_ctx.call_on_close(ctx.close)
+
+
+for command in (init, db_group, selftest, transport_key, provision, meter, audit):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,126 @@
+"""``kms provision``: steps 1 and 2 for the factory provisioning station."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
+from kms.dlms.system_title import parse_system_title
+from kms.errors import InputError
+from kms.services.provisioning import ProvisioningService, read_result_titles
+
+
+@click.group("provision", invoke_without_command=True)
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV: system_title,suite,initial_kek[,serial][,setups].",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write result.jsonl (one JSON object per meter, written atomically).",
+)
+@json_option
+@click.pass_context
+def provision(
+    click_ctx: click.Context, manifest: Path | None, out: Path | None, json_output: bool
+) -> None:
+    """Generate a unique key set per meter in the token and the key_transfer APDUs to write.
+
+    For each meter and security setup: KEK, GUEK, GBEK and GAK are generated in the token, stored
+    wrapped as version 1 (PENDING), and result.jsonl gets two action-requests: the new KEK wrapped
+    under the meter's initial KEK, then GUEK, GBEK and GAK wrapped under the new KEK. Confirm
+    with `kms provision confirm` once the station has written them. Re-running a manifest for
+    meters still PENDING returns the same APDUs; an ACTIVE meter is refused.
+    """
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.ensure_object(Context)
+
+    def body() -> None:
+        if manifest is None or out is None:
+            raise InputError("give both --manifest and --out (or a subcommand: confirm)")
+        service = ProvisioningService(ctx.hsm(), ctx.database(), ctx.config)
+        if json_output:
+            report = service.provision(manifest, out)
+        else:
+            with Progress(
+                TextColumn("provisioning"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("meters", total=None)
+                report = service.provision(
+                    manifest,
+                    out,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        summary = {
+            "meters": report.meters,
+            "generated": report.generated,
+            "repeated": report.repeated,
+            "keys": report.keys,
+            "seconds": round(report.seconds, 3),
+            "meters_per_second": round(report.meters_per_second, 1),
+            "out": report.out,
+        }
+        if json_output:
+            emit_json(summary)
+        else:
+            table("Provisioning", list(summary), [[str(v) for v in summary.values()]])
+
+    run(json_output, body)
+
+
+@provision.command("confirm")
+@click.option(
+    "--system-title",
+    "system_titles",
+    multiple=True,
+    help="A meter's system title (hex); repeatable.",
+)
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A result.jsonl: confirm every meter it lists.",
+)
+@json_option
+@pass_context
+def confirm(
+    ctx: Context, system_titles: tuple[str, ...], from_file: Path | None, json_output: bool
+) -> None:
+    """Mark meters ACTIVE once the station has written their keys (PENDING -> ACTIVE).
+
+    Meters already ACTIVE are reported, not refused, so a station can retry a confirmation.
+    """
+
+    def body() -> None:
+        titles = [parse_system_title(t) for t in system_titles]
+        if from_file is not None:
+            titles.extend(read_result_titles(from_file))
+        if not titles:
+            raise InputError("give --system-title or --from")
+        service = ProvisioningService(ctx.hsm(), ctx.database(), ctx.config)
+        report = service.confirm(list(dict.fromkeys(titles)))
+        if json_output:
+            emit_json(
+                {
+                    "activated": report.activated,
+                    "already_active": report.already_active,
+                    "keys_activated": report.keys_activated,
+                }
+            )
+        else:
+            click.echo(
+                f"{len(report.activated)} meter(s) confirmed ACTIVE "
+                f"({report.keys_activated} keys), {len(report.already_active)} already ACTIVE"
+            )
+
+    run(json_output, body)

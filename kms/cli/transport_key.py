@@ -1,0 +1,124 @@
+"""``kms transport-key``: the audited ceremony that brings a vendor's initial master key in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
+from kms.db import RootKey, RootKeyPurpose
+from kms.db import repository as repo
+from kms.errors import InputError
+from kms.keystore import hierarchy
+from kms.services import audit
+
+
+def _describe(row: RootKey) -> dict[str, object]:
+    return {
+        "label": row.label,
+        "algorithm": row.algorithm,
+        "kcv": row.check_value.hex().upper() if row.check_value else None,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+@click.group("transport-key")
+def transport_key() -> None:
+    """Initial (vendor default or batch) master keys, held in the token."""
+
+
+@transport_key.command("import")
+@click.option("--label", required=True, help="Token label for the key (never reused).")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the key in hex (16 or 32 bytes); the key never goes on the command line.",
+)
+@json_option
+@pass_context
+def import_key(ctx: Context, label: str, key_file: Path, json_output: bool) -> None:
+    """Import a meter vendor's initial master key as a non-extractable token object.
+
+    This is the one audited ceremony where plaintext key material enters the KMS (DESIGN.md
+    invariant 1). Compare the printed check value (KCV) with the vendor's.
+    """
+
+    def body() -> None:
+        try:
+            text = key_file.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError):
+            raise InputError("cannot read the key file as text", source=str(key_file)) from None
+        value = hierarchy.parse_key_file(text, str(key_file))
+        hsm = ctx.hsm()
+        with ctx.database().begin() as session:
+            row = hierarchy.create_transport_key(hsm, session, label, value, len(value))
+            audit.append(
+                session,
+                ctx.config.actor,
+                [audit.AuditRecord("transport_key.import", label, _describe(row))],
+            )
+        _print(row, json_output, "imported")
+
+    run(json_output, body)
+
+
+@transport_key.command("generate")
+@click.option("--label", required=True, help="Token label for the key (never reused).")
+@click.option(
+    "--length",
+    type=click.Choice(["16", "32"]),
+    default="16",
+    show_default=True,
+    help="Key length in bytes: 16 for suites 0 and 1, 32 for suite 2.",
+)
+@json_option
+@pass_context
+def generate_key(ctx: Context, label: str, length: str, json_output: bool) -> None:
+    """Generate a transport key inside the token (for meters whose vendor takes it from us)."""
+
+    def body() -> None:
+        hsm = ctx.hsm()
+        with ctx.database().begin() as session:
+            row = hierarchy.create_transport_key(hsm, session, label, None, int(length))
+            audit.append(
+                session,
+                ctx.config.actor,
+                [audit.AuditRecord("transport_key.generate", label, _describe(row))],
+            )
+        _print(row, json_output, "generated")
+
+    run(json_output, body)
+
+
+@transport_key.command("list")
+@json_option
+@pass_context
+def list_keys(ctx: Context, json_output: bool) -> None:
+    """List the transport keys recorded (labels, algorithms and check values)."""
+
+    def body() -> None:
+        with ctx.database().begin() as session:
+            rows = [_describe(r) for r in repo.root_keys(session, RootKeyPurpose.TRANSPORT)]
+        if json_output:
+            emit_json(rows)
+        else:
+            table(
+                "Transport keys",
+                ["label", "algorithm", "KCV", "created"],
+                [
+                    [str(r["label"]), str(r["algorithm"]), str(r["kcv"]), str(r["created_at"])]
+                    for r in rows
+                ],
+            )
+
+    run(json_output, body)
+
+
+def _print(row: RootKey, json_output: bool, action: str) -> None:
+    if json_output:
+        emit_json({**_describe(row), "action": action})
+    else:
+        kcv = row.check_value.hex().upper() if row.check_value else "-"
+        click.echo(f"{action} transport key {row.label!r} ({row.algorithm}), KCV {kcv}")

@@ -1,0 +1,172 @@
+"""Configuration from ``kms.toml`` and the environment; the environment wins.
+
+Recognised environment variables (the names are a contract other tools rely on):
+
+``KMS_CONFIG``          path of the TOML file (default ``./kms.toml``; absent is fine)
+``KMS_PKCS11_MODULE``   path of the PKCS#11 library (default: Debian's SoftHSM2 module)
+``KMS_TOKEN_LABEL``     label of the token holding the KMS's keys
+``KMS_USER_PIN``        the user PIN, or ``KMS_USER_PIN_FILE``: a file whose first line is the PIN
+``KMS_DATABASE_URL``    SQLAlchemy URL of the metadata database (default SQLite under ./var/)
+``KMS_HSM_PROFILE``     name of a profile in ``hsm_profiles/`` or a path to one (default softhsm2)
+``KMS_ACTOR``           who is acting, for the audit trail (default: the OS user)
+
+A PIN never comes from argv. It is held in a :class:`Pin`, whose ``repr`` and ``str`` hide it, so
+neither a traceback nor a log line can show it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kms.errors import ConfigError
+
+DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+DEFAULT_DATABASE_URL = "sqlite:///var/kms.db"
+DEFAULT_PROFILE = "softhsm2"
+
+
+class Pin:
+    """A token PIN that never shows itself in a repr, a str, or a format string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not value:
+            raise ConfigError("the user PIN is empty")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The PIN itself, for the one call that logs in to the token."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Pin('********')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pin) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Pin is not picklable")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated KMS settings."""
+
+    pkcs11_module: str = DEFAULT_PKCS11_MODULE
+    token_label: str = "kms"  # noqa: S105 (a label, not a secret)
+    user_pin: Pin | None = field(default=None, repr=False)
+    database_url: str = DEFAULT_DATABASE_URL
+    hsm_profile: str = DEFAULT_PROFILE
+    actor: str = "unknown"
+    provision_chunk_size: int = 500
+
+    def require_pin(self) -> Pin:
+        """The user PIN, or a :class:`ConfigError` naming the two ways to give one."""
+        if self.user_pin is None:
+            raise ConfigError("no user PIN: set KMS_USER_PIN or KMS_USER_PIN_FILE")
+        return self.user_pin
+
+
+def _read_pin_file(path: str) -> Pin:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the PIN file {path}: {exc.strerror}") from None
+    lines = text.splitlines()
+    return Pin(lines[0].strip() if lines else "")
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    section = data.get("kms", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: the [kms] table is not a table")
+    return section
+
+
+_TOML_KEYS = {
+    "pkcs11_module",
+    "token_label",
+    "user_pin_file",
+    "database_url",
+    "hsm_profile",
+    "actor",
+    "provision_chunk_size",
+}
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Read kms.toml (if present), then let the environment override it."""
+    env = os.environ if environ is None else environ
+    path = Path(env.get("KMS_CONFIG", "kms.toml"))
+    values: dict[str, Any] = {}
+    if path.exists():
+        values = _load_toml(path)
+        if "user_pin" in values:
+            raise ConfigError(f"{path}: a PIN may not be written in kms.toml; use user_pin_file")
+        unknown = sorted(set(values) - _TOML_KEYS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s): {', '.join(unknown)}")
+    elif "KMS_CONFIG" in env:
+        raise ConfigError(f"KMS_CONFIG names {path}, which does not exist")
+
+    for key, var in (
+        ("pkcs11_module", "KMS_PKCS11_MODULE"),
+        ("token_label", "KMS_TOKEN_LABEL"),
+        ("database_url", "KMS_DATABASE_URL"),
+        ("hsm_profile", "KMS_HSM_PROFILE"),
+        ("actor", "KMS_ACTOR"),
+        ("user_pin_file", "KMS_USER_PIN_FILE"),
+    ):
+        if env.get(var):
+            values[key] = env[var]
+
+    pin: Pin | None = None
+    if env.get("KMS_USER_PIN"):
+        pin = Pin(env["KMS_USER_PIN"])
+    elif values.get("user_pin_file"):
+        pin = _read_pin_file(str(values["user_pin_file"]))
+
+    chunk = values.get("provision_chunk_size", Config.provision_chunk_size)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError("provision_chunk_size must be a positive integer")
+    for key in ("pkcs11_module", "token_label", "database_url", "hsm_profile", "actor"):
+        if key in values and not isinstance(values[key], str):
+            raise ConfigError(f"{key} must be a string")
+
+    actor = values.get("actor") or _os_user()
+    return Config(
+        pkcs11_module=values.get("pkcs11_module", DEFAULT_PKCS11_MODULE),
+        token_label=values.get("token_label", Config.token_label),
+        user_pin=pin,
+        database_url=values.get("database_url", DEFAULT_DATABASE_URL),
+        hsm_profile=values.get("hsm_profile", DEFAULT_PROFILE),
+        actor=actor,
+        provision_chunk_size=chunk,
+    )
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,39 @@
+"""The metadata database: the only package that imports ``sqlalchemy`` (DESIGN.md section 3)."""
+
+from sqlalchemy.orm import Session
+
+from kms.db.base import ModelBase
+from kms.db.models import (
+    AuditCheckpoint,
+    AuditEvent,
+    Direction,
+    InvocationCounter,
+    KeyRole,
+    KeyState,
+    KeyVersion,
+    Meter,
+    MeterState,
+    RootKey,
+    RootKeyPurpose,
+    SecuritySetup,
+)
+from kms.db.session import Database, lock_audit_chain
+
+__all__ = [
+    "AuditCheckpoint",
+    "AuditEvent",
+    "Database",
+    "Direction",
+    "InvocationCounter",
+    "KeyRole",
+    "KeyState",
+    "KeyVersion",
+    "Meter",
+    "MeterState",
+    "ModelBase",
+    "RootKey",
+    "RootKeyPurpose",
+    "SecuritySetup",
+    "Session",
+    "lock_audit_chain",
+]

@@ -1,0 +1,65 @@
+"""Alembic, driven from code: upgrade to head, and the gate that refuses a database behind it.
+
+The migration scripts live in ``schema/`` at the top of the repository (DESIGN.md section 5).
+Every command except ``kms db upgrade`` and ``kms init`` calls :func:`require_current` first, so a
+database that is behind is refused with the command that fixes it, not with a missing-table error
+half-way through a batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from kms.errors import SchemaOutdatedError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    """An Alembic config bound to ``engine`` (the URL never goes through ini interpolation)."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(SCHEMA_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision(engine: Engine) -> str:
+    """The newest revision the code knows."""
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` when it was never migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the database to ``revision``; returns (before, after)."""
+    before = current_revision(engine)
+    command.upgrade(alembic_config(engine), revision)
+    return before, current_revision(engine) or "base"
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database down to ``revision`` (tests and operators undoing a release)."""
+    command.downgrade(alembic_config(engine), revision)
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse a database that is not at head, naming the command that fixes it."""
+    current = current_revision(engine)
+    head = head_revision(engine)
+    if current != head:
+        state = "not migrated" if current is None else f"at revision {current}"
+        raise SchemaOutdatedError(
+            f"the database is {state} but this KMS needs revision {head}: run `kms db upgrade`"
+        )

@@ -1,0 +1,167 @@
+"""Queries and bulk writes the services need, so that no service imports SQLAlchemy.
+
+Bulk inserts go through Core ``insert()`` with ``RETURNING`` and SQLAlchemy's insertmanyvalues,
+one round trip per few hundred rows on both SQLite and PostgreSQL; the ORM's unit of work would
+cost a flush per object at 100,000 meters.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from kms.db.models import (
+    AuditCheckpoint,
+    AuditEvent,
+    KeyState,
+    KeyVersion,
+    Meter,
+    MeterState,
+    RootKey,
+    RootKeyPurpose,
+    SecuritySetup,
+)
+
+# --- root keys --------------------------------------------------------------------------------
+
+
+def root_keys(session: Session, purpose: RootKeyPurpose | None = None) -> list[RootKey]:
+    """Recorded root keys, newest version first within a purpose."""
+    query = select(RootKey).order_by(RootKey.purpose, RootKey.version.desc(), RootKey.label)
+    if purpose is not None:
+        query = query.where(RootKey.purpose == purpose)
+    return list(session.scalars(query))
+
+
+def root_key_by_label(session: Session, label: str) -> RootKey | None:
+    """The root key recorded under ``label``."""
+    return session.scalars(select(RootKey).where(RootKey.label == label)).one_or_none()
+
+
+def add(session: Session, obj: object) -> None:
+    """Add one ORM object to the session (and flush, so constraint errors surface here)."""
+    session.add(obj)
+    session.flush()
+
+
+# --- meters -----------------------------------------------------------------------------------
+
+
+def meters_by_system_title(session: Session, titles: Iterable[bytes]) -> dict[bytes, Meter]:
+    """Existing meters among ``titles``, with their setups and keys loaded."""
+    wanted = list(titles)
+    found: dict[bytes, Meter] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        query = (
+            select(Meter)
+            .where(Meter.system_title.in_(chunk))
+            .options(selectinload(Meter.setups).selectinload(SecuritySetup.keys))
+        )
+        for meter in session.scalars(query):
+            found[meter.system_title] = meter
+    return found
+
+
+def meter_by_system_title(session: Session, title: bytes) -> Meter | None:
+    """One meter with its setups and keys, or ``None``."""
+    return meters_by_system_title(session, [title]).get(title)
+
+
+def list_meters(
+    session: Session, state: MeterState | None = None, limit: int | None = None
+) -> list[Meter]:
+    """Meters ordered by system title."""
+    query = select(Meter).order_by(Meter.system_title)
+    if state is not None:
+        query = query.where(Meter.state == state)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def count_meters(session: Session) -> dict[str, int]:
+    """Number of meters per state."""
+    rows = session.execute(select(Meter.state, func.count()).group_by(Meter.state))
+    return {state.value: count for state, count in rows}
+
+
+def insert_meters(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert meters; returns their ids in the order given."""
+    if not rows:
+        return []
+    result = session.execute(
+        insert(Meter).returning(Meter.id, sort_by_parameter_order=True), list(rows)
+    )
+    return [row[0] for row in result]
+
+
+def insert_setups(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert security setups; returns their ids in the order given."""
+    if not rows:
+        return []
+    result = session.execute(
+        insert(SecuritySetup).returning(SecuritySetup.id, sort_by_parameter_order=True), list(rows)
+    )
+    return [row[0] for row in result]
+
+
+def insert_key_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert key versions."""
+    if rows:
+        session.execute(insert(KeyVersion), list(rows))
+
+
+def activate_meter(session: Session, meter: Meter, when: datetime.datetime) -> int:
+    """Move a PENDING meter and its PENDING key versions to ACTIVE; returns keys activated."""
+    meter.state = MeterState.ACTIVE
+    meter.confirmed_at = when
+    setup_ids = [setup.id for setup in meter.setups]
+    result = session.execute(
+        update(KeyVersion)
+        .where(KeyVersion.security_setup_id.in_(setup_ids), KeyVersion.state == KeyState.PENDING)
+        .values(state=KeyState.ACTIVE, activated_at=when)
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+def audit_head(session: Session) -> AuditEvent | None:
+    """The newest audit event."""
+    return session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
+
+
+def insert_audit_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append audit events (the caller holds the chain lock and computed the hashes)."""
+    if rows:
+        session.execute(insert(AuditEvent), list(rows))
+
+
+def audit_events(session: Session, after_seq: int = 0, batch: int = 5000) -> Iterable[AuditEvent]:
+    """Every audit event in sequence order, streamed in batches."""
+    last = after_seq
+    while True:
+        rows = list(
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.seq > last)
+                .order_by(AuditEvent.seq)
+                .limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def audit_checkpoints(session: Session) -> list[AuditCheckpoint]:
+    """Every checkpoint, oldest first."""
+    return list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)))

@@ -1,0 +1,100 @@
+"""Engines, sessions and the schema gate.
+
+SQLite (the embedded default) gets foreign keys, WAL and a busy timeout on every connection, and
+every transaction starts with ``BEGIN IMMEDIATE`` so that two writers serialise at the start
+instead of failing at commit (the audit chain needs one writer at a time). PostgreSQL serialises
+the audit chain with a transaction-scoped advisory lock instead (:func:`lock_audit_chain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from kms.errors import ConfigError, DatabaseError
+
+#: Advisory lock key of the audit chain on PostgreSQL ("DLMSAUDT" as a 64-bit integer).
+AUDIT_LOCK_KEY = 0x444C4D5341554454 & 0x7FFFFFFFFFFFFFFF
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get their directory created."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("KMS_DATABASE_URL is not a valid database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+        _configure_sqlite(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    raise ConfigError(f"unsupported database backend {parsed.get_backend_name()!r}")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (SQLAlchemy docs recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def lock_audit_chain(session: Session) -> None:
+    """Hold the audit chain for this transaction so two writers never fork it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+
+
+class Database:
+    """An engine and a session factory; services own their transactions through :meth:`begin`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        session = self._factory()
+        try:
+            with session.begin():
+                yield session
+        except OperationalError as exc:
+            raise DatabaseError(f"database error: {exc.orig.__class__.__name__}") from None
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"database error: {exc.__class__.__name__}") from None
+        finally:
+            session.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose caller commits (or not) itself."""
+        session = self._factory()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

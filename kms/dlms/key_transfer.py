@@ -1,0 +1,369 @@
+"""Security setup key transfer and activation: DLMS UA 1000-1 ("Blue Book") / IEC 62056-6-2,
+interface class "Security setup" (class_id 64), method 1 ``security_activate`` and method 2
+``global_key_transfer`` (version 0) / ``key_transfer`` (version 1), carried in an xDLMS
+action-request (DLMS UA 1000-2 Ed. 8.x "Green Book" / IEC 62056-5-3, the ACTION service) and
+using the RFC 3394 key wrap of the Green Book's key transport (clause 9.2); see
+docs/dlms-security.md sections 4 and 11 (clause numbers not checked against a copy of the
+standards).
+
+The bytes, matched against gurux-dlms 1.0.203 in ``tests/dlms/test_key_transfer.py``::
+
+    C3 01 <invoke-id-and-priority>             action-request, action-request-normal
+    00 40 <logical name, 6 bytes> 02           cosem-method-descriptor: class 64, instance, method 2
+    01                                         method-invocation-parameters present
+    01 <n>                                     array of n key_data
+      02 02 16 <key_id> 09 <len> <key_wrapped> structure {enum, octet-string}
+
+and ``security_activate`` is ``... 00 40 <ln> 01 01 16 <security_policy>``.
+
+Every ``key_wrapped`` is RFC 3394 AES key wrap (IV A6A6A6A6A6A6A6A6) of the key under the meter's
+*current* master key (KEK): 24 bytes for a 16-byte key (suites 0 and 1) and 40 bytes for a 32-byte
+key (suite 2). This module only carries those bytes; the wrap happens in the token.
+
+Rules beyond the wire form, enforced when building (``ValueError``: the KMS builds these, so a
+violation is a bug) and when parsing (:class:`~kms.errors.InputError`), so that every request this
+module accepts is one the KMS could have sent:
+
+* 1 to 4 entries, no key_id twice (a strict meter refuses a repeated key_id);
+* ``MASTER_KEY`` alone in its request. Which KEK unwraps the entries after a new master key in the
+  same array is not settled (Gurux's ``invoke`` and ``applyKeys`` disagree; notes section 11), so
+  the KMS never asks: the new KEK goes in one request, the keys under it in the next;
+* every ``key_wrapped`` 24 or 40 bytes, all of one length (all keys of a setup share a suite);
+* the instance is a security setup, ``0.0.43.0.e.255``;
+* the reserved bits 4 and 5 of invoke-id-and-priority are zero.
+
+``security_policy`` is carried as a bare enum byte: its meaning differs between version 0 (values
+0..3) and version 1 (a bit map with bits 0 and 1 reserved) of the class, and the same bytes are
+valid in one and invalid in the other (notes section 11). The service that knows the object's
+version checks it.
+
+Exports: :class:`KeyId`, :class:`KeyTransferEntry`, :class:`KeyTransferRequest`,
+:class:`SecurityActivateRequest`, :func:`key_transfer_request`,
+:func:`parse_key_transfer_request`, :func:`security_activate_request`,
+:func:`parse_security_activate_request`, and the constants below.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kms.dlms.axdr import (
+    DataType,
+    Reader,
+    encode_array,
+    encode_enum,
+    encode_octet_string,
+    encode_structure,
+)
+from kms.dlms.obis import (
+    LOGICAL_NAME_LENGTH,
+    format_logical_name,
+    is_security_setup_logical_name,
+)
+
+__all__ = [
+    "ACTION_REQUEST",
+    "ACTION_REQUEST_NORMAL",
+    "DEFAULT_INVOKE_ID_AND_PRIORITY",
+    "MAX_KEY_TRANSFER_ENTRIES",
+    "METHOD_KEY_TRANSFER",
+    "METHOD_SECURITY_ACTIVATE",
+    "SECURITY_SETUP_CLASS_ID",
+    "WRAPPED_KEY_LENGTHS",
+    "KeyId",
+    "KeyTransferEntry",
+    "KeyTransferRequest",
+    "SecurityActivateRequest",
+    "key_transfer_request",
+    "parse_key_transfer_request",
+    "parse_security_activate_request",
+    "security_activate_request",
+]
+
+ACTION_REQUEST = 0xC3
+ACTION_REQUEST_NORMAL = 0x01
+SECURITY_SETUP_CLASS_ID = 64
+METHOD_SECURITY_ACTIVATE = 1
+METHOD_KEY_TRANSFER = 2
+# Invoke id 1, confirmed service class (bit 6), high priority (bit 7): what Gurux sends.
+DEFAULT_INVOKE_ID_AND_PRIORITY = 0xC1
+# RFC 3394 output of a 16-byte key (suites 0 and 1) and of a 32-byte key (suite 2).
+WRAPPED_KEY_LENGTHS = (24, 40)
+MAX_KEY_TRANSFER_ENTRIES = 4
+
+_RESERVED_INVOKE_BITS = 0x30
+_PARAMETERS_PRESENT = 0x01
+_KEY_DATA_FIELDS = 2
+
+
+class KeyId(enum.IntEnum):
+    """``key_id`` of a key_transfer entry (Blue Book class 64, method 2)."""
+
+    GLOBAL_UNICAST_ENCRYPTION_KEY = 0
+    GLOBAL_BROADCAST_ENCRYPTION_KEY = 1
+    AUTHENTICATION_KEY = 2
+    MASTER_KEY = 3
+
+
+@dataclass(frozen=True)
+class KeyTransferEntry:
+    """One ``key_data`` structure: which key, and that key wrapped under the current KEK.
+
+    ``key_wrapped`` is left out of the ``repr``: it is ciphertext, but a log of wrapped keys is
+    worth having only to someone who later gets the KEK.
+    """
+
+    key_id: KeyId
+    key_wrapped: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.key_id, bool) or not isinstance(self.key_id, int):
+            raise TypeError(f"key_id must be a KeyId, not {type(self.key_id).__name__}")
+        object.__setattr__(self, "key_id", KeyId(self.key_id))
+        if not isinstance(self.key_wrapped, bytes | bytearray | memoryview):
+            raise TypeError(f"key_wrapped must be bytes, not {type(self.key_wrapped).__name__}")
+        object.__setattr__(self, "key_wrapped", bytes(self.key_wrapped))
+        if len(self.key_wrapped) not in WRAPPED_KEY_LENGTHS:
+            raise ValueError(
+                f"key_wrapped for {self.key_id.name} must be 24 or 40 bytes (RFC 3394 of a "
+                f"16- or 32-byte key), got {len(self.key_wrapped)}"
+            )
+
+
+@dataclass(frozen=True)
+class KeyTransferRequest:
+    """An action-request-normal invoking key_transfer (method 2) on a security setup."""
+
+    invoke_id_and_priority: int
+    logical_name: bytes
+    entries: tuple[KeyTransferEntry, ...]
+
+    def __post_init__(self) -> None:
+        _check_invoke(self.invoke_id_and_priority)
+        object.__setattr__(self, "logical_name", _check_logical_name(self.logical_name))
+        entries = tuple(self.entries)
+        object.__setattr__(self, "entries", entries)
+        if not 1 <= len(entries) <= MAX_KEY_TRANSFER_ENTRIES:
+            raise ValueError(
+                f"key_transfer takes 1 to {MAX_KEY_TRANSFER_ENTRIES} entries, got {len(entries)}"
+            )
+        for entry in entries:
+            if not isinstance(entry, KeyTransferEntry):
+                raise TypeError(f"entries must be KeyTransferEntry, not {type(entry).__name__}")
+        problem = _entries_problem(
+            [entry.key_id for entry in entries], [len(entry.key_wrapped) for entry in entries]
+        )
+        if problem is not None:
+            raise ValueError(problem)
+
+    def to_bytes(self) -> bytes:
+        """The APDU: :func:`key_transfer_request` of this request's fields."""
+        parameters = encode_array(
+            [
+                encode_structure(encode_enum(entry.key_id), encode_octet_string(entry.key_wrapped))
+                for entry in self.entries
+            ]
+        )
+        return _action_request(
+            self.invoke_id_and_priority, self.logical_name, METHOD_KEY_TRANSFER, parameters
+        )
+
+
+@dataclass(frozen=True)
+class SecurityActivateRequest:
+    """An action-request-normal invoking security_activate (method 1) on a security setup."""
+
+    invoke_id_and_priority: int
+    logical_name: bytes
+    security_policy: int
+
+    def __post_init__(self) -> None:
+        _check_invoke(self.invoke_id_and_priority)
+        object.__setattr__(self, "logical_name", _check_logical_name(self.logical_name))
+        policy = self.security_policy
+        if isinstance(policy, bool) or not isinstance(policy, int):
+            raise TypeError(f"security_policy must be int, not {type(policy).__name__}")
+        if not 0 <= policy <= 0xFF:
+            raise ValueError(f"security_policy must be 0..255, got {policy}")
+
+    def to_bytes(self) -> bytes:
+        """The APDU: :func:`security_activate_request` of this request's fields."""
+        return _action_request(
+            self.invoke_id_and_priority,
+            self.logical_name,
+            METHOD_SECURITY_ACTIVATE,
+            encode_enum(self.security_policy),
+        )
+
+
+def key_transfer_request(
+    logical_name: bytes,
+    entries: Sequence[KeyTransferEntry],
+    invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY,
+) -> bytes:
+    """The action-request that transfers ``entries`` to the security setup ``logical_name``.
+
+    Raises ``ValueError`` or ``TypeError`` when the request breaks a rule in the module
+    docstring: the KMS builds these, so a bad one is a bug, not bad input.
+    """
+    return KeyTransferRequest(invoke_id_and_priority, logical_name, tuple(entries)).to_bytes()
+
+
+def security_activate_request(
+    logical_name: bytes,
+    security_policy: int,
+    invoke_id_and_priority: int = DEFAULT_INVOKE_ID_AND_PRIORITY,
+) -> bytes:
+    """The action-request that activates ``security_policy`` (an enum byte) on ``logical_name``."""
+    return SecurityActivateRequest(invoke_id_and_priority, logical_name, security_policy).to_bytes()
+
+
+def parse_key_transfer_request(apdu: bytes) -> KeyTransferRequest:
+    """Parse a key_transfer action-request strictly.
+
+    Raises :class:`~kms.errors.InputError` naming the field and the byte offset for anything
+    :func:`key_transfer_request` would not have produced: another APDU, class or method, a wrong
+    data tag, a truncated or trailing byte, or a broken rule of the module docstring. It raises
+    nothing else for any ``bytes`` input.
+    """
+    reader = Reader(apdu, source="key_transfer action-request")
+    invoke, logical_name = _read_header(reader, METHOD_KEY_TRANSFER, "key_transfer")
+    array_at = reader.offset
+    reader.expect_tag(DataType.ARRAY, "key_data")
+    count = reader.length("key_data")
+    if not 1 <= count <= MAX_KEY_TRANSFER_ENTRIES:
+        raise reader.error(
+            f"key_transfer takes 1 to {MAX_KEY_TRANSFER_ENTRIES} entries, got {count}",
+            "key_data",
+            array_at,
+        )
+    key_ids: list[int] = []
+    wrapped: list[bytes] = []
+    for index in range(count):
+        name = f"key_data[{index}]"
+        reader.expect_tag(DataType.STRUCTURE, name)
+        fields_at = reader.offset
+        fields = reader.length(name)
+        if fields != _KEY_DATA_FIELDS:
+            raise reader.error(
+                f"key_data structure must have 2 fields, got {fields}", name, fields_at
+            )
+        key_id_at = reader.offset
+        key_id = reader.enum(f"{name}.key_id")
+        if key_id > KeyId.MASTER_KEY:
+            raise reader.error(
+                f"unknown key_id {key_id}; expected 0..3", f"{name}.key_id", key_id_at + 1
+            )
+        length_at = reader.offset
+        key_wrapped = reader.octet_string(f"{name}.key_wrapped")
+        if len(key_wrapped) not in WRAPPED_KEY_LENGTHS:
+            raise reader.error(
+                f"key_wrapped must be 24 or 40 bytes (RFC 3394 of a 16- or 32-byte key), "
+                f"got {len(key_wrapped)}",
+                f"{name}.key_wrapped",
+                length_at,
+            )
+        key_ids.append(key_id)
+        wrapped.append(key_wrapped)
+        problem = _entries_problem(key_ids, [len(value) for value in wrapped])
+        if problem is not None:
+            raise reader.error(problem, name, key_id_at)
+    reader.done()
+    entries = tuple(
+        KeyTransferEntry(KeyId(key_id), value)
+        for key_id, value in zip(key_ids, wrapped, strict=True)
+    )
+    return KeyTransferRequest(invoke, logical_name, entries)
+
+
+def parse_security_activate_request(apdu: bytes) -> SecurityActivateRequest:
+    """Parse a security_activate action-request strictly (the policy byte is not interpreted).
+
+    Raises :class:`~kms.errors.InputError` naming the field and the byte offset, and nothing else
+    for any ``bytes`` input.
+    """
+    reader = Reader(apdu, source="security_activate action-request")
+    invoke, logical_name = _read_header(reader, METHOD_SECURITY_ACTIVATE, "security_activate")
+    security_policy = reader.enum("security_policy")
+    reader.done()
+    return SecurityActivateRequest(invoke, logical_name, security_policy)
+
+
+# --- shared by both methods -------------------------------------------------------------------
+
+
+def _action_request(invoke: int, logical_name: bytes, method_id: int, parameters: bytes) -> bytes:
+    return (
+        bytes([ACTION_REQUEST, ACTION_REQUEST_NORMAL, invoke])
+        + SECURITY_SETUP_CLASS_ID.to_bytes(2, "big")
+        + logical_name
+        + bytes([method_id, _PARAMETERS_PRESENT])
+        + parameters
+    )
+
+
+def _read_header(reader: Reader, method_id: int, method_name: str) -> tuple[int, bytes]:
+    """Read up to the method parameters; return (invoke-id-and-priority, logical name)."""
+    reader.expect_byte(ACTION_REQUEST, "tag", "action-request")
+    reader.expect_byte(ACTION_REQUEST_NORMAL, "action_request_type", "action-request-normal")
+    invoke_at = reader.offset
+    invoke = reader.u8("invoke_id_and_priority")
+    if invoke & _RESERVED_INVOKE_BITS:
+        raise reader.error(
+            f"reserved bits 4-5 set in 0x{invoke:02x}", "invoke_id_and_priority", invoke_at
+        )
+    class_at = reader.offset
+    class_id = reader.u16("class_id")
+    if class_id != SECURITY_SETUP_CLASS_ID:
+        raise reader.error(
+            f"expected class_id 64 (security setup), got {class_id}", "class_id", class_at
+        )
+    ln_at = reader.offset
+    logical_name = reader.take(LOGICAL_NAME_LENGTH, "instance_id")
+    if not is_security_setup_logical_name(logical_name):
+        raise reader.error(
+            f"logical name {format_logical_name(logical_name)} is not a security setup "
+            "(0.0.43.0.e.255)",
+            "instance_id",
+            ln_at,
+        )
+    reader.expect_byte(method_id, "method_id", method_name)
+    reader.expect_byte(_PARAMETERS_PRESENT, "method_invocation_parameters", "parameters present")
+    return invoke, logical_name
+
+
+def _entries_problem(key_ids: Sequence[int], lengths: Sequence[int]) -> str | None:
+    """What is wrong with this list of entries, or None (both builder and parser ask)."""
+    seen: set[int] = set()
+    for key_id in key_ids:
+        if key_id in seen:
+            return f"key_id {KeyId(key_id).name} appears twice"
+        seen.add(key_id)
+    if KeyId.MASTER_KEY in seen and len(key_ids) > 1:
+        return "MASTER_KEY must be alone in its key_transfer request"
+    if len(set(lengths)) > 1:
+        return "key_wrapped values differ in length (one request is one suite)"
+    return None
+
+
+def _check_invoke(invoke: int) -> None:
+    if isinstance(invoke, bool) or not isinstance(invoke, int):
+        raise TypeError(f"invoke_id_and_priority must be int, not {type(invoke).__name__}")
+    if not 0 <= invoke <= 0xFF:
+        raise ValueError(f"invoke_id_and_priority must be 0..255, got {invoke}")
+    if invoke & _RESERVED_INVOKE_BITS:
+        raise ValueError(f"invoke_id_and_priority 0x{invoke:02x} sets reserved bits 4-5")
+
+
+def _check_logical_name(logical_name: bytes) -> bytes:
+    if not isinstance(logical_name, bytes | bytearray | memoryview):
+        raise TypeError(f"logical_name must be bytes, not {type(logical_name).__name__}")
+    logical_name = bytes(logical_name)
+    if not is_security_setup_logical_name(logical_name):
+        raise ValueError(
+            f"logical name {format_logical_name(logical_name)} is not a security setup "
+            "(0.0.43.0.e.255)"
+        )
+    return logical_name

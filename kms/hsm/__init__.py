@@ -1,0 +1,17 @@
+"""PKCS#11 token access: the only package that imports ``pkcs11`` (DESIGN.md section 3)."""
+
+from kms.hsm.adapter import Hsm, Key, SessionKey, TokenKey, open_hsm, sha_digest
+from kms.hsm.profile import Profile, load_profile
+from kms.hsm.templates import KeyUse
+
+__all__ = [
+    "Hsm",
+    "Key",
+    "KeyUse",
+    "Profile",
+    "SessionKey",
+    "TokenKey",
+    "load_profile",
+    "open_hsm",
+    "sha_digest",
+]

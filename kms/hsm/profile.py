@@ -1,0 +1,90 @@
+"""HSM profiles: which PKCS#11 mechanism does which job on a given token, and its known gaps.
+
+A profile is a TOML file under ``hsm_profiles/`` (``softhsm2.toml`` is the reference). The adapter
+reads mechanism names from it instead of hard-coding them, so a production HSM with, say, an
+in-token KDF or a vendor DLMS mechanism gets its own profile rather than a code change. Names are
+python-pkcs11 ``Mechanism`` member names and are validated when the profile loads.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pkcs11 import Mechanism
+
+from kms.errors import ConfigError
+
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "hsm_profiles"
+
+#: Jobs every profile must map to a mechanism.
+REQUIRED_JOBS = (
+    "aes_key_gen",
+    "generic_secret_key_gen",
+    "ec_key_pair_gen",
+    "key_wrap",
+    "binding_mac",
+    "ecdsa",
+    "gcm",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated HSM profile."""
+
+    name: str
+    description: str
+    mechanisms: dict[str, Mechanism]
+    ak_on_host: bool
+    host_kdf: bool
+    login_retries: int
+    missing: tuple[str, ...]
+    source: str
+
+    def mechanism(self, job: str) -> Mechanism:
+        """The mechanism this profile names for ``job``."""
+        try:
+            return self.mechanisms[job]
+        except KeyError:
+            raise ConfigError(f"HSM profile {self.name!r} names no mechanism for {job!r}") from None
+
+
+def _mechanism(name: object, job: str, source: str) -> Mechanism:
+    if not isinstance(name, str) or name not in Mechanism.__members__:
+        raise ConfigError(f"{source}: [mechanisms] {job} = {name!r} is not a PKCS#11 mechanism")
+    return Mechanism[name]
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Load a profile by name (``softhsm2``) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+    try:
+        with path.open("rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"HSM profile {name_or_path!r} not found (looked for {path})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"HSM profile {path}: not valid TOML: {exc}") from None
+    source = str(path)
+    raw_mechs = data.get("mechanisms", {})
+    missing_jobs = [job for job in REQUIRED_JOBS if job not in raw_mechs]
+    if missing_jobs:
+        raise ConfigError(f"{source}: [mechanisms] lacks {', '.join(missing_jobs)}")
+    flags = data.get("flags", {})
+    gaps = data.get("gaps", {})
+    meta = data.get("profile", {})
+    return Profile(
+        name=str(meta.get("name", path.stem)),
+        description=str(meta.get("description", "")),
+        mechanisms={job: _mechanism(v, job, source) for job, v in raw_mechs.items()},
+        ak_on_host=bool(flags.get("ak_on_host", True)),
+        host_kdf=bool(flags.get("host_kdf", True)),
+        login_retries=int(flags.get("login_retries", 5)),
+        missing=tuple(str(m) for m in gaps.get("missing", ())),
+        source=source,
+    )

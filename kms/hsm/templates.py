@@ -1,0 +1,152 @@
+"""PKCS#11 attribute templates, written out in full for every kind of key the KMS makes.
+
+python-pkcs11's default capabilities give an AES key encrypt, sign and wrap at once; the style
+rule is that a key gets only what its job needs. Root keys are token objects, ``CKA_SENSITIVE``
+and not extractable (DESIGN.md invariant 2). Per-meter keys are sensitive session objects that
+*are* extractable, because ``C_WrapKey`` (under the storage key or the meter's KEK) is their only
+way out of the token; the AK is the named exception of DESIGN.md section 6 (readable when
+unwrapped for use, never when generated).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pkcs11 import Attribute, KeyType, ObjectClass
+
+
+class KeyUse(enum.Enum):
+    """What a per-meter session key may do; decides its template."""
+
+    KEK = "KEK"  # master key: wraps the global keys for key_transfer, is wrapped itself
+    EK = "EK"  # GUEK, GBEK, dedicated: encrypt/decrypt (GCM)
+    AK = "AK"  # authentication key: AAD material, no mechanism of its own
+    AK_FOR_USE = "AK_FOR_USE"  # the AK unwrapped for use: readable by the protecting process
+
+
+_NONE = {
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.SIGN: False,
+    Attribute.VERIFY: False,
+    Attribute.DERIVE: False,
+}
+
+
+def _secret(label: str | None, key_id: bytes | None, *, token: bool) -> dict[Attribute, Any]:
+    template: dict[Attribute, Any] = {
+        Attribute.CLASS: ObjectClass.SECRET_KEY,
+        Attribute.TOKEN: token,
+        Attribute.PRIVATE: True,
+        **_NONE,
+    }
+    if token:
+        # SoftHSM refuses CKA_MODIFIABLE in an unwrap template (CKR_ATTRIBUTE_READ_ONLY), so only
+        # token objects carry it.
+        template[Attribute.MODIFIABLE] = False
+    if label is not None:
+        template[Attribute.LABEL] = label
+    if key_id is not None:
+        template[Attribute.ID] = key_id
+    return template
+
+
+def storage_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """AES-256 token key that wraps and unwraps per-meter blobs, and nothing else."""
+    return {
+        **_secret(label, key_id, token=True),
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.WRAP: True,
+        Attribute.UNWRAP: True,
+    }
+
+
+def binding_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """Generic-secret token key for the HMAC that binds a blob to its row."""
+    return {
+        **_secret(label, key_id, token=True),
+        Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.SIGN: True,
+        Attribute.VERIFY: True,
+    }
+
+
+def transport_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """A meter vendor's initial master key: wraps the meter's new KEK, is never extractable."""
+    return {
+        **_secret(label, key_id, token=True),
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.WRAP: True,
+        Attribute.UNWRAP: True,
+    }
+
+
+def session_key(use: KeyUse) -> dict[Attribute, Any]:
+    """A per-meter key as a session object, by what it is for."""
+    template = {
+        **_secret(None, None, token=False),
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.SENSITIVE: use is not KeyUse.AK_FOR_USE,
+        Attribute.EXTRACTABLE: True,
+    }
+    if use is KeyUse.KEK:
+        template[Attribute.WRAP] = True
+        template[Attribute.UNWRAP] = True
+    elif use is KeyUse.EK:
+        template[Attribute.ENCRYPT] = True
+        template[Attribute.DECRYPT] = True
+    return template
+
+
+def known_answer_key() -> dict[Attribute, Any]:
+    """A throwaway session key of known value, for self-tests only (never a real key)."""
+    return {
+        **_secret("kms-selftest", None, token=False),
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: True,
+        Attribute.ENCRYPT: True,
+        Attribute.DECRYPT: True,
+        Attribute.WRAP: True,
+        Attribute.UNWRAP: True,
+    }
+
+
+def ec_private_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """Signing half of a token EC key pair (audit key, later CA keys)."""
+    return {
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.LABEL: label,
+        Attribute.ID: key_id,
+        Attribute.DECRYPT: False,
+        Attribute.UNWRAP: False,
+        Attribute.DERIVE: False,
+        Attribute.SIGN: True,
+    }
+
+
+def ec_public_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """Verifying half of a token EC key pair."""
+    return {
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.LABEL: label,
+        Attribute.ID: key_id,
+        Attribute.ENCRYPT: False,
+        Attribute.WRAP: False,
+        Attribute.VERIFY: True,
+    }

@@ -1,0 +1,187 @@
+"""Root keys: the token objects every per-meter key depends on.
+
+=========  ======================================  ==========================================
+purpose    token object                            job
+=========  ======================================  ==========================================
+STORAGE    AES-256, wrap/unwrap only               wraps every per-meter key stored in the DB
+BINDING    256-bit generic secret, sign/verify     HMAC binding a blob to its row
+AUDIT      ECDSA P-384 key pair                    signs audit checkpoints
+TRANSPORT  AES-128/256, wrap/unwrap                a vendor's initial master key (ceremony)
+=========  ======================================  ==========================================
+
+All are ``CKA_TOKEN``, ``CKA_SENSITIVE`` and not extractable (DESIGN.md invariant 2), recorded in
+``root_key`` with label, CKA_ID, purpose and version. ``kms init`` is idempotent and never
+overwrites: a key the token already has is adopted, a key the database records but the token has
+lost is an error (the blobs wrapped under it would be unreadable), and only a key neither has is
+created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kms.db import RootKey, RootKeyPurpose, Session
+from kms.db import repository as repo
+from kms.errors import (
+    ConflictError,
+    InputError,
+    NotFoundError,
+    NotInitialisedError,
+    TokenKeyNotFound,
+)
+from kms.hsm import Hsm, TokenKey
+
+STORAGE_LABEL = "kms-storage-v1"
+BINDING_LABEL = "kms-binding-v1"
+AUDIT_LABEL = "kms-audit-v1"
+
+_SPECS: tuple[tuple[RootKeyPurpose, str, str], ...] = (
+    (RootKeyPurpose.STORAGE, STORAGE_LABEL, "AES-256"),
+    (RootKeyPurpose.BINDING, BINDING_LABEL, "HMAC-SHA256"),
+    (RootKeyPurpose.AUDIT, AUDIT_LABEL, "ECDSA-P384"),
+)
+
+
+@dataclass(frozen=True)
+class RootKeys:
+    """Handles on the root keys a process needs, with the storage key's version."""
+
+    storage: TokenKey
+    storage_version: int
+    binding: TokenKey
+    audit: TokenKey
+
+
+@dataclass(frozen=True)
+class InitOutcome:
+    """What ``kms init`` did for one root key."""
+
+    purpose: str
+    label: str
+    algorithm: str
+    action: str  # "created" | "adopted" | "present"
+
+
+def _token_key(purpose: RootKeyPurpose, label: str) -> TokenKey:
+    return TokenKey(label, "private" if purpose is RootKeyPurpose.AUDIT else "secret")
+
+
+def initialise(hsm: Hsm, session: Session) -> list[InitOutcome]:
+    """Create whatever root key is missing from both token and database; never overwrite."""
+    outcomes = []
+    for purpose, label, algorithm in _SPECS:
+        key = _token_key(purpose, label)
+        recorded = repo.root_key_by_label(session, label)
+        in_token = hsm.has_token_key(key)
+        if recorded is not None and not in_token:
+            raise TokenKeyNotFound(
+                f"the database records root key {label!r} but token {hsm.token_label!r} lacks it; "
+                "restore the token from backup, or point KMS_DATABASE_URL at this token's database"
+            )
+        if recorded is not None:
+            outcomes.append(InitOutcome(purpose.value, label, algorithm, "present"))
+            continue
+        action = "adopted"
+        key_id = label.encode()
+        if not in_token:
+            action = "created"
+            if purpose is RootKeyPurpose.STORAGE:
+                hsm.create_storage_key(label, key_id)
+            elif purpose is RootKeyPurpose.BINDING:
+                hsm.create_binding_key(label, key_id)
+            else:
+                hsm.create_ec_key_pair(label, key_id, "P-384")
+        check_value = hsm.check_value(key) if purpose is RootKeyPurpose.STORAGE else None
+        repo.add(
+            session,
+            RootKey(
+                label=label,
+                key_id=key_id,
+                purpose=purpose,
+                version=1,
+                algorithm=algorithm,
+                check_value=check_value,
+            ),
+        )
+        outcomes.append(InitOutcome(purpose.value, label, algorithm, action))
+    return outcomes
+
+
+def load_root_keys(hsm: Hsm, session: Session) -> RootKeys:
+    """The current root keys, or :class:`NotInitialisedError` naming ``kms init``."""
+    found: dict[RootKeyPurpose, RootKey] = {}
+    for purpose, _label, _alg in _SPECS:
+        rows = repo.root_keys(session, purpose)
+        if not rows:
+            raise NotInitialisedError(
+                f"no {purpose.value.lower()} key is recorded: run `kms init` first"
+            )
+        found[purpose] = rows[0]
+    storage = found[RootKeyPurpose.STORAGE]
+    keys = RootKeys(
+        storage=TokenKey(storage.label),
+        storage_version=storage.version,
+        binding=TokenKey(found[RootKeyPurpose.BINDING].label),
+        audit=TokenKey(found[RootKeyPurpose.AUDIT].label, "private"),
+    )
+    for key in (keys.storage, keys.binding):
+        if not hsm.has_token_key(key):
+            raise NotInitialisedError(
+                f"token {hsm.token_label!r} has no root key {key.label!r}: run `kms init` "
+                "against this token, or check KMS_TOKEN_LABEL"
+            )
+    return keys
+
+
+# --- transport keys (ceremony) ----------------------------------------------------------------
+
+
+def parse_key_file(text: str, source: str) -> bytes:
+    """A transport key file: hex (whitespace and a 0x prefix allowed), 16 or 32 bytes."""
+    cleaned = "".join(text.split())
+    if cleaned[:2].lower() == "0x":
+        cleaned = cleaned[2:]
+    try:
+        value = bytes.fromhex(cleaned)
+    except ValueError:
+        raise InputError("the key file does not hold hexadecimal", source=source) from None
+    if len(value) not in (16, 32):
+        raise InputError(
+            f"a transport key is 16 or 32 bytes, the key file holds {len(value)}", source=source
+        )
+    return value
+
+
+def create_transport_key(
+    hsm: Hsm, session: Session, label: str, value: bytes | None, length: int
+) -> RootKey:
+    """Import (``value``) or generate a transport key as a non-extractable token object."""
+    if not label or len(label) > 64 or not label.isprintable():
+        raise InputError("a label is 1 to 64 printable characters", field="label")
+    if repo.root_key_by_label(session, label) is not None:
+        raise ConflictError(
+            f"a key labelled {label!r} is already recorded; labels are never reused"
+        )
+    key = TokenKey(label)
+    if hsm.has_token_key(key):
+        raise ConflictError(f"token {hsm.token_label!r} already holds a key labelled {label!r}")
+    key_length = len(value) if value is not None else length
+    hsm.create_transport_key(label, label.encode(), value, key_length)
+    row = RootKey(
+        label=label,
+        key_id=label.encode(),
+        purpose=RootKeyPurpose.TRANSPORT,
+        version=1,
+        algorithm=f"AES-{key_length * 8}",
+        check_value=hsm.check_value(key),
+    )
+    repo.add(session, row)
+    return row
+
+
+def transport_key(hsm: Hsm, session: Session, label: str) -> tuple[TokenKey, int]:
+    """A recorded transport key and its length in bytes, or NotFoundError."""
+    row = repo.root_key_by_label(session, label)
+    if row is None or row.purpose is not RootKeyPurpose.TRANSPORT:
+        raise NotFoundError(f"no transport key labelled {label!r}")
+    return TokenKey(label), int(row.algorithm.split("-")[1]) // 8

@@ -1,0 +1,1 @@
+"""Use cases: each module holds the HSM session and the database transaction together."""

@@ -1,0 +1,204 @@
+"""The audit trail: a hash chain over every operation on key material, checkpointed in the token.
+
+Each event's hash is SHA-256(previous hash || canonical record), where the canonical record is
+compact, key-sorted JSON of (seq, occurred_at, actor, operation, subject, outcome, details). The
+first event chains from 32 zero bytes. Events are appended in the same transaction as the change
+they describe, under the chain lock (:func:`kms.db.lock_audit_chain`), so two writers never fork
+the chain.
+
+A checkpoint signs SHA-384("dlms-kms/audit-checkpoint/v1" || seq || head hash) with the audit key
+(ECDSA P-384) in the token. :func:`verify` walks the chain and checks every checkpoint with
+pyca/cryptography against the public key exported from the token. What it detects: an edited
+event (its hash), a deleted or re-ordered event (the links and the gap-free sequence), and a
+truncated tail up to the last checkpoint (the checkpoint names a seq and hash that must exist).
+Events appended after the last checkpoint can be truncated undetected: checkpoint often.
+
+Details hold metadata only (system titles, labels, check values), never a key byte.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature as PycaInvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from kms.db import AuditCheckpoint, Session, lock_audit_chain
+from kms.db import repository as repo
+from kms.db.base import utcnow
+from kms.errors import AuditChainBroken
+from kms.hsm import Hsm, TokenKey
+
+GENESIS = bytes(32)
+_CHECKPOINT_DOMAIN = b"dlms-kms/audit-checkpoint/v1"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One thing that happened, before it is chained."""
+
+    operation: str
+    subject: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    outcome: str = "success"
+
+
+def canonical(
+    seq: int,
+    occurred_at: datetime.datetime,
+    actor: str,
+    operation: str,
+    subject: str,
+    outcome: str,
+    details: str,
+) -> bytes:
+    """The bytes an event's hash covers."""
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    when = occurred_at.replace(tzinfo=datetime.UTC) if occurred_at.tzinfo is None else occurred_at
+    record = {
+        "seq": seq,
+        "occurred_at": when.astimezone(datetime.UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "operation": operation,
+        "subject": subject,
+        "outcome": outcome,
+        "details": details,
+    }
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+def chain_hash(prev_hash: bytes, record: bytes) -> bytes:
+    """SHA-256(previous hash || canonical record)."""
+    return hashlib.sha256(prev_hash + record).digest()
+
+
+def append(session: Session, actor: str, records: Sequence[AuditRecord]) -> int:
+    """Chain and insert ``records`` in the caller's transaction; returns the new head seq."""
+    lock_audit_chain(session)
+    head = repo.audit_head(session)
+    seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
+    now = utcnow()
+    rows = []
+    for record in records:
+        seq += 1
+        details = json.dumps(dict(record.details), sort_keys=True, separators=(",", ":"))
+        digest = chain_hash(
+            prev,
+            canonical(seq, now, actor, record.operation, record.subject, record.outcome, details),
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "occurred_at": now,
+                "actor": actor,
+                "operation": record.operation,
+                "subject": record.subject,
+                "outcome": record.outcome,
+                "details": details,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    repo.insert_audit_events(session, rows)
+    return seq
+
+
+def _checkpoint_digest(seq: int, head_hash: bytes) -> bytes:
+    return hashlib.sha384(_CHECKPOINT_DOMAIN + struct.pack(">Q", seq) + head_hash).digest()
+
+
+def checkpoint(hsm: Hsm, session: Session, audit_key: TokenKey, actor: str) -> AuditCheckpoint:
+    """Sign the chain head in the token and record the checkpoint (itself audited first)."""
+    append(session, actor, [AuditRecord("audit.checkpoint", audit_key.label)])
+    head = repo.audit_head(session)
+    assert head is not None
+    signature = hsm.sign_digest(audit_key, _checkpoint_digest(head.seq, head.hash))
+    row = AuditCheckpoint(
+        seq=head.seq,
+        head_hash=head.hash,
+        signed_at=utcnow(),
+        key_label=audit_key.label,
+        signature=signature,
+    )
+    repo.add(session, row)
+    return row
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` checked."""
+
+    events: int
+    checkpoints: int
+    head_seq: int
+    head_hash: str
+
+
+def _verify_signature(public_der: bytes, cp: AuditCheckpoint) -> None:
+    public = serialization.load_der_public_key(public_der)
+    if not isinstance(public, ec.EllipticCurvePublicKey) or len(cp.signature) % 2:
+        raise AuditChainBroken(f"checkpoint {cp.id}: unusable audit key or signature")
+    half = len(cp.signature) // 2
+    der = encode_dss_signature(
+        int.from_bytes(cp.signature[:half], "big"), int.from_bytes(cp.signature[half:], "big")
+    )
+    try:
+        public.verify(
+            der,
+            _CHECKPOINT_DOMAIN + struct.pack(">Q", cp.seq) + cp.head_hash,
+            ec.ECDSA(hashes.SHA384()),
+        )
+    except PycaInvalidSignature:
+        raise AuditChainBroken(
+            f"checkpoint {cp.id} (seq {cp.seq}): signature does not verify"
+        ) from None
+
+
+def verify(hsm: Hsm, session: Session) -> VerifyReport:
+    """Walk the chain and every checkpoint; :class:`AuditChainBroken` at the first fault."""
+    hashes_at: dict[int, bytes] = {}
+    checkpoints = repo.audit_checkpoints(session)
+    wanted = {cp.seq for cp in checkpoints}
+    prev, expected_seq, count = GENESIS, 1, 0
+    for event in repo.audit_events(session):
+        if event.seq != expected_seq:
+            raise AuditChainBroken(f"audit event {expected_seq} is missing (next is {event.seq})")
+        if event.prev_hash != prev:
+            raise AuditChainBroken(
+                f"audit event {event.seq} does not link to event {event.seq - 1}"
+            )
+        record = canonical(
+            event.seq,
+            event.occurred_at,
+            event.actor,
+            event.operation,
+            event.subject,
+            event.outcome,
+            event.details,
+        )
+        if chain_hash(prev, record) != event.hash:
+            raise AuditChainBroken(f"audit event {event.seq} was altered")
+        if event.seq in wanted:
+            hashes_at[event.seq] = event.hash
+        prev, expected_seq, count = event.hash, expected_seq + 1, count + 1
+    keys: dict[str, bytes] = {}
+    for cp in checkpoints:
+        if cp.seq not in hashes_at:
+            raise AuditChainBroken(
+                f"checkpoint {cp.id} covers event {cp.seq}, which is missing: the log was truncated"
+            )
+        if hashes_at[cp.seq] != cp.head_hash:
+            raise AuditChainBroken(f"checkpoint {cp.id} does not match event {cp.seq}")
+        if cp.key_label not in keys:
+            keys[cp.key_label] = hsm.public_key_der(TokenKey(cp.key_label, "private"))
+        _verify_signature(keys[cp.key_label], cp)
+    return VerifyReport(count, len(checkpoints), expected_seq - 1, prev.hex())

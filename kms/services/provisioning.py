@@ -1,0 +1,454 @@
+"""Factory provisioning (seed steps 1 and 2): a unique key set per meter, and its key_transfer.
+
+For every meter and security setup of a manifest the token generates a KEK (the meter's new
+master key), GUEK, GBEK and GAK (16 bytes for suites 0 and 1, 32 for suite 2). Each is wrapped
+under the storage key and bound to its row (:mod:`kms.keystore.blobs`), stored as version 1 in
+state PENDING, and the station gets two action-requests per setup, all wrapping done in the
+token (C_WrapKey, RFC 3394):
+
+1. security setup method 2 with key_id 3 alone: the new KEK wrapped under the meter's initial
+   (transport) KEK;
+2. method 2 with key_ids 0, 1, 2: GUEK, GBEK and GAK wrapped under the new KEK.
+
+Sending key_id 3 alone avoids the open question of which KEK unwraps later entries of the same
+array (dlms-security.md section 11).
+
+Transactions and the resume rule. The whole manifest is checked first (format, duplicates in the
+file and in the database, transport keys and their lengths): any problem is reported and nothing
+is written. The meters are then processed in chunks (``provision_chunk_size``, default 500), each
+chunk one transaction with its audit events. ``result.jsonl`` is written to a temporary file in
+the same directory and renamed into place only when every chunk has committed. If a run stops
+half-way, the meters of the committed chunks stay PENDING and running the same manifest again
+re-derives their APDUs from the stored blobs (the same keys, never a second set), so the re-run
+writes a complete ``result.jsonl``. A meter that is already ACTIVE is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from kms.config import Config
+from kms.db import Database, KeyRole, KeyState, Meter, MeterState, Session
+from kms.db import repository as repo
+from kms.db.base import utcnow
+from kms.dlms.key_transfer import KeyId, KeyTransferEntry, key_transfer_request
+from kms.dlms.obis import format_logical_name
+from kms.dlms.system_title import manufacturer_id
+from kms.errors import InputError, NotFoundError
+from kms.hsm import Hsm, KeyUse, SessionKey, TokenKey
+from kms.keystore import hierarchy
+from kms.keystore.blobs import KeyIdentity, seal, unseal
+from kms.keystore.hierarchy import RootKeys
+from kms.services import audit
+from kms.services.manifest import ManifestRow, read_manifest
+
+#: Role, what the key may do in the token, and its key_id in key_transfer (None: the KEK).
+ROLES: tuple[tuple[KeyRole, KeyUse, KeyId], ...] = (
+    (KeyRole.KEK, KeyUse.KEK, KeyId.MASTER_KEY),
+    (KeyRole.GUEK, KeyUse.EK, KeyId.GLOBAL_UNICAST_ENCRYPTION_KEY),
+    (KeyRole.GBEK, KeyUse.EK, KeyId.GLOBAL_BROADCAST_ENCRYPTION_KEY),
+    (KeyRole.GAK, KeyUse.AK, KeyId.AUTHENTICATION_KEY),
+)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ProvisionReport:
+    """What a provisioning run did."""
+
+    meters: int
+    generated: int
+    repeated: int
+    keys: int
+    seconds: float
+    out: str
+
+    @property
+    def meters_per_second(self) -> float:
+        """Throughput of the run."""
+        return self.meters / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ConfirmReport:
+    """What a confirmation did."""
+
+    activated: list[str]
+    already_active: list[str]
+    keys_activated: int
+
+
+@dataclass
+class _SetupOutput:
+    logical_name: bytes
+    kcv: dict[str, bytes]
+    apdus: list[bytes]
+
+
+class ProvisioningService:
+    """Steps 1 and 2 for a provisioning station: generate, wrap, store, hand over, confirm."""
+
+    def __init__(self, hsm: Hsm, db: Database, config: Config) -> None:
+        self._hsm = hsm
+        self._db = db
+        self._config = config
+
+    # --- provision ---------------------------------------------------------------------------
+
+    def provision(
+        self, manifest: Path, out: Path, progress: Progress | None = None
+    ) -> ProvisionReport:
+        """Provision every meter of ``manifest`` and write ``out`` (JSON lines) atomically."""
+        started = time.perf_counter()
+        rows = read_manifest(manifest)
+        with self._db.begin() as session:
+            root = hierarchy.load_root_keys(self._hsm, session)
+            existing = repo.meters_by_system_title(session, [r.system_title for r in rows])
+            transports = self._check(session, manifest.name, rows, existing)
+            session.expunge_all()
+        generated = repeated = keys = 0
+        chunk_size = self._config.provision_chunk_size
+        with _atomic_writer(out) as handle:
+            for start in range(0, len(rows), chunk_size):
+                chunk = rows[start : start + chunk_size]
+                with self._db.begin() as session:
+                    new, again = self._provision_chunk(
+                        session, root, transports, chunk, existing, handle
+                    )
+                generated += new
+                repeated += again
+                keys += sum(len(r.setups) * len(ROLES) for r in chunk)
+                if progress is not None:
+                    progress(start + len(chunk), len(rows))
+        return ProvisionReport(
+            meters=len(rows),
+            generated=generated,
+            repeated=repeated,
+            keys=keys,
+            seconds=time.perf_counter() - started,
+            out=str(out),
+        )
+
+    def _check(
+        self,
+        session: Session,
+        source: str,
+        rows: Sequence[ManifestRow],
+        existing: dict[bytes, Meter],
+    ) -> dict[str, tuple[TokenKey, int]]:
+        """Everything that can be wrong with the request, before any key is generated."""
+        transports: dict[str, tuple[TokenKey, int]] = {}
+        for row in rows:
+            if row.initial_kek not in transports:
+                try:
+                    key, length = hierarchy.transport_key(self._hsm, session, row.initial_kek)
+                except NotFoundError:
+                    raise InputError(
+                        f"no transport key labelled {row.initial_kek!r} "
+                        "(import it with `kms transport-key import`)",
+                        source=source,
+                        row=row.row,
+                        field="initial_kek",
+                    ) from None
+                if not self._hsm.has_token_key(key):
+                    raise InputError(
+                        f"transport key {row.initial_kek!r} is recorded but missing from token "
+                        f"{self._hsm.token_label!r}",
+                        source=source,
+                        row=row.row,
+                        field="initial_kek",
+                    )
+                transports[row.initial_kek] = (key, length)
+            length = transports[row.initial_kek][1]
+            if length != row.suite.key_length:
+                raise InputError(
+                    f"transport key {row.initial_kek!r} is {length} bytes but suite "
+                    f"{int(row.suite)} meters use {row.suite.key_length}-byte keys",
+                    source=source,
+                    row=row.row,
+                    field="initial_kek",
+                )
+            meter = existing.get(row.system_title)
+            if meter is None:
+                continue
+            title = row.system_title.hex().upper()
+            if meter.state is not MeterState.PENDING:
+                raise InputError(
+                    f"meter {title} is already {meter.state.value}; it is never provisioned twice",
+                    source=source,
+                    row=row.row,
+                    field="system_title",
+                )
+            stored_setups = tuple(s.logical_name for s in meter.setups)
+            if (
+                meter.suite != int(row.suite)
+                or meter.initial_kek_label != row.initial_kek
+                or sorted(stored_setups) != sorted(row.setups)
+            ):
+                raise InputError(
+                    f"meter {title} is already PENDING with another suite, initial KEK or set of "
+                    "setups; a repeated run must use the same manifest row",
+                    source=source,
+                    row=row.row,
+                    field="system_title",
+                )
+        return transports
+
+    def _provision_chunk(
+        self,
+        session: Session,
+        root: RootKeys,
+        transports: dict[str, tuple[TokenKey, int]],
+        chunk: Sequence[ManifestRow],
+        existing: dict[bytes, Meter],
+        handle: IO[str],
+    ) -> tuple[int, int]:
+        records: list[audit.AuditRecord] = []
+        meter_rows: list[dict[str, Any]] = []
+        pending_setups: list[list[tuple[_SetupOutput, list[dict[str, Any]]]]] = []
+        lines: list[str] = []
+        for row in chunk:
+            initial = transports[row.initial_kek][0]
+            stored = existing.get(row.system_title)
+            if stored is not None:
+                outputs = [self._rederive(root, initial, row, setup) for setup in stored.setups]
+                records.append(_audit_record("meter.provision.repeat", row, outputs))
+            else:
+                made = [self._generate(root, initial, row, ln) for ln in row.setups]
+                outputs = [output for output, _ in made]
+                meter_rows.append(_meter_row(row))
+                pending_setups.append(made)
+                records.append(_audit_record("meter.provision", row, outputs))
+            lines.append(_result_line(row, outputs))
+        meter_ids = repo.insert_meters(session, meter_rows)
+        setup_rows = [
+            {"meter_id": meter_id, "logical_name": output.logical_name}
+            for meter_id, made in zip(meter_ids, pending_setups, strict=True)
+            for output, _ in made
+        ]
+        setup_ids = iter(repo.insert_setups(session, setup_rows))
+        key_rows: list[dict[str, Any]] = []
+        for made in pending_setups:
+            for _output, keys in made:
+                setup_id = next(setup_ids)
+                key_rows.extend({**key, "security_setup_id": setup_id} for key in keys)
+        repo.insert_key_versions(session, key_rows)
+        audit.append(session, self._config.actor, records)
+        handle.writelines(lines)
+        return len(meter_rows), len(chunk) - len(meter_rows)
+
+    def _generate(
+        self, root: RootKeys, initial: TokenKey, row: ManifestRow, logical_name: bytes
+    ) -> tuple[_SetupOutput, list[dict[str, Any]]]:
+        hsm = self._hsm
+        length = row.suite.key_length
+        keys: dict[KeyRole, SessionKey] = {}
+        try:
+            for role, use, _ in ROLES:
+                keys[role] = hsm.generate_key(use, length)
+            output = _SetupOutput(logical_name, {}, [])
+            key_rows: list[dict[str, Any]] = []
+            for role, _, _ in ROLES:
+                identity = KeyIdentity(row.system_title, logical_name, role.value, 1)
+                sealed = seal(hsm, root, keys[role], identity)
+                kcv = hsm.check_value(keys[role])
+                output.kcv[role.value] = kcv
+                key_rows.append(
+                    {
+                        "role": role,
+                        "version": 1,
+                        "state": KeyState.PENDING,
+                        "key_length": length,
+                        "wrapped_key": sealed.wrapped_key,
+                        "wrapping_key_label": sealed.wrapping_key_label,
+                        "wrapping_key_version": sealed.wrapping_key_version,
+                        "binding_mac": sealed.binding_mac,
+                        "check_value": kcv,
+                        "created_at": utcnow(),
+                    }
+                )
+            output.apdus = self._key_transfer(initial, logical_name, keys)
+            return output, key_rows
+        finally:
+            for key in keys.values():
+                hsm.destroy(key)
+
+    def _rederive(
+        self, root: RootKeys, initial: TokenKey, row: ManifestRow, setup: Any
+    ) -> _SetupOutput:
+        hsm = self._hsm
+        stored = {k.role: k for k in setup.keys if k.version == 1}
+        keys: dict[KeyRole, SessionKey] = {}
+        try:
+            for role, use, _ in ROLES:
+                version = stored[role]
+                identity = KeyIdentity(row.system_title, setup.logical_name, role.value, 1)
+                keys[role] = unseal(
+                    hsm,
+                    root,
+                    identity,
+                    version.wrapped_key,
+                    version.binding_mac,
+                    use,
+                    version.key_length,
+                )
+            kcv = {role.value: stored[role].check_value for role, _, _ in ROLES}
+            return _SetupOutput(
+                setup.logical_name, kcv, self._key_transfer(initial, setup.logical_name, keys)
+            )
+        finally:
+            for key in keys.values():
+                hsm.destroy(key)
+
+    def _key_transfer(
+        self, initial: TokenKey, logical_name: bytes, keys: dict[KeyRole, SessionKey]
+    ) -> list[bytes]:
+        """The two action-requests: the new KEK under the initial one, then the rest under it."""
+        hsm = self._hsm
+        kek = keys[KeyRole.KEK]
+        first = key_transfer_request(
+            logical_name, [KeyTransferEntry(KeyId.MASTER_KEY, hsm.wrap_key(initial, kek))]
+        )
+        second = key_transfer_request(
+            logical_name,
+            [
+                KeyTransferEntry(key_id, hsm.wrap_key(kek, keys[role]))
+                for role, _, key_id in ROLES
+                if role is not KeyRole.KEK
+            ],
+        )
+        return [first, second]
+
+    # --- confirm -----------------------------------------------------------------------------
+
+    def confirm(self, system_titles: Sequence[bytes]) -> ConfirmReport:
+        """Move PENDING meters (and their keys) to ACTIVE; already ACTIVE meters are reported."""
+        if not system_titles:
+            raise InputError("no meter to confirm")
+        activated: list[str] = []
+        already: list[str] = []
+        keys = 0
+        with self._db.begin() as session:
+            meters = repo.meters_by_system_title(session, system_titles)
+            for title in system_titles:
+                if title not in meters:
+                    raise NotFoundError(f"no meter with system title {title.hex().upper()}")
+            now = utcnow()
+            records = []
+            for title in system_titles:
+                meter = meters[title]
+                hex_title = title.hex().upper()
+                if meter.state is MeterState.ACTIVE:
+                    already.append(hex_title)
+                    continue
+                if meter.state is not MeterState.PENDING:
+                    raise InputError(f"meter {hex_title} is {meter.state.value}, not PENDING")
+                keys += repo.activate_meter(session, meter, now)
+                activated.append(hex_title)
+                records.append(audit.AuditRecord("meter.confirm", hex_title, {"keys": "ACTIVE"}))
+            if records:
+                audit.append(session, self._config.actor, records)
+        return ConfirmReport(activated, already, keys)
+
+
+def read_result_titles(path: Path) -> list[bytes]:
+    """System titles listed in a result.jsonl (for ``kms provision confirm --from``)."""
+    titles: list[bytes] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            title = bytes.fromhex(obj["system_title"])
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                "not a result line with a hexadecimal system_title",
+                source=path.name,
+                row=number,
+                field="system_title",
+            ) from None
+        if len(title) != 8:
+            raise InputError(
+                "system title is not 8 bytes", source=path.name, row=number, field="system_title"
+            )
+        titles.append(title)
+    return titles
+
+
+def _meter_row(row: ManifestRow) -> dict[str, Any]:
+    return {
+        "system_title": row.system_title,
+        "serial": row.serial,
+        "manufacturer": manufacturer_id(row.system_title),
+        "suite": int(row.suite),
+        "state": MeterState.PENDING,
+        "initial_kek_label": row.initial_kek,
+        "created_at": utcnow(),
+    }
+
+
+def _audit_record(
+    operation: str, row: ManifestRow, outputs: Sequence[_SetupOutput]
+) -> audit.AuditRecord:
+    return audit.AuditRecord(
+        operation,
+        row.system_title.hex().upper(),
+        {
+            "suite": int(row.suite),
+            "initial_kek": row.initial_kek,
+            "setups": {
+                format_logical_name(o.logical_name): {r: v.hex().upper() for r, v in o.kcv.items()}
+                for o in outputs
+            },
+        },
+    )
+
+
+def _result_line(row: ManifestRow, outputs: Sequence[_SetupOutput]) -> str:
+    obj = {
+        "system_title": row.system_title.hex().upper(),
+        "suite": int(row.suite),
+        "setups": [
+            {
+                "logical_name": format_logical_name(o.logical_name),
+                "kcv": {role.value: o.kcv[role.value].hex().upper() for role, _, _ in ROLES},
+                "apdus": [apdu.hex().upper() for apdu in o.apdus],
+            }
+            for o in outputs
+        ],
+    }
+    return json.dumps(obj, separators=(",", ":")) + "\n"
+
+
+@contextmanager
+def _atomic_writer(path: Path) -> Iterator[IO[str]]:
+    """Write to a temporary file beside ``path``; rename it into place only on success."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the result file: {exc.strerror}", source=str(path)
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
