@@ -152,11 +152,11 @@ class KeyTransferRequest:
         for entry in entries:
             if not isinstance(entry, KeyTransferEntry):
                 raise TypeError(f"entries must be KeyTransferEntry, not {type(entry).__name__}")
-        problem = _entries_problem(
-            [entry.key_id for entry in entries], [len(entry.key_wrapped) for entry in entries]
-        )
+        problem = _key_ids_problem([entry.key_id for entry in entries])
         if problem is not None:
             raise ValueError(problem)
+        if len({len(entry.key_wrapped) for entry in entries}) > 1:
+            raise ValueError("key_wrapped values differ in length (one request is one suite)")
 
     def to_bytes(self) -> bytes:
         """The APDU: :func:`key_transfer_request` of this request's fields."""
@@ -239,7 +239,7 @@ def parse_key_transfer_request(apdu: bytes) -> KeyTransferRequest:
             "key_data",
             array_at,
         )
-    key_ids: list[int] = []
+    key_ids: list[KeyId] = []
     wrapped: list[bytes] = []
     for index in range(count):
         name = f"key_data[{index}]"
@@ -251,29 +251,35 @@ def parse_key_transfer_request(apdu: bytes) -> KeyTransferRequest:
                 f"key_data structure must have 2 fields, got {fields}", name, fields_at
             )
         key_id_at = reader.offset
-        key_id = reader.enum(f"{name}.key_id")
-        if key_id > KeyId.MASTER_KEY:
+        value = reader.enum(f"{name}.key_id")
+        if value > KeyId.MASTER_KEY:
             raise reader.error(
-                f"unknown key_id {key_id}; expected 0..3", f"{name}.key_id", key_id_at + 1
+                f"unknown key_id {value}; expected 0..3", f"{name}.key_id", key_id_at
             )
-        length_at = reader.offset
+        key_ids.append(KeyId(value))
+        problem = _key_ids_problem(key_ids)
+        if problem is not None:
+            raise reader.error(problem, f"{name}.key_id", key_id_at)
+        wrapped_at = reader.offset
         key_wrapped = reader.octet_string(f"{name}.key_wrapped")
         if len(key_wrapped) not in WRAPPED_KEY_LENGTHS:
             raise reader.error(
                 f"key_wrapped must be 24 or 40 bytes (RFC 3394 of a 16- or 32-byte key), "
                 f"got {len(key_wrapped)}",
                 f"{name}.key_wrapped",
-                length_at,
+                wrapped_at,
             )
-        key_ids.append(key_id)
+        if wrapped and len(key_wrapped) != len(wrapped[0]):
+            raise reader.error(
+                f"key_wrapped is {len(key_wrapped)} bytes but key_data[0]'s is "
+                f"{len(wrapped[0])} (one request is one suite)",
+                f"{name}.key_wrapped",
+                wrapped_at,
+            )
         wrapped.append(key_wrapped)
-        problem = _entries_problem(key_ids, [len(value) for value in wrapped])
-        if problem is not None:
-            raise reader.error(problem, name, key_id_at)
     reader.done()
     entries = tuple(
-        KeyTransferEntry(KeyId(key_id), value)
-        for key_id, value in zip(key_ids, wrapped, strict=True)
+        KeyTransferEntry(key_id, value) for key_id, value in zip(key_ids, wrapped, strict=True)
     )
     return KeyTransferRequest(invoke, logical_name, entries)
 
@@ -334,17 +340,13 @@ def _read_header(reader: Reader, method_id: int, method_name: str) -> tuple[int,
     return invoke, logical_name
 
 
-def _entries_problem(key_ids: Sequence[int], lengths: Sequence[int]) -> str | None:
-    """What is wrong with this list of entries, or None (both builder and parser ask)."""
-    seen: set[int] = set()
-    for key_id in key_ids:
-        if key_id in seen:
-            return f"key_id {KeyId(key_id).name} appears twice"
-        seen.add(key_id)
-    if KeyId.MASTER_KEY in seen and len(key_ids) > 1:
+def _key_ids_problem(key_ids: Sequence[KeyId]) -> str | None:
+    """What is wrong with this list of key ids, or None (the builder and the parser ask)."""
+    if len(set(key_ids)) != len(key_ids):
+        repeated = next(key_id for key_id in key_ids if key_ids.count(key_id) > 1)
+        return f"key_id {repeated.name} appears twice"
+    if KeyId.MASTER_KEY in key_ids and len(key_ids) > 1:
         return "MASTER_KEY must be alone in its key_transfer request"
-    if len(set(lengths)) > 1:
-        return "key_wrapped values differ in length (one request is one suite)"
     return None
 
 

@@ -114,12 +114,11 @@ class Hsm:
     def _find_token(self) -> Any:
         try:
             return self._lib.get_token(token_label=self.token_label)
-        except p11e.NoSuchToken:
+        except p11e.PKCS11Error:
             pass
-        except p11e.PKCS11Error as exc:
-            raise translate(exc, "find token") from None
-        # A token initialised after the library loaded is only seen after C_Initialize again.
-        # Only safe when no other Hsm in this process holds a session on this module.
+        # A token initialised (or deleted) after the library loaded is only seen correctly after
+        # C_Initialize again: SoftHSM answers CKR_GENERAL_ERROR for the slot of a deleted token.
+        # This logs out any other Hsm of this process on the same module, which then reopens.
         try:
             self._lib.reinitialize()
             return self._lib.get_token(token_label=self.token_label)

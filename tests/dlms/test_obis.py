@@ -84,7 +84,7 @@ def test_security_setup_logical_name_of_management_setup() -> None:
 
 @pytest.mark.parametrize("instance", [-1, 256])
 def test_security_setup_logical_name_range(instance: int) -> None:
-    with pytest.raises(ValueError, match="instance must be 0..255"):
+    with pytest.raises(ValueError, match=re.escape("instance must be 0..255")):
         security_setup_logical_name(instance)
 
 

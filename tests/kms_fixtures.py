@@ -1,0 +1,95 @@
+"""Fixtures for tests that drive the KMS in process: an open token, a migrated database, root
+keys, and transport keys of *known* value (so the simulated meter can start from them and the
+invariant tests can search for their bytes).
+
+Import with ``from tests.kms_fixtures import *`` in a folder's ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kms.config import Config
+from kms.db import Database
+from kms.db.migrate import upgrade
+from kms.hsm import Hsm, open_hsm
+from kms.keystore import hierarchy
+from kms.keystore.hierarchy import RootKeys
+
+#: Transport keys imported through the ceremony in tests: label -> value. Distinctive bytes, so
+#: a search for them in the database, logs and files cannot hit by chance.
+TRANSPORT_KEYS = {
+    "vendor-aes128": bytes.fromhex("5A17C0DE5A17C0DE5A17C0DE5A17C0DE"),
+    "vendor-aes256": bytes.fromhex("C0FFEE00" * 8),
+}
+
+
+@dataclass
+class Kms:
+    """An initialised KMS: token session, migrated database, root keys and config."""
+
+    hsm: Hsm
+    db: Database
+    config: Config
+    root: RootKeys
+
+
+@pytest.fixture
+def hsm(kms_config: Config) -> Iterator[Hsm]:
+    """The KMS's adapter, logged in to the test token."""
+    adapter = open_hsm(kms_config)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+@pytest.fixture
+def migrated_db(kms_config: Config) -> Iterator[Database]:
+    """The test database, brought to head by the real migrations."""
+    db = Database(kms_config.database_url)
+    upgrade(db.engine)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def kms(hsm: Hsm, migrated_db: Database, kms_config: Config) -> Kms:
+    """Root keys created and both transport keys imported through the ceremony."""
+    with migrated_db.begin() as session:
+        hierarchy.initialise(hsm, session)
+        for label, value in TRANSPORT_KEYS.items():
+            hierarchy.create_transport_key(hsm, session, label, value, len(value))
+    with migrated_db.begin() as session:
+        root = hierarchy.load_root_keys(hsm, session)
+    return Kms(hsm, migrated_db, kms_config, root)
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
+    """Write a provisioning manifest CSV."""
+    columns = header or ["system_title", "suite", "initial_kek", "serial", "setups"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    return path
+
+
+def meter_row(index: int, suite: int, setups: str = "") -> dict[str, str]:
+    """A manifest row for a meter of ``suite`` with a system title derived from ``index``."""
+    label = "vendor-aes256" if suite == 2 else "vendor-aes128"
+    return {
+        "system_title": f"4D4D4D{index:010X}",
+        "suite": str(suite),
+        "initial_kek": label,
+        "serial": f"SN{index:08d}",
+        "setups": setups,
+    }
