@@ -97,9 +97,15 @@ def _load_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    section = data.get("kms", data)
+    if "kms" not in data:
+        return data
+    section = data["kms"]
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: the [kms] table is not a table")
+    outside = sorted(set(data) - {"kms"})
+    if outside:
+        # A setting outside [kms] would be silently ignored; a PIN there would sit unnoticed.
+        raise ConfigError(f"{path}: setting(s) outside the [kms] table: {', '.join(outside)}")
     return section
 
 
@@ -147,7 +153,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         pin = _read_pin_file(str(values["user_pin_file"]))
 
     chunk = values.get("provision_chunk_size", Config.provision_chunk_size)
-    if not isinstance(chunk, int) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ConfigError("provision_chunk_size must be a positive integer")
     for key in ("pkcs11_module", "token_label", "database_url", "hsm_profile", "actor"):
         if key in values and not isinstance(values[key], str):

@@ -23,8 +23,9 @@ def checkpoint(ctx: Context, json_output: bool) -> None:
     """Sign the head of the audit chain with the audit key in the token."""
 
     def body() -> None:
+        db = ctx.database()  # the schema gate before the token login
         hsm = ctx.hsm()
-        with ctx.database().begin() as session:
+        with db.begin() as session:
             root = hierarchy.load_root_keys(hsm, session)
             row = audit_service.checkpoint(hsm, session, root.audit, ctx.config.actor)
             out: dict[str, Any] = {
@@ -47,8 +48,9 @@ def verify(ctx: Context, json_output: bool) -> None:
     """Check the whole chain and every checkpoint signature; exit 6 on any fault."""
 
     def body() -> None:
+        db = ctx.database()  # the schema gate before the token login
         hsm = ctx.hsm()
-        with ctx.database().begin() as session:
+        with db.begin() as session:
             report = audit_service.verify(hsm, session)
         if json_output:
             emit_json({"ok": True, **report.__dict__})

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
+from kms.services.manifest import read_manifest
 from kms.services.provisioning import ProvisioningService, read_result_titles
 
 
@@ -44,9 +45,12 @@ def provision(
     def body() -> None:
         if manifest is None or out is None:
             raise InputError("give both --manifest and --out (or a subcommand: confirm)")
-        service = ProvisioningService(ctx.hsm(), ctx.database(), ctx.config)
+        # Input first: a bad manifest is reported even when the token or database is not ready.
+        rows = read_manifest(manifest)
+        db = ctx.database()  # the schema gate before the token login
+        service = ProvisioningService(ctx.hsm(), db, ctx.config)
         if json_output:
-            report = service.provision(manifest, out)
+            report = service.provision_rows(rows, manifest.name, out)
         else:
             with Progress(
                 TextColumn("provisioning"),
@@ -56,8 +60,9 @@ def provision(
                 transient=True,
             ) as bar:
                 task = bar.add_task("meters", total=None)
-                report = service.provision(
-                    manifest,
+                report = service.provision_rows(
+                    rows,
+                    manifest.name,
                     out,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
@@ -107,7 +112,8 @@ def confirm(
             titles.extend(read_result_titles(from_file))
         if not titles:
             raise InputError("give --system-title or --from")
-        service = ProvisioningService(ctx.hsm(), ctx.database(), ctx.config)
+        db = ctx.database()  # the schema gate before the token login
+        service = ProvisioningService(ctx.hsm(), db, ctx.config)
         report = service.confirm(list(dict.fromkeys(titles)))
         if json_output:
             emit_json(

@@ -51,8 +51,9 @@ def import_key(ctx: Context, label: str, key_file: Path, json_output: bool) -> N
         except (OSError, UnicodeDecodeError):
             raise InputError("cannot read the key file as text", source=str(key_file)) from None
         value = hierarchy.parse_key_file(text, str(key_file))
+        db = ctx.database()  # the schema gate before the token login
         hsm = ctx.hsm()
-        with ctx.database().begin() as session:
+        with db.begin() as session:
             row = hierarchy.create_transport_key(hsm, session, label, value, len(value))
             audit.append(
                 session,
@@ -79,8 +80,9 @@ def generate_key(ctx: Context, label: str, length: str, json_output: bool) -> No
     """Generate a transport key inside the token (for meters whose vendor takes it from us)."""
 
     def body() -> None:
+        db = ctx.database()  # the schema gate before the token login
         hsm = ctx.hsm()
-        with ctx.database().begin() as session:
+        with db.begin() as session:
             row = hierarchy.create_transport_key(hsm, session, label, None, int(length))
             audit.append(
                 session,

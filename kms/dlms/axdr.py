@@ -149,7 +149,7 @@ class Reader:
         if n < 0:
             raise ValueError(f"cannot take {n} bytes")
         if n > self.remaining:
-            raise self.error(f"truncated: need {n} bytes, {self.remaining} left", field)
+            raise self.error(f"truncated: need {_count(n)}, {self.remaining} left", field)
         start = self._offset
         self._offset += n
         return self._data[start : self._offset]
@@ -207,7 +207,11 @@ class Reader:
     def done(self) -> None:
         """Assert that every byte was read; trailing bytes raise :class:`InputError`."""
         if self.remaining:
-            raise self.error(f"{self.remaining} trailing bytes", "end")
+            raise self.error(f"{_count(self.remaining, 'trailing byte')}", "end")
+
+
+def _count(n: int, noun: str = "byte") -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _tag_name(tag: int) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,10 @@ T = TypeVar("T")
 _TOKEN_LOCK = threading.RLock()
 #: One loaded library per module path: C_Initialize may run only once per process.
 _LIBS: dict[str, Any] = {}
+
+#: Per (module, token label): a salted digest of the PIN that logged this process in.
+_LOGINS: dict[tuple[str, str], bytes] = {}
+_PIN_SALT = os.urandom(16)
 
 _CURVE_OIDS = {"P-256": "secp256r1", "P-384": "secp384r1"}
 
@@ -80,6 +85,10 @@ _CLASS_OF = {
 }
 
 
+def _pin_digest(pin: str) -> bytes:
+    return hashlib.sha256(_PIN_SALT + pin.encode()).digest()
+
+
 def _library(module: str) -> Any:
     with _TOKEN_LOCK:
         lib = _LIBS.get(module)
@@ -105,9 +114,14 @@ class Hsm:
         self._generation = 0
         self._handles: dict[tuple[str, str], Any] = {}
         self._mechanisms: frozenset[Mechanism] = frozenset()
+        self._login_key = (config.pkcs11_module, config.token_label)
         with _TOKEN_LOCK:
             self._open()
-        self._check_profile()
+        try:
+            self._check_profile()
+        except errors.KMSError:
+            self.close()
+            raise
 
     # --- session management ------------------------------------------------------------------
 
@@ -137,9 +151,15 @@ class Hsm:
         for attempt in range(self.profile.login_retries + 1):
             try:
                 self._session = self._token.open(rw=True, user_pin=pin.reveal())
+                _LOGINS[self._login_key] = _pin_digest(pin.reveal())
                 break
             except p11e.UserAlreadyLoggedIn:
-                # Another session of this application holds the login: it is ours to share.
+                # Another Hsm of this process holds the login, which SoftHSM then grants without
+                # looking at the PIN: share it only if this PIN is the one that logged in.
+                if _LOGINS.get(self._login_key) != _pin_digest(pin.reveal()):
+                    raise errors.PinIncorrect(
+                        f"login to token {self.token_label!r}: the token refused the user PIN"
+                    ) from None
                 self._session = self._token.open(rw=True)
                 break
             except (p11e.GeneralError, p11e.DeviceError, p11e.FunctionFailed):
@@ -367,14 +387,25 @@ class Hsm:
         return TokenKey(label)
 
     def check_value(self, key: Key) -> bytes:
-        """The token's CKA_CHECK_VALUE: first 3 bytes of AES-ECB of a zero block."""
-        return bytes(
+        """The token's CKA_CHECK_VALUE: first 3 bytes of AES-ECB of a zero block.
+
+        SoftHSM 2.6.1 sets it on generated and created keys but leaves it empty on unwrapped
+        ones, so the KMS records check values when it generates a key and never asks an
+        unwrapped key for one; an empty answer is an error rather than a silent ``b""``.
+        """
+        value = bytes(
             self._call(
                 "read check value",
                 lambda: self._resolve(key)[Attribute.CHECK_VALUE],
                 idempotent=isinstance(key, TokenKey),
             )
         )
+        if len(value) != 3:
+            raise errors.HsmError(
+                f"token {self.token_label!r} reports no check value for this key "
+                "(SoftHSM sets none on unwrapped keys)"
+            )
+        return value
 
     # --- per-meter session keys --------------------------------------------------------------
 
@@ -420,17 +451,22 @@ class Hsm:
         mech = self.profile.mechanism("key_wrap")
         if len(wrapped_key) != length + 8:
             raise errors.InvalidUnwrap("wrapped key has the wrong length")
-        obj = self._call(
-            "unwrap key",
-            lambda: self._resolve(unwrapping_key).unwrap_key(
-                ObjectClass.SECRET_KEY,
-                KeyType.AES,
-                wrapped_key,
-                mechanism=mech,
-                capabilities=MechanismFlag(0),
-                template=templates.session_key(use),
-            ),
-        )
+
+        def unwrap() -> Any:
+            try:
+                return self._resolve(unwrapping_key).unwrap_key(
+                    ObjectClass.SECRET_KEY,
+                    KeyType.AES,
+                    wrapped_key,
+                    mechanism=mech,
+                    capabilities=MechanismFlag(0),
+                    template=templates.session_key(use),
+                )
+            except p11e.GeneralError:
+                # SoftHSM answers a failed RFC 3394 integrity check with CKR_GENERAL_ERROR.
+                raise errors.InvalidUnwrap("wrapped key failed its integrity check") from None
+
+        obj = self._call("unwrap key", unwrap)
         return SessionKey(obj, self._generation, length, use)
 
     def read_ak(self, key: SessionKey) -> bytearray:
@@ -492,7 +528,8 @@ class Hsm:
         """AES-GCM decrypt-and-verify in the token; a bad tag raises InvalidTag."""
         mech = self.profile.mechanism("gcm")
         params = GCMParams(iv, aad, tag_bits)
-        with _TOKEN_LOCK:
+
+        def decrypt() -> bytes:
             try:
                 return bytes(
                     self._resolve(key).decrypt(data, mechanism=mech, mechanism_param=params)
@@ -500,8 +537,8 @@ class Hsm:
             except (p11e.GeneralError, p11e.EncryptedDataInvalid, p11e.DataInvalid):
                 # SoftHSM reports a GCM tag mismatch as a bare CKR_GENERAL_ERROR.
                 raise errors.InvalidTag("GCM tag did not verify") from None
-            except p11e.PKCS11Error as exc:
-                raise translate(exc, "GCM decrypt") from None
+
+        return self._call("GCM decrypt", decrypt)
 
     def random(self, length: int) -> bytes:
         """Bytes from the token's RNG."""

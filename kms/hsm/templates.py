@@ -134,6 +134,7 @@ def ec_private_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
         Attribute.DECRYPT: False,
         Attribute.UNWRAP: False,
         Attribute.DERIVE: False,
+        Attribute.SIGN_RECOVER: False,
         Attribute.SIGN: True,
     }
 
@@ -148,5 +149,7 @@ def ec_public_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
         Attribute.ID: key_id,
         Attribute.ENCRYPT: False,
         Attribute.WRAP: False,
+        Attribute.VERIFY_RECOVER: False,
+        Attribute.DERIVE: False,
         Attribute.VERIFY: True,
     }

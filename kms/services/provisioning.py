@@ -108,12 +108,21 @@ class ProvisioningService:
         self, manifest: Path, out: Path, progress: Progress | None = None
     ) -> ProvisionReport:
         """Provision every meter of ``manifest`` and write ``out`` (JSON lines) atomically."""
+        return self.provision_rows(read_manifest(manifest), manifest.name, out, progress)
+
+    def provision_rows(
+        self,
+        rows: Sequence[ManifestRow],
+        source: str,
+        out: Path,
+        progress: Progress | None = None,
+    ) -> ProvisionReport:
+        """Provision already parsed manifest rows (``source`` names the file in errors)."""
         started = time.perf_counter()
-        rows = read_manifest(manifest)
         with self._db.begin() as session:
             root = hierarchy.load_root_keys(self._hsm, session)
             existing = repo.meters_by_system_title(session, [r.system_title for r in rows])
-            transports = self._check(session, manifest.name, rows, existing)
+            transports = self._check(session, source, rows, existing)
             session.expunge_all()
         generated = repeated = keys = 0
         chunk_size = self._config.provision_chunk_size

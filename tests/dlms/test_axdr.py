@@ -60,8 +60,8 @@ def test_encode_length_type(n: object) -> None:
 @pytest.mark.parametrize(
     ("encoded", "offset", "message"),
     [
-        ("", 0, "field 'length': truncated: need 1 bytes, 0 left at offset 0"),
-        ("0081", 1, "field 'length': truncated: need 1 bytes, 0 left at offset 2"),
+        ("", 0, "field 'length': truncated: need 1 byte, 0 left at offset 0"),
+        ("0081", 1, "field 'length': truncated: need 1 byte, 0 left at offset 2"),
         ("8201", 0, "truncated: need 2 bytes, 1 left at offset 1"),
         ("84000100", 0, "truncated: need 4 bytes, 3 left at offset 1"),
         ("80", 0, "bad A-XDR length form 0x80 at offset 0"),

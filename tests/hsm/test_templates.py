@@ -1,0 +1,101 @@
+"""Key templates (kms/hsm/templates.py): every capability written out, none by default.
+
+python-pkcs11's DEFAULT_KEY_CAPABILITIES give an AES key encrypt, sign and wrap at once, and
+SoftHSM fills in its own defaults for anything a template leaves out; so every secret-key template
+must set each capability attribute itself, and grant only what its job needs. Templates are found
+by inspecting the module, so a template added later is covered without touching this file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pkcs11 import Attribute, ObjectClass
+
+from kms.hsm import templates
+from kms.hsm.templates import KeyUse
+
+CAPABILITIES = (
+    Attribute.ENCRYPT,
+    Attribute.DECRYPT,
+    Attribute.WRAP,
+    Attribute.UNWRAP,
+    Attribute.SIGN,
+    Attribute.VERIFY,
+    Attribute.DERIVE,
+)
+#: Templates that are not secret keys, and so are outside the seven-capability rule.
+KEY_PAIR_TEMPLATES = {"ec_private_key", "ec_public_key"}
+
+_ARGUMENTS: dict[str, Any] = {"label": "kms-test", "key_id": b"kms-test"}
+
+
+def _instances() -> list[tuple[str, dict[Attribute, Any]]]:
+    """Every public template function of the module, called once per KeyUse where it takes one."""
+    found: list[tuple[str, dict[Attribute, Any]]] = []
+    for name, function in inspect.getmembers(templates, inspect.isfunction):
+        if name.startswith("_") or function.__module__ != templates.__name__:
+            continue
+        parameters = inspect.signature(function).parameters
+        if "use" in parameters:
+            for use in KeyUse:
+                found.append((f"{name}({use.value})", _call(function, use=use)))
+        else:
+            found.append((name, _call(function)))
+    return found
+
+
+def _call(function: Callable[..., dict[Attribute, Any]], **extra: Any) -> dict[Attribute, Any]:
+    parameters = inspect.signature(function).parameters
+    return function(**{k: v for k, v in _ARGUMENTS.items() if k in parameters}, **extra)
+
+
+INSTANCES = _instances()
+SECRET = [(name, t) for name, t in INSTANCES if t.get(Attribute.CLASS) == ObjectClass.SECRET_KEY]
+
+#: What each secret key may do, by template (the style rule: only what its job needs).
+GRANTED = {
+    "storage_key": {Attribute.WRAP, Attribute.UNWRAP},
+    "transport_key": {Attribute.WRAP, Attribute.UNWRAP},
+    "binding_key": {Attribute.SIGN, Attribute.VERIFY},
+    "session_key(KEK)": {Attribute.WRAP, Attribute.UNWRAP},
+    "session_key(EK)": {Attribute.ENCRYPT, Attribute.DECRYPT},
+    "session_key(AK)": set(),
+    "session_key(AK_FOR_USE)": set(),
+    "known_answer_key": {Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP},
+}
+
+
+def test_every_template_is_either_a_secret_key_or_a_known_key_pair_half() -> None:
+    names = {name.split("(")[0] for name, _ in INSTANCES}
+    secret = {name.split("(")[0] for name, _ in SECRET}
+    assert names - secret == KEY_PAIR_TEMPLATES
+    assert {name for name, _ in SECRET} == set(GRANTED)
+
+
+@pytest.mark.parametrize(("name", "template"), SECRET, ids=[name for name, _ in SECRET])
+def test_a_secret_key_template_sets_every_capability_explicitly(
+    name: str, template: dict[Attribute, Any]
+) -> None:
+    missing = [a.name for a in CAPABILITIES if a not in template]
+    assert missing == [], f"{name} relies on the token's default for {missing}"
+    assert all(isinstance(template[a], bool) for a in CAPABILITIES)
+    granted = {a for a in CAPABILITIES if template[a]}
+    assert granted == GRANTED[name]
+
+
+@pytest.mark.parametrize(("name", "template"), SECRET, ids=[name for name, _ in SECRET])
+def test_a_secret_key_template_states_token_sensitive_and_extractable(
+    name: str, template: dict[Attribute, Any]
+) -> None:
+    for attribute in (Attribute.TOKEN, Attribute.SENSITIVE, Attribute.EXTRACTABLE):
+        assert isinstance(template.get(attribute), bool), f"{name} leaves {attribute.name} out"
+    if template[Attribute.TOKEN]:
+        assert (template[Attribute.SENSITIVE], template[Attribute.EXTRACTABLE]) == (True, False)
+    else:
+        # Per-meter keys leave the token only by C_WrapKey; only the AK for use is readable.
+        assert template[Attribute.EXTRACTABLE] is True
+        assert template[Attribute.SENSITIVE] is (name != "session_key(AK_FOR_USE)")

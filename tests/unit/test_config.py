@@ -1,0 +1,234 @@
+"""Configuration (kms/config.py): kms.toml, the environment over it, a PIN that never shows."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from pathlib import Path
+
+import pytest
+
+from kms.config import DEFAULT_DATABASE_URL, DEFAULT_PROFILE, Config, Pin, load_config
+from kms.errors import ConfigError
+
+SECRET_PIN = "pin-7d0a51e2"
+
+
+def _toml(tmp_path: Path, text: str, name: str = "kms.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- precedence ---------------------------------------------------------------------------------
+
+
+def test_the_environment_wins_over_kms_toml(tmp_path: Path) -> None:
+    path = _toml(
+        tmp_path,
+        "[kms]\n"
+        'token_label = "from-toml"\n'
+        'database_url = "sqlite:///from-toml.db"\n'
+        'hsm_profile = "from-toml"\n'
+        'actor = "toml-actor"\n'
+        "provision_chunk_size = 7\n",
+    )
+    config = load_config(
+        {"KMS_CONFIG": str(path), "KMS_TOKEN_LABEL": "from-env", "KMS_ACTOR": "env-actor"}
+    )
+    assert config.token_label == "from-env"
+    assert config.actor == "env-actor"
+    # What the environment does not set still comes from the file.
+    assert config.database_url == "sqlite:///from-toml.db"
+    assert config.hsm_profile == "from-toml"
+    assert config.provision_chunk_size == 7
+
+
+def test_a_top_level_table_works_like_a_kms_table(tmp_path: Path) -> None:
+    path = _toml(tmp_path, 'token_label = "flat"\n')
+    assert load_config({"KMS_CONFIG": str(path)}).token_label == "flat"
+
+
+def test_every_environment_variable_is_read(tmp_path: Path) -> None:
+    env = {
+        "KMS_CONFIG": str(_toml(tmp_path, "")),
+        "KMS_PKCS11_MODULE": "/opt/hsm/lib.so",
+        "KMS_TOKEN_LABEL": "label",
+        "KMS_USER_PIN": SECRET_PIN,
+        "KMS_DATABASE_URL": "postgresql://db/kms",
+        "KMS_HSM_PROFILE": "vendor",
+        "KMS_ACTOR": "alice",
+    }
+    config = load_config(env)
+    assert (config.pkcs11_module, config.token_label, config.database_url) == (
+        "/opt/hsm/lib.so",
+        "label",
+        "postgresql://db/kms",
+    )
+    assert (config.hsm_profile, config.actor) == ("vendor", "alice")
+    assert config.require_pin().reveal() == SECRET_PIN
+
+
+def test_without_kms_toml_the_defaults_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./kms.toml here
+    config = load_config({"KMS_ACTOR": "bob"})
+    assert config.database_url == DEFAULT_DATABASE_URL
+    assert config.hsm_profile == DEFAULT_PROFILE
+    assert config.user_pin is None
+    with pytest.raises(ConfigError, match="KMS_USER_PIN"):
+        config.require_pin()
+
+
+def test_kms_config_naming_a_missing_file_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config({"KMS_CONFIG": str(missing)})
+    assert str(missing) in str(info.value)
+
+
+def test_invalid_toml_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "[kms\n")
+    with pytest.raises(ConfigError, match="not valid TOML") as info:
+        load_config({"KMS_CONFIG": str(path)})
+    assert str(path) in str(info.value)
+
+
+# --- the PIN ------------------------------------------------------------------------------------
+
+
+def test_the_pin_file_first_line_is_the_pin(tmp_path: Path) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(f"  {SECRET_PIN}  \nsecond line is ignored\n", encoding="utf-8")
+    config = load_config(
+        {"KMS_CONFIG": str(_toml(tmp_path, "")), "KMS_USER_PIN_FILE": str(pin_file)}
+    )
+    assert config.require_pin().reveal() == SECRET_PIN
+
+
+def test_user_pin_file_in_kms_toml_is_read(tmp_path: Path) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(SECRET_PIN, encoding="utf-8")
+    path = _toml(tmp_path, f'[kms]\nuser_pin_file = "{pin_file}"\n')
+    assert load_config({"KMS_CONFIG": str(path)}).require_pin().reveal() == SECRET_PIN
+
+
+def test_kms_user_pin_wins_over_the_pin_file(tmp_path: Path) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text("from-file", encoding="utf-8")
+    env = {
+        "KMS_CONFIG": str(_toml(tmp_path, "")),
+        "KMS_USER_PIN_FILE": str(pin_file),
+        "KMS_USER_PIN": SECRET_PIN,
+    }
+    assert load_config(env).require_pin().reveal() == SECRET_PIN
+
+
+@pytest.mark.parametrize("content", ["", "\n", "   \nlater line\n"])
+def test_an_empty_pin_file_is_refused(tmp_path: Path, content: str) -> None:
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config({"KMS_CONFIG": str(_toml(tmp_path, "")), "KMS_USER_PIN_FILE": str(pin_file)})
+
+
+def test_a_missing_pin_file_is_refused_naming_it(tmp_path: Path) -> None:
+    pin_file = tmp_path / "no-pin-here"
+    with pytest.raises(ConfigError) as info:
+        load_config({"KMS_CONFIG": str(_toml(tmp_path, "")), "KMS_USER_PIN_FILE": str(pin_file)})
+    assert str(pin_file) in str(info.value)
+
+
+@pytest.mark.parametrize("table", ["[kms]\n", ""])
+def test_a_pin_written_in_kms_toml_is_refused_without_repeating_it(
+    tmp_path: Path, table: str
+) -> None:
+    path = _toml(tmp_path, f'{table}user_pin = "{SECRET_PIN}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config({"KMS_CONFIG": str(path)})
+    assert "user_pin_file" in str(info.value)
+    assert SECRET_PIN not in str(info.value)
+    assert SECRET_PIN not in repr(info.value)
+
+
+def test_a_pin_outside_the_kms_table_is_refused_too(tmp_path: Path) -> None:
+    path = _toml(tmp_path, f'user_pin = "{SECRET_PIN}"\n[kms]\ntoken_label = "x"\n')
+    with pytest.raises(ConfigError):
+        load_config({"KMS_CONFIG": str(path)})
+
+
+def test_unknown_settings_are_refused_naming_them(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[kms]\ntoken_label = "x"\ntokn_lable = "typo"\nso_pin_file = "f"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config({"KMS_CONFIG": str(path)})
+    assert "so_pin_file" in str(info.value)
+    assert "tokn_lable" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "line", ["provision_chunk_size = 0", 'provision_chunk_size = "10"', "token_label = 12"]
+)
+def test_settings_of_the_wrong_type_are_refused(tmp_path: Path, line: str) -> None:
+    path = _toml(tmp_path, f"[kms]\n{line}\n")
+    with pytest.raises(ConfigError, match=line.split(" ")[0]):
+        load_config({"KMS_CONFIG": str(path)})
+
+
+def test_a_boolean_chunk_size_is_refused(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "[kms]\nprovision_chunk_size = true\n")
+    with pytest.raises(ConfigError):
+        load_config({"KMS_CONFIG": str(path)})
+
+
+# --- Pin ----------------------------------------------------------------------------------------
+
+
+def test_a_pin_never_shows_its_value() -> None:
+    pin = Pin(SECRET_PIN)
+    shown = [
+        repr(pin),
+        str(pin),
+        ascii(pin),
+        format(pin),
+        format(pin, ">40"),
+        f"{pin}",
+        f"{pin!r}",
+        f"{pin:s}",
+        "%s %r" % (pin, pin),  # noqa: UP031 (the old operator is what a log call uses)
+        "{} {!r}".format(pin, pin),  # noqa: UP032
+        repr([pin]),
+        repr({"pin": pin}),
+    ]
+    for text in shown:
+        assert SECRET_PIN not in text
+    assert pin.reveal() == SECRET_PIN
+
+
+def test_a_config_never_shows_its_pin() -> None:
+    config = Config(user_pin=Pin(SECRET_PIN))
+    assert SECRET_PIN not in repr(config)
+    assert SECRET_PIN not in str(config)
+
+
+def test_a_pin_is_not_picklable_or_copyable() -> None:
+    pin = Pin(SECRET_PIN)
+    with pytest.raises(TypeError):
+        pickle.dumps(pin)
+    with pytest.raises(TypeError):
+        pickle.dumps(Config(user_pin=pin))
+    with pytest.raises(TypeError):
+        copy.deepcopy(pin)
+
+
+def test_a_pin_has_no_instance_dict_and_compares_by_value() -> None:
+    pin = Pin(SECRET_PIN)
+    assert not hasattr(pin, "__dict__")
+    assert pin == Pin(SECRET_PIN)
+    assert pin != Pin("other")
+    assert pin != SECRET_PIN
+
+
+def test_an_empty_pin_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        Pin("")
