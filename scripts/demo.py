@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tests.interop.meter import SimulatedMeter  # noqa: E402  (the meter nobody here wrote keys for)
 
 VAR = ROOT / "var"
-TOKEN_LABEL = "kms-dev"
+TOKEN_LABEL = "kms-dev"  # noqa: S105 (a label, not a secret)
 MODULE = os.environ.get("KMS_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 VENDOR_KEYS = {"demo-vendor-aes128": 16, "demo-vendor-aes256": 32}
 console = Console()

@@ -30,7 +30,6 @@ from kms.db import (
     ModelBase,
     RootKey,
     RootKeyPurpose,
-    SecuritySetup,
 )
 from kms.db import repository as repo
 from kms.db.base import utcnow

@@ -114,7 +114,10 @@ def test_active_meter_is_refused_and_nothing_is_written(kms: Kms, tmp_path: Path
     assert not (tmp_path / "b.jsonl").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.jsonl")] == []
     with kms.db.begin() as session:
-        assert repo.meter_by_system_title(session, bytes.fromhex(meter_row(2, 0)["system_title"])) is None
+        assert (
+            repo.meter_by_system_title(session, bytes.fromhex(meter_row(2, 0)["system_title"]))
+            is None
+        )
 
 
 def test_pending_meter_with_another_manifest_row_is_refused(kms: Kms, tmp_path: Path) -> None:

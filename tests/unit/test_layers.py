@@ -45,9 +45,7 @@ def test_restricted_libraries_stay_in_their_layer(path: Path) -> None:
             assert home is not None and where.startswith(home), f"{where} imports {module}"
 
 
-@pytest.mark.parametrize(
-    "path", sorted((KMS / "dlms").rglob("*.py")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted((KMS / "dlms").rglob("*.py")), ids=lambda p: p.name)
 def test_dlms_layer_is_pure(path: Path) -> None:
     imported = _imports(path)
     assert not {m for m in imported if m.startswith(("kms.hsm", "kms.db", "kms.services"))}
