@@ -130,6 +130,33 @@ class Clock:
         }
 
 
+def backend_cpu_seconds(db: Any) -> dict[int, float] | None:
+    """CPU seconds used so far by each PostgreSQL backend serving this database, by pid.
+
+    Read from /proc/<pid>/stat, so only for a server on this machine (None otherwise, and for
+    SQLite, whose work is in the benchmark's own process).
+    """
+    from sqlalchemy import text
+
+    if db.engine.dialect.name != "postgresql":
+        return None
+    with db.engine.connect() as conn:
+        pids = list(
+            conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            ).scalars()
+        )
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None  # not a local server, or not ours to read
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return out
+
+
 def system_title(case: int, index: int) -> str:
     """Unique 16-hex-digit system titles: FLAG id "BEN", then case and meter number."""
     return f"42454E{case:02X}{index:08X}"
@@ -347,6 +374,7 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
             import cProfile
 
             profiler = cProfile.Profile()
+        backends_before = backend_cpu_seconds(db)
         clock = Clock()
         if profiler is not None:
             profiler.enable()
@@ -354,14 +382,18 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
         if profiler is not None:
             profiler.disable()
         timing = clock.stop()
+        backends_after = backend_cpu_seconds(db)
+        if backends_before is not None and backends_after is not None:
+            # Backends opened during the run count from zero. Their CPU is not "other" load.
+            db_cpu = sum(t - backends_before.get(p, 0.0) for p, t in backends_after.items())
+            timing["db_server_cpu_seconds"] = db_cpu
+            if timing["other_cores"] is not None:
+                timing["other_cores"] = max(0.0, timing["other_cores"] - db_cpu / timing["seconds"])
         # Checks, after the clock stopped: N result lines, N PENDING meters, N setups.
-        lines = 0
         with out.open("rb") as handle:
             first = handle.readline()
-            lines = 1 if first else 0
-            for _ in handle:
-                lines += 1
-        head = json.loads(first)
+            lines = (1 if first else 0) + sum(1 for _ in handle)
+        head = json.loads(first) if first else {"system_title": None, "setups": []}
         problems = []
         if lines != count:
             problems.append(f"result.jsonl has {lines} lines, expected {count}")
@@ -691,6 +723,10 @@ def derive(results: list[dict[str, Any]], sizes: list[int], floor_at: dict[int, 
         n = row["n"]
         row["meters_per_s"] = n / row["seconds"]
         row["us_per_meter"] = row["seconds"] / n * 1e6
+        # CPU of the benchmark process plus, on a local PostgreSQL, of the backends serving it.
+        row["cpu_us_per_meter"] = (
+            (row["cpu_seconds"] + row.get("db_server_cpu_seconds", 0)) / n * 1e6
+        )
         row["peak_rss_mib"] = row["peak_rss"] / 2**20
         row["rss_growth_mib"] = (row["peak_rss"] - row["rss_before"]) / 2**20
         if n == smallest:
@@ -709,6 +745,7 @@ def derive(results: list[dict[str, Any]], sizes: list[int], floor_at: dict[int, 
         floor = floor_at[floor_n]
         row["floor_n"] = floor_n
         row["floor_ratio"] = row["meters_per_s"] / (floor_n / floor["seconds"])
+        row["floor_cpu_ratio"] = floor["cpu_seconds"] / floor_n * 1e6 / row["cpu_us_per_meter"]
 
 
 def print_table(document: dict[str, Any]) -> None:
@@ -737,9 +774,11 @@ def print_table(document: dict[str, Any]) -> None:
         ("seconds", "right"),
         ("meters/s", "right"),
         ("us/meter", "right"),
+        ("CPU us/meter", "right"),
         ("peak RSS MiB", "right"),
         ("RSS growth MiB", "right"),
         ("KMS/floor", "right"),
+        ("KMS/floor by CPU", "right"),
         (f"scaling vs {base_n:,}", "right"),
         ("other CPU cores", "right"),
         ("checks", "left"),
@@ -759,6 +798,8 @@ def print_table(document: dict[str, Any]) -> None:
         else:
             colour = "green" if scaling <= TARGET_SCALING else "red"
             scaling_text = f"[{colour}]{scaling:.3f}[/{colour}]"
+        cpu_ratio = row.get("floor_cpu_ratio")
+        cpu_ratio_text = "-" if cpu_ratio is None else f"{cpu_ratio:.2f}"
         other = row.get("other_cores")
         table.add_row(
             row["database"],
@@ -766,9 +807,11 @@ def print_table(document: dict[str, Any]) -> None:
             f"{row['seconds']:.2f}",
             f"{row['meters_per_s']:,.1f}",
             f"{row['us_per_meter']:,.0f}",
+            f"{row['cpu_us_per_meter']:,.0f}",
             f"{row['peak_rss_mib']:.1f}",
             f"{row['rss_growth_mib']:.1f}",
             ratio_text,
+            cpu_ratio_text,
             scaling_text,
             "-" if other is None else f"{other:.2f}",
             row["checks"],

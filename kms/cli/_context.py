@@ -27,7 +27,8 @@ from kms.hsm import Hsm, open_hsm
 T = TypeVar("T")
 
 console = Console(stderr=False)
-err_console = Console(stderr=True)
+# soft_wrap: one error stays one line when stderr is a pipe or a log file.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Context:

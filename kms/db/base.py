@@ -12,7 +12,16 @@ import datetime
 import enum
 from typing import Annotated, Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, Enum, LargeBinary, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Enum,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 NAMING_CONVENTION = {
@@ -29,6 +38,35 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime.datetime]):
+    """A timezone-aware UTC datetime on every engine.
+
+    SQLite keeps no zone and PostgreSQL answers in the server's zone; both come back as UTC
+    here, so ``--json`` output and the audit chain's canonical form never depend on the engine.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: give a timezone")
+        return value.astimezone(datetime.UTC)
+
+    def process_result_value(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC)
+
+
 def _enum_values(enum_cls: type[enum.Enum]) -> list[str]:
     return [str(member.value) for member in enum_cls]
 
@@ -41,10 +79,10 @@ class ModelBase(DeclarativeBase):
         enum.Enum: Enum(enum.Enum, native_enum=False, values_callable=_enum_values, length=16),
         bytes: LargeBinary(),
         str: String(),
-        datetime.datetime: DateTime(timezone=True),
+        datetime.datetime: UTCDateTime(),
     }
 
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
 bigint = Annotated[int, mapped_column(BigInteger)]
-datetime_now = Annotated[datetime.datetime, mapped_column(DateTime(timezone=True), default=utcnow)]
+datetime_now = Annotated[datetime.datetime, mapped_column(UTCDateTime(), default=utcnow)]

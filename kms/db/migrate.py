@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from kms.errors import SchemaOutdatedError
@@ -42,9 +43,27 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _known(engine: Engine, revision: str) -> bool:
+    try:
+        return (
+            ScriptDirectory.from_config(alembic_config(engine)).get_revision(revision) is not None
+        )
+    except CommandError:
+        return False
+
+
+def _refuse_unknown(engine: Engine, current: str | None) -> None:
+    if current is not None and not _known(engine, current):
+        raise SchemaOutdatedError(
+            f"the database is at revision {current}, which this KMS does not know: it was "
+            "migrated by a newer release; run that release (or restore a matching backup)"
+        )
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the database to ``revision``; returns (before, after)."""
     before = current_revision(engine)
+    _refuse_unknown(engine, before)
     command.upgrade(alembic_config(engine), revision)
     return before, current_revision(engine) or "base"
 
@@ -58,6 +77,7 @@ def require_current(engine: Engine) -> None:
     """Refuse a database that is not at head, naming the command that fixes it."""
     current = current_revision(engine)
     head = head_revision(engine)
+    _refuse_unknown(engine, current)
     if current != head:
         state = "not migrated" if current is None else f"at revision {current}"
         raise SchemaOutdatedError(

@@ -34,7 +34,10 @@ def make_engine(url: str) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
+        # The pool hands a connection to one thread at a time; provisioning commits on a
+        # database thread while the main thread works the token, so pysqlite's same-thread
+        # check must not pin a connection to the thread that opened it.
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         _configure_sqlite(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":

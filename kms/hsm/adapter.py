@@ -131,17 +131,25 @@ class Hsm:
         except p11e.PKCS11Error:
             pass
         # A token initialised (or deleted) after the library loaded is only seen correctly after
-        # C_Initialize again: SoftHSM answers CKR_GENERAL_ERROR for the slot of a deleted token.
-        # This logs out any other Hsm of this process on the same module, which then reopens.
-        try:
-            self._lib.reinitialize()
-            return self._lib.get_token(token_label=self.token_label)
-        except p11e.NoSuchToken:
+        # C_Initialize again: SoftHSM answers CKR_GENERAL_ERROR for the slot of a deleted token,
+        # and a slot read while another process rewrites the token file can look empty. So
+        # re-initialise and retry with a short backoff. This logs out any other Hsm of this
+        # process on the same module, which reopens on its next call.
+        delay = 0.02
+        last: p11e.PKCS11Error | None = None
+        for _attempt in range(self.profile.login_retries):
+            time.sleep(delay)
+            delay *= 2
+            try:
+                self._lib.reinitialize()
+                return self._lib.get_token(token_label=self.token_label)
+            except p11e.PKCS11Error as exc:
+                last = exc
+        if last is None or isinstance(last, p11e.NoSuchToken):
             raise errors.TokenNotFound(
                 f"no token labelled {self.token_label!r} in {self._config.pkcs11_module}"
-            ) from None
-        except p11e.PKCS11Error as exc:
-            raise translate(exc, "find token") from None
+            )
+        raise translate(last, "find token")
 
     def _open(self) -> None:
         """Open the one session and log in, retrying a login collision with another process."""
@@ -539,6 +547,35 @@ class Hsm:
                 raise errors.InvalidTag("GCM tag did not verify") from None
 
         return self._call("GCM decrypt", decrypt)
+
+    # --- data objects ------------------------------------------------------------------------
+
+    def _data_objects(self, label: str) -> list[Any]:
+        query = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label}
+        return list(self._session.get_objects(query))
+
+    def read_data(self, label: str) -> list[bytes]:
+        """Values of the private token data objects labelled ``label`` (usually one)."""
+        return self._call(
+            f"read data object {label}",
+            lambda: [bytes(obj[Attribute.VALUE]) for obj in self._data_objects(label)],
+            idempotent=True,
+        )
+
+    def replace_data(self, label: str, value: bytes) -> None:
+        """Store ``value`` as the private token data object ``label``, replacing older ones.
+
+        SoftHSM refuses to change a data object's CKA_VALUE, so the new object is created first
+        and the old ones destroyed after: a crash in between leaves both, never neither.
+        """
+
+        def replace() -> None:
+            old = self._data_objects(label)
+            self._session.create_object(templates.data_object(label, value))
+            for obj in old:
+                obj.destroy()
+
+        self._call(f"write data object {label}", replace)
 
     def random(self, length: int) -> bytes:
         """Bytes from the token's RNG."""

@@ -153,3 +153,16 @@ def ec_public_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
         Attribute.DERIVE: False,
         Attribute.VERIFY: True,
     }
+
+
+def data_object(label: str, value: bytes) -> dict[Attribute, Any]:
+    """A private, modifiable token data object (the audit anchor): readable only after login."""
+    return {
+        Attribute.CLASS: ObjectClass.DATA,
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        Attribute.MODIFIABLE: True,
+        Attribute.LABEL: label,
+        Attribute.APPLICATION: "dlms-kms",
+        Attribute.VALUE: value,
+    }

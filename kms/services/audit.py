@@ -13,6 +13,13 @@ event (its hash), a deleted or re-ordered event (the links and the gap-free sequ
 truncated tail up to the last checkpoint (the checkpoint names a seq and hash that must exist).
 Events appended after the last checkpoint can be truncated undetected: checkpoint often.
 
+The anchor. Signatures alone do not stop someone with write access to the database from deleting
+the newest checkpoints together with the events they cover. So each checkpoint also writes its
+(seq, head hash) into a private data object in the token (``kms-audit-anchor``), which only a
+logged-in user can change, and :func:`verify` requires the database to still hold the anchored
+checkpoint and its event. Every ``audit.checkpoint`` event must also keep its checkpoint row. If a
+checkpoint's transaction fails after the anchor was written, the next checkpoint re-anchors.
+
 Details hold metadata only (system titles, labels, check values), never a key byte.
 """
 
@@ -34,11 +41,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from kms.db import AuditCheckpoint, Session, lock_audit_chain
 from kms.db import repository as repo
 from kms.db.base import utcnow
-from kms.errors import AuditChainBroken
+from kms.errors import AuditChainBroken, TokenKeyNotFound
 from kms.hsm import Hsm, TokenKey
 
 GENESIS = bytes(32)
+ANCHOR_LABEL = "kms-audit-anchor"
+CHECKPOINT_OPERATION = "audit.checkpoint"
 _CHECKPOINT_DOMAIN = b"dlms-kms/audit-checkpoint/v1"
+_ANCHOR = struct.Struct(">Q32s")
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,7 @@ def _checkpoint_digest(seq: int, head_hash: bytes) -> bytes:
 
 def checkpoint(hsm: Hsm, session: Session, audit_key: TokenKey, actor: str) -> AuditCheckpoint:
     """Sign the chain head in the token and record the checkpoint (itself audited first)."""
-    append(session, actor, [AuditRecord("audit.checkpoint", audit_key.label)])
+    append(session, actor, [AuditRecord(CHECKPOINT_OPERATION, audit_key.label)])
     head = repo.audit_head(session)
     assert head is not None
     signature = hsm.sign_digest(audit_key, _checkpoint_digest(head.seq, head.hash))
@@ -130,6 +140,7 @@ def checkpoint(hsm: Hsm, session: Session, audit_key: TokenKey, actor: str) -> A
         signature=signature,
     )
     repo.add(session, row)
+    hsm.replace_data(ANCHOR_LABEL, _ANCHOR.pack(row.seq, row.head_hash))
     return row
 
 
@@ -163,11 +174,37 @@ def _verify_signature(public_der: bytes, cp: AuditCheckpoint) -> None:
         ) from None
 
 
+def _check_anchor(
+    hsm: Hsm, hashes_at: dict[int, bytes], checkpoints: Sequence[AuditCheckpoint]
+) -> None:
+    """The checkpoint anchored in the token must still be in the database, with its event."""
+    values = hsm.read_data(ANCHOR_LABEL)
+    if not values:
+        if checkpoints:
+            raise AuditChainBroken(
+                f"the database holds checkpoints but token {hsm.token_label!r} holds no audit "
+                "anchor: this database does not belong to this token, or the anchor was removed"
+            )
+        return
+    if any(len(value) != _ANCHOR.size for value in values):
+        raise AuditChainBroken("the audit anchor in the token is malformed")
+    # Two anchors exist only if a checkpoint stopped between creating one and removing the other.
+    seq, head_hash = max(_ANCHOR.unpack(value) for value in values)
+    if hashes_at.get(seq) != head_hash or not any(
+        cp.seq == seq and cp.head_hash == head_hash for cp in checkpoints
+    ):
+        raise AuditChainBroken(
+            f"the token anchors the checkpoint at event {seq}, which the database no longer "
+            "holds: the log was truncated or rolled back"
+        )
+
+
 def verify(hsm: Hsm, session: Session) -> VerifyReport:
     """Walk the chain and every checkpoint; :class:`AuditChainBroken` at the first fault."""
     hashes_at: dict[int, bytes] = {}
     checkpoints = repo.audit_checkpoints(session)
     wanted = {cp.seq for cp in checkpoints}
+    checkpoint_events: list[int] = []
     prev, expected_seq, count = GENESIS, 1, 0
     for event in repo.audit_events(session):
         if event.seq != expected_seq:
@@ -189,6 +226,8 @@ def verify(hsm: Hsm, session: Session) -> VerifyReport:
             raise AuditChainBroken(f"audit event {event.seq} was altered")
         if event.seq in wanted:
             hashes_at[event.seq] = event.hash
+        if event.operation == CHECKPOINT_OPERATION:
+            checkpoint_events.append(event.seq)
         prev, expected_seq, count = event.hash, expected_seq + 1, count + 1
     keys: dict[str, bytes] = {}
     for cp in checkpoints:
@@ -199,6 +238,17 @@ def verify(hsm: Hsm, session: Session) -> VerifyReport:
         if hashes_at[cp.seq] != cp.head_hash:
             raise AuditChainBroken(f"checkpoint {cp.id} does not match event {cp.seq}")
         if cp.key_label not in keys:
-            keys[cp.key_label] = hsm.public_key_der(TokenKey(cp.key_label, "private"))
+            try:
+                keys[cp.key_label] = hsm.public_key_der(TokenKey(cp.key_label, "private"))
+            except TokenKeyNotFound:
+                raise AuditChainBroken(
+                    f"checkpoint {cp.id} names audit key {cp.key_label!r}, which the token lacks"
+                ) from None
         _verify_signature(keys[cp.key_label], cp)
+    # After each checkpoint's own checks (the more precise diagnosis), what only the anchor and
+    # the checkpoint events can tell: checkpoints deleted, or the tail rolled back.
+    missing = sorted(set(checkpoint_events) - wanted)
+    if missing:
+        raise AuditChainBroken(f"the checkpoint signed at event {missing[0]} was deleted")
+    _check_anchor(hsm, hashes_at, checkpoints)
     return VerifyReport(count, len(checkpoints), expected_seq - 1, prev.hex())

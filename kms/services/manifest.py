@@ -3,8 +3,9 @@
 Header (order free, names exact): ``system_title,suite,initial_kek`` and optionally ``serial`` and
 ``setups``. ``setups`` lists security setup instances ``e`` of 0.0.43.0.e.255 separated by ``;``
 (or their full logical names); empty means ``0``. Every problem is reported as an
-:class:`~kms.errors.InputError` naming the file, the data row (1 = first meter), the line and the
-column, and the whole file is checked before anything is generated or written.
+:class:`~kms.errors.InputError` naming the file, the data row (1 = the first meter after the
+header, 0 = the header itself) and the column, and the whole file is checked before anything is
+generated or written.
 """
 
 from __future__ import annotations

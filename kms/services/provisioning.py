@@ -21,6 +21,10 @@ the same directory and renamed into place only when every chunk has committed. I
 half-way, the meters of the committed chunks stay PENDING and running the same manifest again
 re-derives their APDUs from the stored blobs (the same keys, never a second set), so the re-run
 writes a complete ``result.jsonl``. A meter that is already ACTIVE is refused.
+
+Throughput. The token work of one chunk overlaps the commit of the previous one on a single
+database thread; only the calling thread ever calls the token, so the one-lock-per-process rule of
+DESIGN.md section 6 holds, and chunks still commit one after the other, in manifest order.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,6 +99,16 @@ class _SetupOutput:
     apdus: list[bytes]
 
 
+@dataclass
+class _PreparedChunk:
+    """A chunk after its token work, before its transaction."""
+
+    meter_rows: list[dict[str, Any]] = field(default_factory=list)
+    setups: list[list[tuple[_SetupOutput, list[dict[str, Any]]]]] = field(default_factory=list)
+    records: list[audit.AuditRecord] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
 class ProvisioningService:
     """Steps 1 and 2 for a provisioning station: generate, wrap, store, hand over, confirm."""
 
@@ -124,25 +139,34 @@ class ProvisioningService:
             existing = repo.meters_by_system_title(session, [r.system_title for r in rows])
             transports = self._check(session, source, rows, existing)
             session.expunge_all()
-        generated = repeated = keys = 0
+        generated = done = 0
         chunk_size = self._config.provision_chunk_size
-        with _atomic_writer(out) as handle:
+        # Token work for chunk n+1 overlaps the commit of chunk n on one database thread. Only
+        # this thread calls the token (DESIGN.md section 6); chunks commit strictly in order.
+        with (
+            _atomic_writer(out) as handle,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-db") as pool,
+        ):
+            in_flight: Future[int] | None = None
             for start in range(0, len(rows), chunk_size):
-                chunk = rows[start : start + chunk_size]
-                with self._db.begin() as session:
-                    new, again = self._provision_chunk(
-                        session, root, transports, chunk, existing, handle
-                    )
-                generated += new
-                repeated += again
-                keys += sum(len(r.setups) * len(ROLES) for r in chunk)
+                chunk = _PreparedChunk()
+                for row in rows[start : start + chunk_size]:
+                    self._prepare(root, transports, existing.get(row.system_title), row, chunk)
+                if in_flight is not None:
+                    done += in_flight.result()
+                    if progress is not None:
+                        progress(done, len(rows))
+                generated += len(chunk.meter_rows)
+                in_flight = pool.submit(self._store, chunk, handle)
+            if in_flight is not None:
+                done += in_flight.result()
                 if progress is not None:
-                    progress(start + len(chunk), len(rows))
+                    progress(done, len(rows))
         return ProvisionReport(
             meters=len(rows),
             generated=generated,
-            repeated=repeated,
-            keys=keys,
+            repeated=len(rows) - generated,
+            keys=sum(len(r.setups) for r in rows) * len(ROLES),
             seconds=time.perf_counter() - started,
             out=str(out),
         )
@@ -212,48 +236,54 @@ class ProvisioningService:
                 )
         return transports
 
-    def _provision_chunk(
+    def _prepare(
         self,
-        session: Session,
         root: RootKeys,
         transports: dict[str, tuple[TokenKey, int]],
-        chunk: Sequence[ManifestRow],
-        existing: dict[bytes, Meter],
-        handle: IO[str],
-    ) -> tuple[int, int]:
-        records: list[audit.AuditRecord] = []
-        meter_rows: list[dict[str, Any]] = []
-        pending_setups: list[list[tuple[_SetupOutput, list[dict[str, Any]]]]] = []
-        lines: list[str] = []
-        for row in chunk:
-            initial = transports[row.initial_kek][0]
-            stored = existing.get(row.system_title)
-            if stored is not None:
-                outputs = [self._rederive(root, initial, row, setup) for setup in stored.setups]
-                records.append(_audit_record("meter.provision.repeat", row, outputs))
-            else:
-                made = [self._generate(root, initial, row, ln) for ln in row.setups]
-                outputs = [output for output, _ in made]
-                meter_rows.append(_meter_row(row))
-                pending_setups.append(made)
-                records.append(_audit_record("meter.provision", row, outputs))
-            lines.append(_result_line(row, outputs))
-        meter_ids = repo.insert_meters(session, meter_rows)
-        setup_rows = [
-            {"meter_id": meter_id, "logical_name": output.logical_name}
-            for meter_id, made in zip(meter_ids, pending_setups, strict=True)
-            for output, _ in made
-        ]
-        setup_ids = iter(repo.insert_setups(session, setup_rows))
-        key_rows: list[dict[str, Any]] = []
-        for made in pending_setups:
-            for _output, keys in made:
-                setup_id = next(setup_ids)
-                key_rows.extend({**key, "security_setup_id": setup_id} for key in keys)
-        repo.insert_key_versions(session, key_rows)
-        audit.append(session, self._config.actor, records)
-        handle.writelines(lines)
-        return len(meter_rows), len(chunk) - len(meter_rows)
+        stored: Meter | None,
+        row: ManifestRow,
+        chunk: _PreparedChunk,
+    ) -> None:
+        """The token work for one meter: new keys, or the stored ones re-derived."""
+        initial = transports[row.initial_kek][0]
+        if stored is not None:
+            outputs = [self._rederive(root, initial, row, setup) for setup in stored.setups]
+            chunk.records.append(_audit_record("meter.provision.repeat", row, outputs))
+        else:
+            made = [self._generate(root, initial, row, ln) for ln in row.setups]
+            outputs = [output for output, _ in made]
+            chunk.meter_rows.append(_meter_row(row))
+            chunk.setups.append(made)
+            chunk.records.append(_audit_record("meter.provision", row, outputs))
+        chunk.lines.append(_result_line(row, outputs))
+
+    def _store(self, chunk: _PreparedChunk, handle: IO[str]) -> int:
+        """One transaction per chunk: meters, setups, key versions and their audit events.
+
+        Runs on the database thread; the chunk's result lines are written once it committed.
+        """
+        now = utcnow()
+        with self._db.begin() as session:
+            meter_ids = repo.insert_meters(
+                session, [{**meter, "created_at": now} for meter in chunk.meter_rows]
+            )
+            setup_rows = [
+                {"meter_id": meter_id, "logical_name": output.logical_name}
+                for meter_id, made in zip(meter_ids, chunk.setups, strict=True)
+                for output, _ in made
+            ]
+            setup_ids = iter(repo.insert_setups(session, setup_rows))
+            key_rows: list[dict[str, Any]] = []
+            for made in chunk.setups:
+                for _output, keys in made:
+                    setup_id = next(setup_ids)
+                    key_rows.extend(
+                        {**key, "security_setup_id": setup_id, "created_at": now} for key in keys
+                    )
+            repo.insert_key_versions(session, key_rows)
+            audit.append(session, self._config.actor, chunk.records)
+        handle.writelines(chunk.lines)
+        return len(chunk.lines)
 
     def _generate(
         self, root: RootKeys, initial: TokenKey, row: ManifestRow, logical_name: bytes
@@ -282,7 +312,6 @@ class ProvisioningService:
                         "wrapping_key_version": sealed.wrapping_key_version,
                         "binding_mac": sealed.binding_mac,
                         "check_value": kcv,
-                        "created_at": utcnow(),
                     }
                 )
             output.apdus = self._key_transfer(initial, logical_name, keys)
@@ -405,7 +434,6 @@ def _meter_row(row: ManifestRow) -> dict[str, Any]:
         "suite": int(row.suite),
         "state": MeterState.PENDING,
         "initial_kek_label": row.initial_kek,
-        "created_at": utcnow(),
     }
 
 

@@ -192,26 +192,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def dump_database(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table (reflected), in a stable order; ``{}`` for a database without
-    tables."""
+def dump_database(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row (column -> value) of every table (reflected), in a stable order; ``{}`` for a
+    database without tables."""
     engine = create_engine(url, poolclass=NullPool)
     try:
         metadata = MetaData()
         metadata.reflect(engine)
-        out: dict[str, list[tuple[Any, ...]]] = {}
+        out: dict[str, list[dict[str, Any]]] = {}
         with engine.connect() as conn:
             for name, table in sorted(metadata.tables.items()):
-                rows = [tuple(_plain(v) for v in row) for row in conn.execute(select(table))]
+                rows = [
+                    {column: _plain(value) for column, value in row._mapping.items()}
+                    for row in conn.execute(select(table))
+                ]
                 out[name] = sorted(rows, key=repr)
         return out
     finally:
         engine.dispose()
-
-
-def count_rows(url: str) -> dict[str, int]:
-    """The number of rows of each table."""
-    return {name: len(rows) for name, rows in dump_database(url).items()}
 
 
 def value_bytes(value: Any) -> bytes:

@@ -6,6 +6,11 @@ and the field), a ``--json`` error object with ``error`` and ``message``, and th
 written: no result file and no temporary file in the output directory, and every table of the
 database exactly as before (read with SQLAlchemy, not through the KMS).
 
+The bad manifests share one initialised KMS (a CLI start-up costs ~0.5 s) and are run as
+subtests, each reported on its own: the KMS holds root keys, a 16-byte transport key and one
+ACTIVE meter, and every manifest starts with a good new meter, so a KMS that wrote row by row
+would leave it behind.
+
 To keep the suite quick, the plain and the ``--json`` run of a refused command go concurrently
 when neither opens the token (``together=True``). Two processes opening one SoftHSM2 token at the
 same instant sometimes fail with "no token labelled ..." (exit 4), so those run one after the
@@ -32,16 +37,11 @@ from tests.cli.helpers import (
 from tests.kms_fixtures import TRANSPORT_KEYS
 
 HEADER = "system_title,suite,initial_kek,serial,setups\n"
-GOOD = "4D4D4D0000000001,0,vendor-aes128,SN1,0\n"
+TITLE_A = "4D4D4D00000000AA"  # provisioned and confirmed before the bad manifests
 TITLE_B = "4D4D4D0000000002"
+GOOD = "4D4D4D0000000001,0,vendor-aes128,SN1,0\n"
 MANIFEST = "meters.csv"
 OUT = Path("out") / "result.jsonl"
-
-
-@pytest.fixture
-def cli(kms_env: dict[str, str], tmp_path: Path) -> Cli:
-    (tmp_path / OUT.parent).mkdir()
-    return Cli(kms_env, tmp_path)
 
 
 def provision_args(manifest: str = MANIFEST, out: Path = OUT) -> list[str]:
@@ -58,7 +58,11 @@ def assert_refused(
     together: bool = False,
 ) -> dict[str, object]:
     """Run ``args`` plainly and with ``--json``: both refused with ``status``, naming ``names``,
-    nothing written to the output directory. Returns the JSON error object."""
+    and nothing in the directory of ``--out`` (if any). Returns the JSON error object."""
+    out_dir = cli.cwd / args[args.index("--out") + 1] if "--out" in args else None
+    if out_dir is not None:
+        out_dir = out_dir.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
     if together:
         plain, machine = cli.many(args, [*args, "--json"], env=env)
     else:
@@ -72,15 +76,15 @@ def assert_refused(
     for name in names:
         assert name in message, f"{name!r} not in the message\n{describe(plain)}"
         assert name in str(error["message"]), f"{name!r} not in the JSON message\n{error}"
-    leftovers = sorted(p.name for p in (cli.cwd / OUT.parent).iterdir())
-    assert leftovers == [], f"files left in the output directory: {leftovers}"
+    if out_dir is not None:
+        leftovers = sorted(p.name for p in out_dir.iterdir())
+        assert leftovers == [], f"files left in the output directory: {leftovers}"
     return error
 
 
 # --- manifests ---------------------------------------------------------------------------------
 
-#: case -> (manifest text, words the error must name). Row 1 is always a good meter, so a KMS that
-#: wrote row by row would leave it behind.
+#: case -> (manifest text, words the error must name).
 BAD_MANIFESTS = {
     "too-many-fields": (HEADER + GOOD + f"{TITLE_B},0,vendor-aes128,SN2,0,surplus\n", ["row 2"]),
     "system-title-not-hex": (
@@ -98,6 +102,10 @@ BAD_MANIFESTS = {
     "duplicate-in-file": (
         HEADER + GOOD + "4D4D4D0000000001,0,vendor-aes128,SN-other,0\n",
         ["row 2", "system_title"],
+    ),
+    "duplicate-in-database": (
+        HEADER + GOOD + f"{TITLE_A},0,vendor-aes128,SN-A,0\n",
+        ["row 2", "system_title", TITLE_A],
     ),
     "unknown-suite": (HEADER + GOOD + f"{TITLE_B},3,vendor-aes128,SN2,0\n", ["row 2", "suite"]),
     "unknown-initial-kek": (
@@ -117,36 +125,25 @@ BAD_MANIFESTS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_MANIFESTS))
 def test_a_bad_manifest_is_refused_naming_row_and_field_and_nothing_is_written(
-    cli: Cli, case: str
+    cli: Cli, subtests: pytest.Subtests
 ) -> None:
-    text, names = BAD_MANIFESTS[case]
     initialised_kms(cli, ["vendor-aes128"])
-    write_text(cli.cwd / MANIFEST, text)
-    before = dump_database(cli.database_url)
+    write_text(cli.cwd / "a.csv", HEADER + f"{TITLE_A},0,vendor-aes128,SN-A,0\n")
+    cli.ok("provision", "--manifest", "a.csv", "--out", "a.jsonl")
+    cli.ok("provision", "confirm", "--system-title", TITLE_A)
 
-    assert_refused(cli, provision_args(), status=2, names=names)
+    for case, (text, names) in BAD_MANIFESTS.items():
+        with subtests.test(case=case):
+            manifest = write_text(cli.cwd / case / MANIFEST, text)
+            before = dump_database(cli.database_url)
 
-    after = dump_database(cli.database_url)
-    assert after == before
-    assert after["meter"] == [] and after["key_version"] == []
+            args = provision_args(str(manifest.relative_to(cli.cwd)), Path(case, "out", OUT.name))
+            assert_refused(cli, args, status=2, names=names)
 
-
-def test_a_meter_already_in_the_database_refuses_the_whole_manifest(cli: Cli) -> None:
-    initialised_kms(cli, ["vendor-aes128"])
-    write_text(cli.cwd / "first.csv", HEADER + GOOD)
-    cli.ok("provision", "--manifest", "first.csv", "--out", "first.jsonl")
-    cli.ok("provision", "confirm", "--system-title", "4D4D4D0000000001")
-    # B is new and comes first; A (row 2) is ACTIVE already: B must not be written either.
-    write_text(cli.cwd / MANIFEST, HEADER + f"{TITLE_B},0,vendor-aes128,SN2,0\n" + GOOD)
-    before = dump_database(cli.database_url)
-
-    assert_refused(cli, provision_args(), status=2, names=["row 2", "system_title"])
-
-    assert dump_database(cli.database_url) == before
-    titles = [m["system_title"] for m in cli.json("meter", "list")]
-    assert titles == ["4D4D4D0000000001"]
+            after = dump_database(cli.database_url)
+            assert after == before
+            assert [m["system_title"].hex().upper() for m in after["meter"]] == [TITLE_A]
 
 
 # --- the KMS not ready -------------------------------------------------------------------------
@@ -154,8 +151,6 @@ def test_a_meter_already_in_the_database_refuses_the_whole_manifest(cli: Cli) ->
 
 def test_provisioning_on_an_uninitialised_token_names_kms_init(cli: Cli) -> None:
     cli.ok("db", "upgrade")
-    key_file = write_key_file(cli.cwd / "keys", "vendor-aes128", TRANSPORT_KEYS["vendor-aes128"])
-    cli.ok("transport-key", "import", "--label", "vendor-aes128", "--key-file", key_file)
     write_text(cli.cwd / MANIFEST, HEADER + GOOD)
     before = dump_database(cli.database_url)
 
@@ -172,7 +167,7 @@ def test_a_wrong_pin_is_refused_with_exit_4_and_no_pin_is_ever_printed(cli: Cli)
     wrong = {"KMS_USER_PIN": wrong_pin}
     before = dump_database(cli.database_url)
 
-    error = assert_refused(cli, provision_args(), status=4, names=[], env=wrong)
+    error = assert_refused(cli, provision_args(), status=4, names=["PIN"], env=wrong)
     assert str(error["error"]).startswith("hsm")
     generate = cli("transport-key", "generate", "--label", "never-made", "--json", env=wrong)
     assert generate.returncode == 4, describe(generate)

@@ -11,11 +11,12 @@ them must give keys whose check values are the ones the KMS reported.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
-import pytest
+import jsonschema
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
@@ -32,6 +33,11 @@ from tests.cli.helpers import (
 )
 from tests.kms_fixtures import TRANSPORT_KEYS, meter_row, write_manifest
 
+RESULT_SCHEMA = json.loads(
+    (
+        Path(__file__).resolve().parents[2] / "schema" / "formats" / "provision-result.schema.json"
+    ).read_text(encoding="utf-8")
+)
 ROOT_PURPOSES = {"STORAGE", "BINDING", "AUDIT"}
 ROLES = ("KEK", "GUEK", "GBEK", "GAK")
 #: key_id of each global key in a key_transfer entry (Green Book: 0 unicast, 1 broadcast, 2 AK).
@@ -46,11 +52,6 @@ EXPECTED_SETUPS = {
     "4D4D4D0000000002": ["0.0.43.0.0.255", "0.0.43.0.1.255"],
     "4D4D4D0000000003": ["0.0.43.0.0.255"],
 }
-
-
-@pytest.fixture
-def cli(kms_env: dict[str, str], tmp_path: Path) -> Cli:
-    return Cli(kms_env, tmp_path)
 
 
 def kcv_of(key: bytes) -> str:
@@ -85,7 +86,9 @@ def key_transfer_entries(apdu: bytes, logical_name: str) -> dict[int, bytes]:
 
 
 def check_result_line(line: dict[str, Any], suite: int, transport_key: bytes) -> None:
-    """The exact shape of a result.jsonl line, and APDUs that carry the keys the KCVs name."""
+    """The exact shape of a result.jsonl line (and its published JSON Schema), and APDUs that
+    carry the keys the KCVs name."""
+    jsonschema.validate(line, RESULT_SCHEMA)
     assert set(line) == {"system_title", "suite", "setups"}
     assert UPPER_HEX.fullmatch(line["system_title"]) and len(line["system_title"]) == 16
     assert line["suite"] == suite and type(line["suite"]) is int
@@ -183,7 +186,7 @@ def test_transport_keys_are_imported_with_the_vendors_kcv_generated_and_never_re
     }
 
 
-# --- provisioning ----------------------------------------------------------------------------------
+# --- provisioning ---------------------------------------------------------------------------
 
 
 def test_provision_show_repeat_confirm_refuse_and_audit(cli: Cli) -> None:
@@ -205,11 +208,12 @@ def test_provision_show_repeat_confirm_refuse_and_audit(cli: Cli) -> None:
         (r["system_title"], int(r["suite"]), "PENDING") for r in MANIFEST_ROWS
     ]
     assert {m["serial"] for m in listed} == {r["serial"] for r in MANIFEST_ROWS}
+    assert not any("wrapped" in key for key in walk_keys(listed))
     for line in lines:
         show = cli.ok("meter", "show", "--system-title", line["system_title"], "--json")
         assert "wrapped" not in show.stdout
         meter = stdout_json(show)
-        assert "wrapped_key" not in walk_keys(meter)
+        assert not any("wrapped" in key for key in walk_keys(meter))
         assert meter["state"] == "PENDING"
         shown = {
             s["logical_name"]: {k["role"]: (k["kcv"], k["state"], k["version"]) for k in s["keys"]}
@@ -225,6 +229,7 @@ def test_provision_show_repeat_confirm_refuse_and_audit(cli: Cli) -> None:
     again = cli.json("provision", "--manifest", "meters.csv", "--out", "result.jsonl")
     assert (again["generated"], again["repeated"]) == (0, 3)
     assert result.read_bytes() == first_bytes
+    assert sorted(p.name for p in cli.cwd.iterdir() if p.name.endswith(".tmp")) == []
     after = dump_database(cli.database_url)
     for table in ("meter", "security_setup", "key_version", "root_key"):
         assert after[table] == stored[table], table
@@ -232,10 +237,10 @@ def test_provision_show_repeat_confirm_refuse_and_audit(cli: Cli) -> None:
     confirmed = cli.json("provision", "confirm", "--from", "result.jsonl")
     assert confirmed["activated"] == [r["system_title"] for r in MANIFEST_ROWS]
     assert confirmed["keys_activated"] == 16
-    for title in ("4D4D4D0000000002",):
-        meter = cli.json("meter", "show", "--system-title", title)
-        assert meter["state"] == "ACTIVE"
-        assert {k["state"] for s in meter["setups"] for k in s["keys"]} == {"ACTIVE"}
+    meter = cli.json("meter", "show", "--system-title", "4D4D4D0000000002")
+    assert meter["state"] == "ACTIVE"
+    assert meter["confirmed_at"]
+    assert [k["state"] for s in meter["setups"] for k in s["keys"]] == ["ACTIVE"] * 8
     assert {m["state"] for m in cli.json("meter", "list")} == {"ACTIVE"}
 
     before_refusal = dump_database(cli.database_url)
@@ -244,6 +249,7 @@ def test_provision_show_repeat_confirm_refuse_and_audit(cli: Cli) -> None:
     message = one_line(refused.stderr)
     assert "row 1" in message and "system_title" in message, message
     assert not (cli.cwd / "again.jsonl").exists()
+    assert sorted(p.name for p in cli.cwd.iterdir() if p.name.endswith(".tmp")) == []
     assert result.read_bytes() == first_bytes
     assert dump_database(cli.database_url) == before_refusal
 

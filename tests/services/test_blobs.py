@@ -111,15 +111,11 @@ def test_unseal_returns_the_sealed_key(kms: Kms, length: int) -> None:
     attributes = kms.hsm.attributes(unsealed)
     assert attributes["token"] is False
     assert attributes["sensitive"] is True
-
-
-def test_the_sealed_key_records_the_storage_key_and_its_version(kms: Kms) -> None:
-    _key, sealed = _seal_new(kms, 16)
-
+    # The sealed form records the storage key and its version, in the header too (Vault-style).
     assert sealed.wrapping_key_label == kms.root.storage.label
     assert sealed.wrapping_key_version == kms.root.storage_version
     assert sealed.wrapped_key[:HEADER_SIZE] == b"KB\x01" + kms.root.storage_version.to_bytes(2)
-    assert len(sealed.wrapped_key) == HEADER_SIZE + 16 + 8  # RFC 3394 adds one 64-bit block
+    assert len(sealed.wrapped_key) == HEADER_SIZE + length + 8  # RFC 3394 adds a 64-bit block
     assert len(sealed.binding_mac) == 32  # HMAC-SHA256
 
 
@@ -159,11 +155,9 @@ def test_the_binding_input_is_unambiguous() -> None:
 # --- edited bytes -----------------------------------------------------------------------------
 
 BLOB_POSITIONS = {
-    "magic": 0,
-    "format": 2,
-    "version high": 3,
-    "version low": 4,
-    "first wrapped byte": HEADER_SIZE,
+    "header: magic": 0,
+    "header: format": 2,
+    "header: storage key version": 4,
     "middle": (HEADER_SIZE + 24) // 2,
     "last": -1,
 }
@@ -176,7 +170,7 @@ def test_a_flipped_blob_byte_raises_invalid_binding(kms: Kms, index: int) -> Non
     _expect_invalid_binding(kms, sealed, blob=_flip(sealed.wrapped_key, index))
 
 
-@pytest.mark.parametrize("index", [0, 16, -1], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("index", [0, -1], ids=["first", "last"])
 def test_a_flipped_mac_byte_raises_invalid_binding(kms: Kms, index: int) -> None:
     _key, sealed = _seal_new(kms)
 
@@ -187,13 +181,14 @@ def test_a_missing_or_truncated_blob_or_mac_raises_invalid_binding(
     kms: Kms, subtests: pytest.Subtests
 ) -> None:
     _key, sealed = _seal_new(kms)
-    edits = {
+    edits: dict[str, dict[str, Any]] = {
         "empty mac": {"mac": b""},
         "zero mac": {"mac": bytes(32)},
         "truncated mac": {"mac": sealed.binding_mac[:16]},
         "empty blob": {"blob": b""},
         "truncated blob": {"blob": sealed.wrapped_key[:-8]},
         "blob of the header alone": {"blob": sealed.wrapped_key[:HEADER_SIZE]},
+        "unsealed as a 32-byte key": {"length": 32},
     }
     for name, edit in edits.items():
         with subtests.test(name):
@@ -226,12 +221,6 @@ def test_an_edited_blob_with_a_valid_mac_still_raises_invalid_binding(
     for name, edited in blobs.items():
         with subtests.test(name):
             _expect_invalid_binding(kms, sealed, blob=edited, mac=_remac(kms, edited))
-
-
-def test_a_blob_unsealed_with_the_wrong_length_raises_invalid_binding(kms: Kms) -> None:
-    _key, sealed = _seal_new(kms, 16)
-
-    _expect_invalid_binding(kms, sealed, length=32)
 
 
 # --- no key bytes in the blob -----------------------------------------------------------------
@@ -348,19 +337,6 @@ def provisioned(kms: Kms, tmp_path: Path) -> tuple[ProvisioningService, Path, st
     return service, manifest, (tmp_path / "first.jsonl").read_text(encoding="utf-8")
 
 
-def test_the_rerun_rederives_the_same_keys_from_the_stored_blobs(
-    provisioned: tuple[ProvisioningService, Path, str], tmp_path: Path
-) -> None:
-    # The baseline the swap tests depend on: an untouched database re-runs cleanly, and the
-    # re-derived key_transfer APDUs are byte-for-byte those of the first run.
-    service, manifest, first = provisioned
-
-    report = service.provision(manifest, tmp_path / "again.jsonl")
-
-    assert (report.generated, report.repeated) == (0, 2)
-    assert (tmp_path / "again.jsonl").read_text(encoding="utf-8") == first
-
-
 def test_swapped_rows_fail_the_rerun_with_invalid_binding_and_write_nothing(
     kms: Kms,
     provisioned: tuple[ProvisioningService, Path, str],
@@ -371,6 +347,14 @@ def test_swapped_rows_fail_the_rerun_with_invalid_binding_and_write_nothing(
     # succeeds again: the swap, nothing else, is what made it fail.
     service, manifest, first_lines = provisioned
     out = tmp_path / "rerun.jsonl"
+
+    # The baseline: untouched, the re-run re-derives the same keys from the stored blobs, so its
+    # key_transfer APDUs are byte-for-byte those of the first run ("never a second set").
+    report = service.provision(manifest, out)
+    assert (report.generated, report.repeated) == (0, 2)
+    assert out.read_text(encoding="utf-8") == first_lines
+    out.unlink()
+
     for name, (first, second, columns) in SWAPS.items():
         with subtests.test(name):
             _swap(kms, first, second, columns)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
@@ -11,7 +13,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from kms.db import KeyState, MeterState
 from kms.db import repository as repo
 from kms.dlms.key_transfer import KeyId, parse_key_transfer_request
-from kms.errors import InputError, NotFoundError
+from kms.errors import InputError, NotFoundError, SessionLost
 from kms.services.provisioning import ProvisioningService, read_result_titles
 from tests.kms_fixtures import TRANSPORT_KEYS, Kms, meter_row, write_manifest
 
@@ -179,3 +181,58 @@ def test_read_result_titles_names_the_bad_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         read_result_titles(path)
     assert (info.value.row, info.value.field) == (2, "system_title")
+
+
+def test_small_chunks_commit_in_manifest_order(kms: Kms, tmp_path: Path) -> None:
+    config = dataclasses.replace(kms.config, provision_chunk_size=2)
+    service = ProvisioningService(kms.hsm, kms.db, config)
+    rows = [meter_row(i, i % 3) for i in range(1, 8)]
+    seen: list[tuple[int, int]] = []
+    report = service.provision(
+        write_manifest(tmp_path / "m.csv", rows),
+        tmp_path / "r.jsonl",
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert report.generated == 7
+    assert [r["system_title"] for r in _lines(tmp_path / "r.jsonl")] == [
+        r["system_title"] for r in rows
+    ]
+    assert seen == [(2, 7), (4, 7), (6, 7), (7, 7)]
+    with kms.db.begin() as session:
+        assert repo.count_meters(session) == {"PENDING": 7}
+        provisioned = [
+            e.subject for e in repo.audit_events(session) if e.operation == "meter.provision"
+        ]
+    assert provisioned == [r["system_title"] for r in rows]
+
+
+def test_a_failure_mid_run_keeps_committed_chunks_and_writes_no_result(
+    kms: Kms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resume rule: earlier chunks stay PENDING, no result file, a re-run completes it."""
+    config = dataclasses.replace(kms.config, provision_chunk_size=2)
+    service = ProvisioningService(kms.hsm, kms.db, config)
+    rows = [meter_row(i, 0) for i in range(1, 8)]
+    work = tmp_path / "station"
+    work.mkdir()
+    manifest = write_manifest(work / "m.csv", rows)
+    real_generate = service._generate
+    calls = {"n": 0}
+
+    def failing_generate(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise SessionLost("the token went away")
+        return real_generate(*args)
+
+    monkeypatch.setattr(service, "_generate", failing_generate)
+    with pytest.raises(SessionLost):
+        service.provision(manifest, work / "r.jsonl")
+    assert sorted(p.name for p in work.iterdir()) == ["m.csv"]
+    with kms.db.begin() as session:
+        assert repo.count_meters(session) == {"PENDING": 4}
+
+    monkeypatch.undo()
+    report = service.provision(manifest, work / "r.jsonl")
+    assert (report.generated, report.repeated) == (3, 4)
+    assert len(_lines(work / "r.jsonl")) == 7
