@@ -321,7 +321,7 @@ def test_require_current_refuses_an_unknown_revision(engine: Engine) -> None:
         conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
 
     for action in (require_current, upgrade):
-        with pytest.raises(SchemaOutdatedError, match="ffffffffffff.*newer release") as caught:
+        with pytest.raises(SchemaOutdatedError, match=r"ffffffffffff.*newer release") as caught:
             action(engine)
         assert "kms db upgrade" not in str(caught.value)
 
