@@ -29,8 +29,9 @@ CAPABILITIES = (
 )
 #: Templates that are not secret keys, and so are outside the seven-capability rule.
 KEY_PAIR_TEMPLATES = {"ec_private_key", "ec_public_key"}
+DATA_TEMPLATES = {"data_object"}
 
-_ARGUMENTS: dict[str, Any] = {"label": "kms-test", "key_id": b"kms-test"}
+_ARGUMENTS: dict[str, Any] = {"label": "kms-test", "key_id": b"kms-test", "value": b"v"}
 
 
 def _instances() -> list[tuple[str, dict[Attribute, Any]]]:
@@ -72,7 +73,7 @@ GRANTED = {
 def test_every_template_is_either_a_secret_key_or_a_known_key_pair_half() -> None:
     names = {name.split("(")[0] for name, _ in INSTANCES}
     secret = {name.split("(")[0] for name, _ in SECRET}
-    assert names - secret == KEY_PAIR_TEMPLATES
+    assert names - secret == KEY_PAIR_TEMPLATES | DATA_TEMPLATES
     assert {name for name, _ in SECRET} == set(GRANTED)
 
 
@@ -99,3 +100,10 @@ def test_a_secret_key_template_states_token_sensitive_and_extractable(
         # Per-meter keys leave the token only by C_WrapKey; only the AK for use is readable.
         assert template[Attribute.EXTRACTABLE] is True
         assert template[Attribute.SENSITIVE] is (name != "session_key(AK_FOR_USE)")
+
+
+def test_the_data_object_template_is_private_and_holds_no_key_capability() -> None:
+    template = templates.data_object("kms-test", b"v")
+    assert template[Attribute.CLASS] == ObjectClass.DATA
+    assert (template[Attribute.TOKEN], template[Attribute.PRIVATE]) == (True, True)
+    assert not {Attribute.WRAP, Attribute.SIGN, Attribute.ENCRYPT} & set(template)
