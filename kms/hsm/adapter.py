@@ -52,6 +52,10 @@ _LIBS: dict[str, Any] = {}
 _LOGINS: dict[tuple[str, str], bytes] = {}
 _PIN_SALT = os.urandom(16)
 
+#: Per-meter key templates, built once: python-pkcs11 merges them into a new dict per call and
+#: never changes them, and they sit on the provisioning hot path.
+_SESSION_TEMPLATES = {use: templates.session_key(use) for use in KeyUse}
+
 _CURVE_OIDS = {"P-256": "secp256r1", "P-384": "secp384r1"}
 
 
@@ -428,7 +432,7 @@ class Hsm:
                 length * 8,
                 capabilities=MechanismFlag(0),
                 mechanism=self.profile.mechanism("aes_key_gen"),
-                template=templates.session_key(use),
+                template=_SESSION_TEMPLATES[use],
             ),
         )
         return SessionKey(obj, self._generation, length, use)
@@ -468,7 +472,7 @@ class Hsm:
                     wrapped_key,
                     mechanism=mech,
                     capabilities=MechanismFlag(0),
-                    template=templates.session_key(use),
+                    template=_SESSION_TEMPLATES[use],
                 )
             except p11e.GeneralError:
                 # SoftHSM answers a failed RFC 3394 integrity check with CKR_GENERAL_ERROR.
