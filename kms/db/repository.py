@@ -1,8 +1,8 @@
 """Queries and bulk writes the services need, so that no service imports SQLAlchemy.
 
-Bulk inserts go through Core ``insert()`` with ``RETURNING`` and SQLAlchemy's insertmanyvalues,
-one round trip per few hundred rows on both SQLite and PostgreSQL; the ORM's unit of work would
-cost a flush per object at 100,000 meters.
+Bulk inserts go through Core ``insert()`` on the tables (one executemany per chunk; SQLAlchemy's
+insertmanyvalues batches it on PostgreSQL) and read the new ids back with one select, rather than
+the ORM's unit of work, which would cost a flush per object at 100,000 meters.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from kms.db.base import ModelBase
 from kms.db.models import (
     AuditCheckpoint,
     AuditEvent,
@@ -25,6 +26,9 @@ from kms.db.models import (
     RootKeyPurpose,
     SecuritySetup,
 )
+
+#: Core tables for bulk inserts (typed as ``Table``, unlike a model's ``__table__``).
+_TABLES = ModelBase.metadata.tables
 
 # --- root keys --------------------------------------------------------------------------------
 
@@ -90,30 +94,44 @@ def count_meters(session: Session) -> dict[str, int]:
     return {state.value: count for state, count in rows}
 
 
-def insert_meters(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert meters; returns their ids in the order given."""
+def insert_meters(session: Session, rows: Sequence[dict[str, Any]]) -> dict[bytes, int]:
+    """Insert meters; returns their ids by system title.
+
+    One executemany and one select, not ``RETURNING``: SQLite cannot keep RETURNING rows in
+    parameter order for a batch, so SQLAlchemy would fall back to one statement per row.
+    """
     if not rows:
-        return []
-    result = session.execute(
-        insert(Meter).returning(Meter.id, sort_by_parameter_order=True), list(rows)
-    )
-    return [row[0] for row in result]
+        return {}
+    session.execute(insert(_TABLES["meter"]), list(rows))
+    titles = [row["system_title"] for row in rows]
+    ids: dict[bytes, int] = {}
+    for start in range(0, len(titles), 500):
+        query = select(Meter.id, Meter.system_title).where(
+            Meter.system_title.in_(titles[start : start + 500])
+        )
+        ids.update((title, meter_id) for meter_id, title in session.execute(query))
+    return ids
 
 
-def insert_setups(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert security setups; returns their ids in the order given."""
+def insert_setups(session: Session, rows: Sequence[dict[str, Any]]) -> dict[tuple[int, bytes], int]:
+    """Insert security setups; returns their ids by (meter id, logical name)."""
     if not rows:
-        return []
-    result = session.execute(
-        insert(SecuritySetup).returning(SecuritySetup.id, sort_by_parameter_order=True), list(rows)
-    )
-    return [row[0] for row in result]
+        return {}
+    session.execute(insert(_TABLES["security_setup"]), list(rows))
+    meter_ids = sorted({row["meter_id"] for row in rows})
+    ids: dict[tuple[int, bytes], int] = {}
+    for start in range(0, len(meter_ids), 500):
+        query = select(SecuritySetup.id, SecuritySetup.meter_id, SecuritySetup.logical_name).where(
+            SecuritySetup.meter_id.in_(meter_ids[start : start + 500])
+        )
+        ids.update(((meter_id, ln), setup_id) for setup_id, meter_id, ln in session.execute(query))
+    return ids
 
 
 def insert_key_versions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert key versions."""
     if rows:
-        session.execute(insert(KeyVersion), list(rows))
+        session.execute(insert(_TABLES["key_version"]), list(rows))
 
 
 def activate_meter(session: Session, meter: Meter, when: datetime.datetime) -> int:
@@ -141,7 +159,7 @@ def audit_head(session: Session) -> AuditEvent | None:
 def insert_audit_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append audit events (the caller holds the chain lock and computed the hashes)."""
     if rows:
-        session.execute(insert(AuditEvent), list(rows))
+        session.execute(insert(_TABLES["audit_event"]), list(rows))
 
 
 def audit_events(session: Session, after_seq: int = 0, batch: int = 5000) -> Iterable[AuditEvent]:

@@ -267,16 +267,19 @@ class ProvisioningService:
             meter_ids = repo.insert_meters(
                 session, [{**meter, "created_at": now} for meter in chunk.meter_rows]
             )
-            setup_rows = [
-                {"meter_id": meter_id, "logical_name": output.logical_name}
-                for meter_id, made in zip(meter_ids, chunk.setups, strict=True)
-                for output, _ in made
-            ]
-            setup_ids = iter(repo.insert_setups(session, setup_rows))
+            owners = [meter_ids[meter["system_title"]] for meter in chunk.meter_rows]
+            setup_ids = repo.insert_setups(
+                session,
+                [
+                    {"meter_id": meter_id, "logical_name": output.logical_name}
+                    for meter_id, made in zip(owners, chunk.setups, strict=True)
+                    for output, _ in made
+                ],
+            )
             key_rows: list[dict[str, Any]] = []
-            for made in chunk.setups:
-                for _output, keys in made:
-                    setup_id = next(setup_ids)
+            for meter_id, made in zip(owners, chunk.setups, strict=True):
+                for output, keys in made:
+                    setup_id = setup_ids[(meter_id, output.logical_name)]
                     key_rows.extend(
                         {**key, "security_setup_id": setup_id, "created_at": now} for key in keys
                     )

@@ -83,9 +83,10 @@ def _setup(db: Database, titles: tuple[bytes, ...] = (TITLE_A,)) -> list[int]:
     """Meters with one setup (0.0.43.0.0.255) each; returns the setup ids."""
     with db.begin() as session:
         meter_ids = repo.insert_meters(session, [_meter(t) for t in titles])
-        return repo.insert_setups(
-            session, [{"meter_id": m, "logical_name": LN_0} for m in meter_ids]
+        setup_ids = repo.insert_setups(
+            session, [{"meter_id": meter_ids[t], "logical_name": LN_0} for t in titles]
         )
+        return [setup_ids[(meter_ids[t], LN_0)] for t in titles]
 
 
 def _count(db: Database, table: str) -> int:
@@ -323,10 +324,9 @@ def test_enum_columns_are_plain_strings_of_the_values(
 def test_enums_are_stored_as_their_value_in_the_migrated_tables(
     db: Database, db_session: Session
 ) -> None:
-    repo.insert_meters(db_session, [_meter(TITLE_A, state=MeterState.ACTIVE)])
-    setup_id = repo.insert_setups(
-        db_session, [{"meter_id": db_session.scalars(select(Meter.id)).one(), "logical_name": LN_0}]
-    )[0]
+    meter_id = repo.insert_meters(db_session, [_meter(TITLE_A, state=MeterState.ACTIVE)])[TITLE_A]
+    setup_ids = repo.insert_setups(db_session, [{"meter_id": meter_id, "logical_name": LN_0}])
+    setup_id = setup_ids[(meter_id, LN_0)]
     repo.insert_key_versions(db_session, [_key(setup_id, KeyRole.GAK)])
     key_id = db_session.scalars(select(KeyVersion.id)).one()
     repo.add(
