@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,19 +36,29 @@ def _meter_for(result: dict[str, object], setups: list[bytes]) -> SimulatedMeter
     return SimulatedMeter(bytes.fromhex(str(result["system_title"])), suite, initial, setups)
 
 
+def _written(
+    result: dict[str, object],
+) -> tuple[SimulatedMeter, list[tuple[dict[str, Any], bytes]]]:
+    """A meter that was sent every APDU of ``result`` in order (each must succeed)."""
+    entries = result["setups"]
+    assert isinstance(entries, list)
+    setups = [(setup, _logical_name(setup["logical_name"])) for setup in entries]
+    meter = _meter_for(result, [ln for _, ln in setups])
+    for setup, _ln in setups:
+        for apdu in setup["apdus"]:
+            assert meter.apply(bytes.fromhex(apdu))[-2:] == SUCCESS
+    return meter, setups
+
+
 @pytest.mark.parametrize("suite", [0, 1, 2])
 @pytest.mark.parametrize("setups", ["", "0;1;3"])
 def test_meter_ends_with_the_keys_the_kms_reported(
     kms: Kms, tmp_path: Path, suite: int, setups: str
 ) -> None:
     (result,) = _provision(kms, tmp_path, [meter_row(suite + 10, suite, setups)])
-    entries = result["setups"]
-    assert isinstance(entries, list)
-    names = [_logical_name(s["logical_name"]) for s in entries]
-    meter = _meter_for(result, names)
-    for setup, ln in zip(entries, names, strict=True):
-        for apdu in setup["apdus"]:
-            assert meter.apply(bytes.fromhex(apdu))[-2:] == SUCCESS
+    meter, written = _written(result)
+    assert len(written) == (3 if setups else 1)
+    for setup, ln in written:
         assert meter.check_values(ln) == setup["kcv"]
         assert {len(k) for k in meter.keys(ln).values()} == {32 if suite == 2 else 16}
 
@@ -56,13 +67,8 @@ def test_every_meter_gets_unique_keys(kms: Kms, tmp_path: Path) -> None:
     results = _provision(kms, tmp_path, [meter_row(i, i % 3, "0;1") for i in range(1, 10)])
     seen: set[bytes] = set()
     for result in results:
-        entries = result["setups"]
-        assert isinstance(entries, list)
-        names = [_logical_name(s["logical_name"]) for s in entries]
-        meter = _meter_for(result, names)
-        for setup, ln in zip(entries, names, strict=True):
-            for apdu in setup["apdus"]:
-                meter.apply(bytes.fromhex(apdu))
+        meter, written = _written(result)
+        for _setup, ln in written:
             for key in meter.keys(ln).values():
                 assert key not in seen
                 seen.add(key)
