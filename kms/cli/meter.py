@@ -7,11 +7,14 @@ from typing import Any
 import click
 
 from kms.cli._context import Context, console, emit_json, json_option, pass_context, run, table
-from kms.db import Meter, MeterState
+from kms.db import KeyRole, Meter, MeterState
 from kms.db import repository as repo
 from kms.dlms.obis import format_logical_name
 from kms.dlms.system_title import parse_system_title
 from kms.errors import NotFoundError
+
+#: Keys listed as the Green Book lists them: master key first, then GUEK, GBEK, GAK.
+_ROLE_ORDER = {role: index for index, role in enumerate(KeyRole)}
 
 
 def describe(meter: Meter, *, keys: bool) -> dict[str, Any]:
@@ -39,7 +42,7 @@ def describe(meter: Meter, *, keys: bool) -> dict[str, Any]:
                         "kcv": k.check_value.hex().upper(),
                         "wrapping_key": f"{k.wrapping_key_label} v{k.wrapping_key_version}",
                     }
-                    for k in setup.keys
+                    for k in sorted(setup.keys, key=lambda k: (_ROLE_ORDER[k.role], k.version))
                 ],
             }
             for setup in meter.setups
