@@ -121,7 +121,7 @@ def selftest(ctx: Context, json_output: bool) -> None:
                     "passed": ok,
                     "tests": [r.__dict__ for r in results],
                     "mechanisms": hsm.mechanisms(),
-                    "profile_mechanisms": {j: m.name for j, m in hsm.profile.mechanisms.items()},
+                    "profile_mechanisms": hsm.profile.mechanism_names(),
                 }
             )
         else:
@@ -133,7 +133,7 @@ def selftest(ctx: Context, json_output: bool) -> None:
             table(
                 f"Mechanisms used (profile {hsm.profile.name})",
                 ["job", "mechanism"],
-                [[j, m.name] for j, m in hsm.profile.mechanisms.items()],
+                [[job, name] for job, name in hsm.profile.mechanism_names().items()],
             )
             click.echo(
                 f"token offers {len(hsm.mechanisms())} mechanisms: " + ", ".join(hsm.mechanisms())

@@ -48,6 +48,10 @@ _TOKEN_LOCK = threading.RLock()
 #: One loaded library per module path: C_Initialize may run only once per process.
 _LIBS: dict[str, Any] = {}
 
+#: Per module path: how many times this process re-initialised it. C_Initialize again voids
+#: every session and object handle of every Hsm on that module, and SoftHSM hands the same
+#: handle numbers out anew, so an Hsm that saw an older epoch must reopen before its next call.
+_EPOCHS: dict[str, int] = {}
 #: Per (module, token label): a salted digest of the PIN that logged this process in.
 _LOGINS: dict[tuple[str, str], bytes] = {}
 _PIN_SALT = os.urandom(16)
@@ -118,6 +122,8 @@ class Hsm:
         self._generation = 0
         self._handles: dict[tuple[str, str], Any] = {}
         self._mechanisms: frozenset[Mechanism] = frozenset()
+        self._module = config.pkcs11_module
+        self._epoch = _EPOCHS.get(self._module, 0)
         self._login_key = (config.pkcs11_module, config.token_label)
         with _TOKEN_LOCK:
             self._open()
@@ -145,6 +151,7 @@ class Hsm:
             time.sleep(delay)
             delay *= 2
             try:
+                _EPOCHS[self._module] = _EPOCHS.get(self._module, 0) + 1
                 self._lib.reinitialize()
                 return self._lib.get_token(token_label=self.token_label)
             except p11e.PKCS11Error as exc:
@@ -172,7 +179,8 @@ class Hsm:
                     raise errors.PinIncorrect(
                         f"login to token {self.token_label!r}: the token refused the user PIN"
                     ) from None
-                self._session = self._token.open(rw=True)
+                with translated(f"login to token {self.token_label!r}"):
+                    self._session = self._token.open(rw=True)
                 break
             except (p11e.GeneralError, p11e.DeviceError, p11e.FunctionFailed):
                 if attempt == self.profile.login_retries:
@@ -185,16 +193,15 @@ class Hsm:
             except p11e.PKCS11Error as exc:
                 raise translate(exc, f"login to token {self.token_label!r}") from None
         self._generation += 1
+        self._epoch = _EPOCHS.get(self._module, 0)
         self._handles.clear()
         with translated("list mechanisms"):
             self._mechanisms = frozenset(self._token.slot.get_mechanisms())
 
     def _reopen(self) -> None:
-        try:
-            if self._session is not None:
+        if self._session is not None and self._epoch == _EPOCHS.get(self._module, 0):
+            with contextlib.suppress(p11e.PKCS11Error):
                 self._session.close()
-        except p11e.PKCS11Error:
-            pass
         self._session = None
         self._open()
 
@@ -202,8 +209,9 @@ class Hsm:
         """Close the session (which logs this process out of the token)."""
         with _TOKEN_LOCK:
             if self._session is not None:
-                with contextlib.suppress(p11e.PKCS11Error):
-                    self._session.close()
+                if self._epoch == _EPOCHS.get(self._module, 0):  # else the handle is not ours
+                    with contextlib.suppress(p11e.PKCS11Error):
+                        self._session.close()
                 self._session = None
                 self._handles.clear()
 
@@ -218,6 +226,9 @@ class Hsm:
         with _TOKEN_LOCK:
             if self._session is None:
                 raise errors.SessionLost(f"{operation}: the token session is closed")
+            if self._epoch != _EPOCHS.get(self._module, 0):
+                # Another Hsm re-initialised the module: our handles now name other objects.
+                self._reopen()
             try:
                 return fn()
             except SESSION_LOST as exc:
@@ -493,9 +504,12 @@ class Hsm:
 
     def destroy(self, key: SessionKey) -> None:
         """Destroy a session key now rather than at session close."""
-        if key._generation != self._generation:
-            return
-        self._call("destroy key", lambda: key._object.destroy())
+
+        def destroy() -> None:
+            if key._generation == self._generation:  # else it died with its session
+                key._object.destroy()
+
+        self._call("destroy key", destroy)
 
     # --- MAC, signatures, GCM ----------------------------------------------------------------
 

@@ -44,6 +44,10 @@ class Profile:
     missing: tuple[str, ...]
     source: str
 
+    def mechanism_names(self) -> dict[str, str]:
+        """Job -> mechanism name, for display above ``kms.hsm`` (no pkcs11 type escapes)."""
+        return {job: mech.name for job, mech in self.mechanisms.items()}
+
     def mechanism(self, job: str) -> Mechanism:
         """The mechanism this profile names for ``job``."""
         try:
