@@ -17,7 +17,7 @@ from kms.db.models import (
     RootKeyPurpose,
     SecuritySetup,
 )
-from kms.db.session import Database, lock_audit_chain
+from kms.db.session import Database, after_commit, lock_audit_chain
 
 __all__ = [
     "AuditCheckpoint",
@@ -35,5 +35,6 @@ __all__ = [
     "RootKeyPurpose",
     "SecuritySetup",
     "Session",
+    "after_commit",
     "lock_audit_chain",
 ]

@@ -8,7 +8,7 @@ the audit chain with a transaction-scoped advisory lock instead (:func:`lock_aud
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,11 @@ def lock_audit_chain(session: Session) -> None:
     """Hold the audit chain for this transaction so two writers never fork it."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's transaction has committed (never on rollback)."""
+    event.listen(session, "after_commit", lambda _session: callback(), once=True)
 
 
 class Database:

@@ -163,10 +163,17 @@ def create_transport_key(
             f"a key labelled {label!r} is already recorded; labels are never reused"
         )
     key = TokenKey(label)
-    if hsm.has_token_key(key):
-        raise ConflictError(f"token {hsm.token_label!r} already holds a key labelled {label!r}")
     key_length = len(value) if value is not None else length
-    hsm.create_transport_key(label, label.encode(), value, key_length)
+    if not hsm.has_token_key(key):
+        hsm.create_transport_key(label, label.encode(), value, key_length)
+    elif value is None or not _holds(hsm, key, value):
+        # The token object outlived a ceremony whose transaction failed, or is someone else's.
+        retry = "" if value is None else "it is not the key in this file; "
+        raise ConflictError(
+            f"token {hsm.token_label!r} already holds a key labelled {label!r} that the database "
+            f"does not record; {retry}choose another label"
+        )
+    # else: an import interrupted after the token object was made; the same key file adopts it.
     row = RootKey(
         label=label,
         key_id=label.encode(),
@@ -177,6 +184,15 @@ def create_transport_key(
     )
     repo.add(session, row)
     return row
+
+
+def _holds(hsm: Hsm, key: TokenKey, value: bytes) -> bool:
+    """Whether ``key`` has this value, compared by the token's check values, never on the host."""
+    probe = hsm.load_known_key(value)
+    try:
+        return hsm.check_value(probe) == hsm.check_value(key)
+    finally:
+        hsm.destroy(probe)
 
 
 def transport_key(hsm: Hsm, session: Session, label: str) -> tuple[TokenKey, int]:

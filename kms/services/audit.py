@@ -17,8 +17,9 @@ The anchor. Signatures alone do not stop someone with write access to the databa
 the newest checkpoints together with the events they cover. So each checkpoint also writes its
 (seq, head hash) into a private data object in the token (``kms-audit-anchor``), which only a
 logged-in user can change, and :func:`verify` requires the database to still hold the anchored
-checkpoint and its event. Every ``audit.checkpoint`` event must also keep its checkpoint row. If a
-checkpoint's transaction fails after the anchor was written, the next checkpoint re-anchors.
+checkpoint and its event. Every ``audit.checkpoint`` event must also keep its checkpoint row. The
+anchor is written once the checkpoint's transaction has committed; if that write fails, the token
+keeps the previous anchor, which still verifies, and the next checkpoint moves it on.
 
 Details hold metadata only (system titles, labels, check values), never a key byte.
 """
@@ -38,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from kms.db import AuditCheckpoint, Session, lock_audit_chain
+from kms.db import AuditCheckpoint, Session, after_commit, lock_audit_chain
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.errors import AuditChainBroken, TokenKeyNotFound
@@ -140,7 +141,9 @@ def checkpoint(hsm: Hsm, session: Session, audit_key: TokenKey, actor: str) -> A
         signature=signature,
     )
     repo.add(session, row)
-    hsm.replace_data(ANCHOR_LABEL, _ANCHOR.pack(row.seq, row.head_hash))
+    # Anchor only what committed: an anchor ahead of the database would read as a truncation.
+    anchor = _ANCHOR.pack(row.seq, row.head_hash)
+    after_commit(session, lambda: hsm.replace_data(ANCHOR_LABEL, anchor))
     return row
 
 

@@ -55,7 +55,7 @@ from kms.keystore.hierarchy import RootKeys
 from kms.services import audit
 from kms.services.manifest import ManifestRow, read_manifest
 
-#: Role, what the key may do in the token, and its key_id in key_transfer (None: the KEK).
+#: Role, what the key may do in the token, and its key_id in key_transfer.
 ROLES: tuple[tuple[KeyRole, KeyUse, KeyId], ...] = (
     (KeyRole.KEK, KeyUse.KEK, KeyId.MASTER_KEY),
     (KeyRole.GUEK, KeyUse.EK, KeyId.GLOBAL_UNICAST_ENCRYPTION_KEY),
@@ -247,7 +247,8 @@ class ProvisioningService:
         """The token work for one meter: new keys, or the stored ones re-derived."""
         initial = transports[row.initial_kek][0]
         if stored is not None:
-            outputs = [self._rederive(root, initial, row, setup) for setup in stored.setups]
+            by_name = {setup.logical_name: setup for setup in stored.setups}
+            outputs = [self._rederive(root, initial, row, by_name[ln]) for ln in row.setups]
             chunk.records.append(_audit_record("meter.provision.repeat", row, outputs))
         else:
             made = [self._generate(root, initial, row, ln) for ln in row.setups]

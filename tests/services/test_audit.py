@@ -599,3 +599,12 @@ def test_the_anchor_follows_the_newest_checkpoint(chain: Kms) -> None:
     (value,) = chain.hsm.read_data(audit.ANCHOR_LABEL)
     assert int.from_bytes(value[:8], "big") == HEAD + 1
     assert _verify(chain).checkpoints == 3
+
+
+def test_a_checkpoint_whose_transaction_rolls_back_leaves_the_anchor_alone(chain: Kms) -> None:
+    (before,) = chain.hsm.read_data(audit.ANCHOR_LABEL)
+    with pytest.raises(RuntimeError), chain.db.begin() as session:
+        audit.checkpoint(chain.hsm, session, chain.root.audit, "pytest")
+        raise RuntimeError("the station crashed before commit")
+    assert chain.hsm.read_data(audit.ANCHOR_LABEL) == [before]
+    assert _verify(chain).checkpoints == 2

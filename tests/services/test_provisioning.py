@@ -79,7 +79,8 @@ def test_key_transfer_apdus_carry_the_new_kek_alone_then_the_global_keys(
 def test_repeat_run_for_pending_meters_returns_the_same_bytes_and_generates_nothing(
     kms: Kms, tmp_path: Path
 ) -> None:
-    manifest = write_manifest(tmp_path / "m.csv", [meter_row(i, i % 3) for i in range(1, 7)])
+    rows = [meter_row(i, i % 3, "3;0;1" if i % 2 else "") for i in range(1, 7)]
+    manifest = write_manifest(tmp_path / "m.csv", rows)
     service = _service(kms)
     service.provision(manifest, tmp_path / "a.jsonl")
     again = service.provision(manifest, tmp_path / "b.jsonl")
