@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine
 
+from kms.db.session import database_errors
 from kms.errors import SchemaOutdatedError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
@@ -39,7 +40,7 @@ def head_revision(engine: Engine) -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or ``None`` when it was never migrated."""
-    with engine.connect() as conn:
+    with database_errors("cannot read the schema revision"), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -64,13 +65,15 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the database to ``revision``; returns (before, after)."""
     before = current_revision(engine)
     _refuse_unknown(engine, before)
-    command.upgrade(alembic_config(engine), revision)
+    with database_errors("schema upgrade failed"):
+        command.upgrade(alembic_config(engine), revision)
     return before, current_revision(engine) or "base"
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the database down to ``revision`` (tests and operators undoing a release)."""
-    command.downgrade(alembic_config(engine), revision)
+    with database_errors("schema downgrade failed"):
+        command.downgrade(alembic_config(engine), revision)
 
 
 def require_current(engine: Engine) -> None:

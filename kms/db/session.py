@@ -24,6 +24,18 @@ from kms.errors import ConfigError, DatabaseError
 AUDIT_LOCK_KEY = 0x444C4D5341554454 & 0x7FFFFFFFFFFFFFFF
 
 
+@contextmanager
+def database_errors(operation: str) -> Iterator[None]:
+    """Turn SQLAlchemy's errors into :class:`DatabaseError` (the class name only: a driver's
+    message can quote parameters, and parameters can be blobs)."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise DatabaseError(f"{operation}: {exc.orig.__class__.__name__}") from None
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"{operation}: {exc.__class__.__name__}") from None
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get their directory created."""
     try:
@@ -33,7 +45,12 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the directory of the SQLite database: {exc.strerror}"
+                ) from None
         # The pool hands a connection to one thread at a time; provisioning commits on a
         # database thread while the main thread works the token, so pysqlite's same-thread
         # check must not pin a connection to the thread that opened it.
@@ -41,7 +58,13 @@ def make_engine(url: str) -> Engine:
         _configure_sqlite(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"the PostgreSQL driver {exc.name!r} is not installed: "
+                "pip install 'dlms-kms[postgresql]'"
+            ) from None
     raise ConfigError(f"unsupported database backend {parsed.get_backend_name()!r}")
 
 
@@ -85,12 +108,8 @@ class Database:
         """One transaction: committed on success, rolled back on any error."""
         session = self._factory()
         try:
-            with session.begin():
+            with database_errors("database error"), session.begin():
                 yield session
-        except OperationalError as exc:
-            raise DatabaseError(f"database error: {exc.orig.__class__.__name__}") from None
-        except SQLAlchemyError as exc:
-            raise DatabaseError(f"database error: {exc.__class__.__name__}") from None
         finally:
             session.close()
 
