@@ -62,19 +62,32 @@ def _ensure_token(env: dict[str, str]) -> None:
         ["softhsm2-util", "--show-slots"], env=env, capture_output=True, text=True, check=True
     ).stdout
     pin_file = VAR / "dev-user.pin"
-    if f"Label:            {TOKEN_LABEL}" in slots and pin_file.exists():
-        return
+    if f"Label:            {TOKEN_LABEL}" in slots:
+        if pin_file.exists():
+            return
+        raise SystemExit(
+            f"the development token {TOKEN_LABEL!r} exists but {pin_file} is gone: "
+            f"remove {VAR} to start afresh"
+        )
     user_pin, so_pin = secrets.token_hex(8), secrets.token_hex(8)
+    # softhsm2-util takes PINs as arguments or at a terminal prompt only: acceptable for this
+    # throwaway development token, never for a production one (initialised at the HSM's console).
     subprocess.run(
         ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
          "--pin", user_pin, "--so-pin", so_pin],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     for name, pin in (("dev-user.pin", user_pin), ("dev-so.pin", so_pin)):
-        path = VAR / name
-        path.write_text(pin + "\n")
-        path.chmod(0o600)
+        _write_private(VAR / name, pin + "\n")
     (VAR / "kms.db").unlink(missing_ok=True)  # a new token means a new key store
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create a file readable by its owner only from the start (no window with wider modes)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def _write_config() -> None:
@@ -106,8 +119,7 @@ def _ensure_vendor_keys(env: dict[str, str]) -> dict[str, bytes]:
     for label, length in VENDOR_KEYS.items():
         path = VAR / f"{label}.hex"
         if label not in present:
-            path.write_text(secrets.token_hex(length).upper() + "\n")
-            path.chmod(0o600)
+            _write_private(path, secrets.token_hex(length).upper() + "\n")
             kms(env, "transport-key", "import", "--label", label, "--key-file", str(path))
         values[label] = bytes.fromhex(path.read_text().strip())
     return values

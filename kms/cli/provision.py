@@ -12,6 +12,7 @@ from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
 from kms.services.manifest import read_manifest
 from kms.services.provisioning import ProvisioningService, read_result_titles
+from kms.services.provisioning import confirm as confirm_meters
 
 
 @click.group("provision", invoke_without_command=True)
@@ -112,9 +113,7 @@ def confirm(
             titles.extend(read_result_titles(from_file))
         if not titles:
             raise InputError("give --system-title or --from")
-        db = ctx.database()  # the schema gate before the token login
-        service = ProvisioningService(ctx.hsm(), db, ctx.config)
-        report = service.confirm(list(dict.fromkeys(titles)))
+        report = confirm_meters(ctx.database(), ctx.config.actor, list(dict.fromkeys(titles)))
         if json_output:
             emit_json(
                 {

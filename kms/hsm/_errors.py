@@ -1,7 +1,8 @@
 """The one place that maps python-pkcs11 exceptions onto the KMS's own hierarchy.
 
 Mirrors python-pkcs11's ``map_rv_to_error``: a table from exception class to ``KMSError`` class,
-and one context manager, :func:`translated`, that every call into the library runs inside. Any
+applied by :func:`translate` to every call into the library (``Hsm._call`` wraps each one;
+:func:`translated` serves the few calls made outside it, at login). Any
 ``PKCS11Error`` not named in the table falls through to :class:`kms.errors.HsmError`, so nothing
 above ``kms.hsm`` ever sees a ``pkcs11`` type. Messages carry the operation's name and the token's
 own error name only: python-pkcs11's messages can echo arguments, so they are never passed on.

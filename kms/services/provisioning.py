@@ -373,33 +373,42 @@ class ProvisioningService:
     # --- confirm -----------------------------------------------------------------------------
 
     def confirm(self, system_titles: Sequence[bytes]) -> ConfirmReport:
-        """Move PENDING meters (and their keys) to ACTIVE; already ACTIVE meters are reported."""
-        if not system_titles:
-            raise InputError("no meter to confirm")
-        activated: list[str] = []
-        already: list[str] = []
-        keys = 0
-        with self._db.begin() as session:
-            meters = repo.meters_by_system_title(session, system_titles)
-            for title in system_titles:
-                if title not in meters:
-                    raise NotFoundError(f"no meter with system title {title.hex().upper()}")
-            now = utcnow()
-            records = []
-            for title in system_titles:
-                meter = meters[title]
-                hex_title = title.hex().upper()
-                if meter.state is MeterState.ACTIVE:
-                    already.append(hex_title)
-                    continue
-                if meter.state is not MeterState.PENDING:
-                    raise InputError(f"meter {hex_title} is {meter.state.value}, not PENDING")
-                keys += repo.activate_meter(session, meter, now)
-                activated.append(hex_title)
-                records.append(audit.AuditRecord("meter.confirm", hex_title, {"keys": "ACTIVE"}))
-            if records:
-                audit.append(session, self._config.actor, records)
-        return ConfirmReport(activated, already, keys)
+        """Move PENDING meters (and their keys) to ACTIVE; see :func:`confirm`."""
+        return confirm(self._db, self._config.actor, system_titles)
+
+
+def confirm(db: Database, actor: str, system_titles: Sequence[bytes]) -> ConfirmReport:
+    """Move PENDING meters (and their keys) to ACTIVE; already ACTIVE meters are reported.
+
+    A state change in the database only: no key is touched, so no token login is needed. An
+    unknown meter refuses the whole confirmation.
+    """
+    if not system_titles:
+        raise InputError("no meter to confirm")
+    activated: list[str] = []
+    already: list[str] = []
+    keys = 0
+    with db.begin() as session:
+        meters = repo.meters_by_system_title(session, system_titles)
+        for title in system_titles:
+            if title not in meters:
+                raise NotFoundError(f"no meter with system title {title.hex().upper()}")
+        now = utcnow()
+        records = []
+        for title in system_titles:
+            meter = meters[title]
+            hex_title = title.hex().upper()
+            if meter.state is MeterState.ACTIVE:
+                already.append(hex_title)
+                continue
+            if meter.state is not MeterState.PENDING:
+                raise InputError(f"meter {hex_title} is {meter.state.value}, not PENDING")
+            keys += repo.activate_meter(session, meter, now)
+            activated.append(hex_title)
+            records.append(audit.AuditRecord("meter.confirm", hex_title, {"keys": "ACTIVE"}))
+        if records:
+            audit.append(session, actor, records)
+    return ConfirmReport(activated, already, keys)
 
 
 def read_result_titles(path: Path) -> list[bytes]:
