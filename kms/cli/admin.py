@@ -7,8 +7,7 @@ import click
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.db.migrate import current_revision, head_revision, upgrade
 from kms.hsm.selftest import run_selftest
-from kms.keystore import hierarchy
-from kms.services import audit
+from kms.services import ceremony
 
 
 @click.command("init")
@@ -23,24 +22,9 @@ def init(ctx: Context, json_output: bool) -> None:
 
     def body() -> None:
         db = ctx.database(migrated=False)
-        before, after = upgrade(db.engine)
         hsm = ctx.hsm()
-        with db.begin() as session:
-            outcomes = hierarchy.initialise(hsm, session)
-            created = [o for o in outcomes if o.action != "present"]
-            if created:
-                audit.append(
-                    session,
-                    ctx.config.actor,
-                    [
-                        audit.AuditRecord(
-                            f"root_key.{o.action}",
-                            o.label,
-                            {"purpose": o.purpose, "algorithm": o.algorithm},
-                        )
-                        for o in created
-                    ],
-                )
+        report = ceremony.initialise(hsm, db, ctx.config.actor)
+        before, after, outcomes = report.schema_before, report.schema_after, report.root_keys
         if json_output:
             emit_json(
                 {

@@ -9,18 +9,7 @@ import click
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.db import RootKey, RootKeyPurpose
 from kms.db import repository as repo
-from kms.errors import InputError
-from kms.keystore import hierarchy
-from kms.services import audit
-
-
-def _describe(row: RootKey) -> dict[str, object]:
-    return {
-        "label": row.label,
-        "algorithm": row.algorithm,
-        "kcv": row.check_value.hex().upper() if row.check_value else None,
-        "created_at": row.created_at.isoformat(),
-    }
+from kms.services import ceremony
 
 
 @click.group("transport-key")
@@ -46,20 +35,11 @@ def import_key(ctx: Context, label: str, key_file: Path, json_output: bool) -> N
     """
 
     def body() -> None:
-        try:
-            text = key_file.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError):
-            raise InputError("cannot read the key file as text", source=str(key_file)) from None
-        value = hierarchy.parse_key_file(text, str(key_file))
+        value = ceremony.read_key_file(key_file)
         db = ctx.database()  # the schema gate before the token login
-        hsm = ctx.hsm()
-        with db.begin() as session:
-            row = hierarchy.create_transport_key(hsm, session, label, value, len(value))
-            audit.append(
-                session,
-                ctx.config.actor,
-                [audit.AuditRecord("transport_key.import", label, _describe(row))],
-            )
+        row = ceremony.create_transport_key(
+            ctx.hsm(), db, ctx.config.actor, label, value, len(value)
+        )
         _print(row, json_output, "imported")
 
     run(json_output, body)
@@ -81,14 +61,9 @@ def generate_key(ctx: Context, label: str, length: str, json_output: bool) -> No
 
     def body() -> None:
         db = ctx.database()  # the schema gate before the token login
-        hsm = ctx.hsm()
-        with db.begin() as session:
-            row = hierarchy.create_transport_key(hsm, session, label, None, int(length))
-            audit.append(
-                session,
-                ctx.config.actor,
-                [audit.AuditRecord("transport_key.generate", label, _describe(row))],
-            )
+        row = ceremony.create_transport_key(
+            ctx.hsm(), db, ctx.config.actor, label, None, int(length)
+        )
         _print(row, json_output, "generated")
 
     run(json_output, body)
@@ -102,7 +77,10 @@ def list_keys(ctx: Context, json_output: bool) -> None:
 
     def body() -> None:
         with ctx.database().begin() as session:
-            rows = [_describe(r) for r in repo.root_keys(session, RootKeyPurpose.TRANSPORT)]
+            rows = [
+                ceremony.describe_transport_key(r)
+                for r in repo.root_keys(session, RootKeyPurpose.TRANSPORT)
+            ]
         if json_output:
             emit_json(rows)
         else:
@@ -120,7 +98,7 @@ def list_keys(ctx: Context, json_output: bool) -> None:
 
 def _print(row: RootKey, json_output: bool, action: str) -> None:
     if json_output:
-        emit_json({**_describe(row), "action": action})
+        emit_json({**ceremony.describe_transport_key(row), "action": action})
     else:
         kcv = row.check_value.hex().upper() if row.check_value else "-"
         click.echo(f"{action} transport key {row.label!r} ({row.algorithm}), KCV {kcv}")

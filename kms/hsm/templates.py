@@ -54,8 +54,7 @@ def _secret(label: str | None, key_id: bytes | None, *, token: bool) -> dict[Att
     return template
 
 
-def storage_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
-    """AES-256 token key that wraps and unwraps per-meter blobs, and nothing else."""
+def _token_wrapping_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
     return {
         **_secret(label, key_id, token=True),
         Attribute.KEY_TYPE: KeyType.AES,
@@ -78,16 +77,14 @@ def binding_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
     }
 
 
+def storage_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """AES-256 token key that wraps and unwraps per-meter blobs, and nothing else."""
+    return _token_wrapping_key(label, key_id)
+
+
 def transport_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
     """A meter vendor's initial master key: wraps the meter's new KEK, is never extractable."""
-    return {
-        **_secret(label, key_id, token=True),
-        Attribute.KEY_TYPE: KeyType.AES,
-        Attribute.SENSITIVE: True,
-        Attribute.EXTRACTABLE: False,
-        Attribute.WRAP: True,
-        Attribute.UNWRAP: True,
-    }
+    return _token_wrapping_key(label, key_id)
 
 
 def session_key(use: KeyUse) -> dict[Attribute, Any]:

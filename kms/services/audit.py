@@ -26,6 +26,7 @@ Details hold metadata only (system titles, labels, check values), never a key by
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -39,10 +40,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from kms.db import AuditCheckpoint, Session, after_commit, lock_audit_chain
+from kms.db import AuditCheckpoint, Database, Session, after_commit, lock_audit_chain
 from kms.db import repository as repo
 from kms.db.base import utcnow
-from kms.errors import AuditChainBroken, TokenKeyNotFound
+from kms.errors import AuditChainBroken, KMSError, TokenKeyNotFound
 from kms.hsm import Hsm, TokenKey
 
 GENESIS = bytes(32)
@@ -121,6 +122,21 @@ def append(session: Session, actor: str, records: Sequence[AuditRecord]) -> int:
         prev = digest
     repo.insert_audit_events(session, rows)
     return seq
+
+
+def record_failure(db: Database, actor: str, operation: str, subject: str, error: KMSError) -> None:
+    """Audit a failed operation on key material in a transaction of its own.
+
+    The operation's own transaction rolled back with its events, yet a failure (a blob that does
+    not match its row, a token that refused) is exactly what an auditor must see. The error's code
+    and message carry metadata only (:mod:`kms.errors`). If the database itself failed, this can
+    fail too; the original error is what the caller raises either way.
+    """
+    record = AuditRecord(
+        operation, subject, {"error": error.code, "message": error.message}, "failure"
+    )
+    with contextlib.suppress(KMSError), db.begin() as session:
+        append(session, actor, [record])
 
 
 def _checkpoint_digest(seq: int, head_hash: bytes) -> bytes:

@@ -47,7 +47,14 @@ from kms.db.base import utcnow
 from kms.dlms.key_transfer import KeyId, KeyTransferEntry, key_transfer_request
 from kms.dlms.obis import format_logical_name
 from kms.dlms.system_title import manufacturer_id
-from kms.errors import InputError, NotFoundError
+from kms.errors import (
+    CryptoError,
+    DatabaseError,
+    HsmError,
+    InputError,
+    IntegrityError,
+    NotFoundError,
+)
 from kms.hsm import Hsm, KeyUse, SessionKey, TokenKey
 from kms.keystore import hierarchy
 from kms.keystore.blobs import KeyIdentity, seal, unseal
@@ -132,7 +139,24 @@ class ProvisioningService:
         out: Path,
         progress: Progress | None = None,
     ) -> ProvisionReport:
-        """Provision already parsed manifest rows (``source`` names the file in errors)."""
+        """Provision already parsed manifest rows (``source`` names the file in errors).
+
+        A failure of the token, of a stored blob's binding or of the database is audited (in a
+        transaction of its own) before it is raised; bad input touched no key and is not.
+        """
+        try:
+            return self._provision_rows(rows, source, out, progress)
+        except (CryptoError, HsmError, IntegrityError, DatabaseError) as exc:
+            audit.record_failure(self._db, self._config.actor, "meter.provision", source, exc)
+            raise
+
+    def _provision_rows(
+        self,
+        rows: Sequence[ManifestRow],
+        source: str,
+        out: Path,
+        progress: Progress | None,
+    ) -> ProvisionReport:
         started = time.perf_counter()
         with self._db.begin() as session:
             root = hierarchy.load_root_keys(self._hsm, session)

@@ -16,6 +16,7 @@ These tests show, against a real token and the migrated database (SQLite or Post
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +326,14 @@ def _state(kms: Kms) -> dict[str, Any]:
         }
 
 
+def _last_event(kms: Kms) -> tuple[str, str, str]:
+    with kms.db.engine.connect() as conn:
+        operation, outcome, details = conn.execute(
+            text("SELECT operation, outcome, details FROM audit_event ORDER BY seq DESC LIMIT 1")
+        ).one()
+    return operation, outcome, json.loads(details)["error"]
+
+
 @pytest.fixture
 def provisioned(kms: Kms, tmp_path: Path) -> tuple[ProvisioningService, Path, str]:
     """Two suite-0 meters with setups 0 and 1, provisioned; returns the service, manifest, lines."""
@@ -368,7 +377,11 @@ def test_swapped_rows_fail_the_rerun_with_invalid_binding_and_write_nothing(
                 assert type(caught.value) is InvalidBinding
                 assert not out.exists()
                 assert sorted(p.name for p in tmp_path.iterdir()) == files_before  # no temp file
-                assert _state(kms) == before  # no audit event, no meter, no key changed
+                after = _state(kms)
+                # No meter and no key changed; the one new audit event records the failure.
+                assert (after["meters"], after["keys"]) == (before["meters"], before["keys"])
+                assert after["audit"][0] == before["audit"][0] + 1
+                assert _last_event(kms) == ("meter.provision", "failure", "crypto.invalid_binding")
                 # The error names one of the two rows by its metadata, and nothing else.
                 message = str(caught.value)
                 assert any(
