@@ -113,15 +113,6 @@ class Database:
         finally:
             session.close()
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose caller commits (or not) itself."""
-        session = self._factory()
-        try:
-            yield session
-        finally:
-            session.close()
-
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

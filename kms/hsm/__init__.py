@@ -1,6 +1,6 @@
 """PKCS#11 token access: the only package that imports ``pkcs11`` (DESIGN.md section 3)."""
 
-from kms.hsm.adapter import Hsm, Key, SessionKey, TokenKey, open_hsm, sha_digest
+from kms.hsm.adapter import Hsm, Key, SessionKey, TokenKey, open_hsm
 from kms.hsm.profile import Profile, load_profile
 from kms.hsm.templates import KeyUse
 
@@ -13,5 +13,4 @@ __all__ = [
     "TokenKey",
     "load_profile",
     "open_hsm",
-    "sha_digest",
 ]

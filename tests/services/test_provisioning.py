@@ -14,7 +14,8 @@ from kms.db import KeyState, MeterState
 from kms.db import repository as repo
 from kms.dlms.key_transfer import KeyId, parse_key_transfer_request
 from kms.errors import InputError, NotFoundError, SessionLost
-from kms.services.provisioning import ProvisioningService, read_result_titles
+from kms.services.confirmation import confirm, read_result_titles
+from kms.services.provisioning import ProvisioningService
 from tests.kms_fixtures import TRANSPORT_KEYS, Kms, meter_row, write_manifest
 
 
@@ -108,7 +109,7 @@ def test_chunks_commit_independently_and_a_rerun_completes_the_result(
 def test_active_meter_is_refused_and_nothing_is_written(kms: Kms, tmp_path: Path) -> None:
     service = _service(kms)
     service.provision(write_manifest(tmp_path / "a.csv", [meter_row(1, 0)]), tmp_path / "a.jsonl")
-    service.confirm([bytes.fromhex(meter_row(1, 0)["system_title"])])
+    confirm(kms.db, kms.config.actor, [bytes.fromhex(meter_row(1, 0)["system_title"])])
     manifest = write_manifest(tmp_path / "b.csv", [meter_row(2, 0), meter_row(1, 0)])
     with pytest.raises(InputError) as info:
         service.provision(manifest, tmp_path / "b.jsonl")
@@ -139,14 +140,14 @@ def test_confirm_activates_meter_and_keys_and_is_idempotent(kms: Kms, tmp_path: 
         tmp_path / "r.jsonl",
     )
     titles = read_result_titles(tmp_path / "r.jsonl")
-    report = service.confirm(titles)
+    report = confirm(kms.db, kms.config.actor, titles)
     assert report.activated == [t.hex().upper() for t in titles]
     assert report.keys_activated == 4 + 8
     with kms.db.begin() as session:
         for meter in repo.meters_by_system_title(session, titles).values():
             assert meter.state is MeterState.ACTIVE and meter.confirmed_at is not None
             assert {k.state for s in meter.setups for k in s.keys} == {KeyState.ACTIVE}
-    again = service.confirm(titles)
+    again = confirm(kms.db, kms.config.actor, titles)
     assert (again.activated, again.keys_activated) == ([], 0)
     assert again.already_active == report.activated
 
@@ -156,7 +157,7 @@ def test_confirm_of_unknown_meter_changes_nothing(kms: Kms, tmp_path: Path) -> N
     service.provision(write_manifest(tmp_path / "m.csv", [meter_row(1, 0)]), tmp_path / "r.jsonl")
     known = bytes.fromhex(meter_row(1, 0)["system_title"])
     with pytest.raises(NotFoundError, match="4D4D4D00000000FF"):
-        service.confirm([known, bytes.fromhex("4D4D4D00000000FF")])
+        confirm(kms.db, kms.config.actor, [known, bytes.fromhex("4D4D4D00000000FF")])
     with kms.db.begin() as session:
         meter = repo.meter_by_system_title(session, known)
         assert meter is not None and meter.state is MeterState.PENDING
@@ -167,7 +168,7 @@ def test_every_provisioning_and_confirmation_is_audited(kms: Kms, tmp_path: Path
     manifest = write_manifest(tmp_path / "m.csv", [meter_row(1, 0), meter_row(2, 1)])
     service.provision(manifest, tmp_path / "r.jsonl")
     service.provision(manifest, tmp_path / "r.jsonl")
-    service.confirm(read_result_titles(tmp_path / "r.jsonl"))
+    confirm(kms.db, kms.config.actor, read_result_titles(tmp_path / "r.jsonl"))
     with kms.db.begin() as session:
         ops = [(e.operation, e.subject) for e in repo.audit_events(session)]
     title = meter_row(1, 0)["system_title"]
