@@ -8,6 +8,8 @@ the audit chain with a transaction-scoped advisory lock instead (:func:`lock_aud
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +33,13 @@ def database_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
-        raise DatabaseError(f"{operation}: {exc.orig.__class__.__name__}") from None
+        # An operational error is about the connection or a lock ("database is locked",
+        # "connection refused"), never about parameters: its first line helps the operator.
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        name = exc.orig.__class__.__name__
+        raise DatabaseError(
+            f"{operation}: {name}: {reason}" if reason else f"{operation}: {name}"
+        ) from None
     except SQLAlchemyError as exc:
         raise DatabaseError(f"{operation}: {exc.__class__.__name__}") from None
 
@@ -74,9 +82,13 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (SQLAlchemy docs recipe).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL is a property of the file: the first connection to ask sets it for all. Several
+        # processes opening a new file at once can find it locked, without a busy wait, by
+        # whichever of them is switching it; that one's switch is enough.
+        with contextlib.suppress(sqlite3.OperationalError):
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
