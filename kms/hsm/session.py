@@ -101,9 +101,11 @@ def _library(module: str) -> Any:
 
 
 class TokenSession:
-    """A logged-in session on one token; :class:`kms.hsm.adapter.Hsm` adds the operations."""
+    """A logged-in session on one token, safe to share between the threads of a process.
 
-    """A logged-in connection to one token, safe to share between the threads of a process."""
+    :class:`kms.hsm.adapter.Hsm` adds the operations; this class is the lock, the login, the
+    retries and the handles.
+    """
 
     def __init__(self, config: Config, profile: Profile | None = None) -> None:
         self._config = config
