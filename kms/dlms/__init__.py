@@ -20,5 +20,6 @@ Malformed *input* (bytes from a meter, text from a manifest) raises
 of the wrong type or length from KMS code) raises ``TypeError`` or ``ValueError``.
 
 Modules: :mod:`~kms.dlms.suites`, :mod:`~kms.dlms.system_title`, :mod:`~kms.dlms.obis`,
-:mod:`~kms.dlms.axdr`, :mod:`~kms.dlms.key_transfer`.
+:mod:`~kms.dlms.axdr`, :mod:`~kms.dlms.key_transfer`, :mod:`~kms.dlms.security_control`,
+:mod:`~kms.dlms.ciphered_apdu`.
 """
