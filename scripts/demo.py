@@ -35,6 +35,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kms.dlms.obis import parse_logical_name  # noqa: E402
 from tests.interop.meter import SimulatedMeter  # noqa: E402  (the meter nobody here wrote keys for)
 
 VAR = ROOT / "var"
@@ -153,7 +154,7 @@ def _check_meters(result: Path, vendor: dict[str, bytes]) -> int:
                 response = meter.apply(bytes.fromhex(apdu))
                 if response[-2:] != b"\x00\x00":
                     raise SystemExit(f"meter {obj['system_title']} refused an APDU")
-            ln = bytes(int(part) for part in setup["logical_name"].split("."))
+            ln = parse_logical_name(setup["logical_name"])
             if meter.check_values(ln) != setup["kcv"]:
                 raise SystemExit(f"meter {obj['system_title']}: check values differ from the KMS's")
         checked += 1

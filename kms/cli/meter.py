@@ -10,7 +10,7 @@ from kms.cli._context import Context, console, emit_json, json_option, pass_cont
 from kms.db import KeyRole, Meter, MeterState
 from kms.db import repository as repo
 from kms.dlms.obis import format_logical_name
-from kms.dlms.system_title import parse_system_title
+from kms.dlms.system_title import format_system_title, parse_system_title
 from kms.errors import NotFoundError
 
 #: Keys listed as the Green Book lists them: master key first, then GUEK, GBEK, GAK.
@@ -20,7 +20,7 @@ _ROLE_ORDER = {role: index for index, role in enumerate(KeyRole)}
 def describe(meter: Meter, *, keys: bool) -> dict[str, Any]:
     """A meter as plain data (metadata and check values only)."""
     out: dict[str, Any] = {
-        "system_title": meter.system_title.hex().upper(),
+        "system_title": format_system_title(meter.system_title),
         "serial": meter.serial,
         "manufacturer": meter.manufacturer,
         "suite": meter.suite,
@@ -104,7 +104,7 @@ def show(ctx: Context, system_title: str, json_output: bool) -> None:
         with ctx.database().begin() as session:
             found = repo.meter_by_system_title(session, title)
             if found is None:
-                raise NotFoundError(f"no meter with system title {title.hex().upper()}")
+                raise NotFoundError(f"no meter with system title {format_system_title(title)}")
             data = describe(found, keys=True)
         if json_output:
             emit_json(data)

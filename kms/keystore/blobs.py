@@ -15,6 +15,8 @@ import hmac
 import struct
 from dataclasses import dataclass
 
+from kms.dlms.obis import format_logical_name
+from kms.dlms.system_title import format_system_title
 from kms.errors import InvalidBinding, InvalidUnwrap
 from kms.hsm import Hsm, KeyUse, SessionKey
 from kms.keystore.hierarchy import RootKeys
@@ -36,8 +38,8 @@ class KeyIdentity:
 
     def describe(self) -> str:
         """Metadata only, safe for messages."""
-        ln = ".".join(str(b) for b in self.logical_name)
-        return f"{self.system_title.hex().upper()} {ln} {self.role} v{self.version}"
+        title, ln = format_system_title(self.system_title), format_logical_name(self.logical_name)
+        return f"{title} {ln} {self.role} v{self.version}"
 
 
 @dataclass(frozen=True)

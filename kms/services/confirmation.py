@@ -16,6 +16,7 @@ from pathlib import Path
 from kms.db import Database, MeterState
 from kms.db import repository as repo
 from kms.db.base import utcnow
+from kms.dlms.system_title import format_system_title
 from kms.errors import InputError, NotFoundError
 from kms.services import audit
 
@@ -44,12 +45,12 @@ def confirm(db: Database, actor: str, system_titles: Sequence[bytes]) -> Confirm
         meters = repo.meters_by_system_title(session, system_titles)
         for title in system_titles:
             if title not in meters:
-                raise NotFoundError(f"no meter with system title {title.hex().upper()}")
+                raise NotFoundError(f"no meter with system title {format_system_title(title)}")
         now = utcnow()
         records = []
         for title in system_titles:
             meter = meters[title]
-            hex_title = title.hex().upper()
+            hex_title = format_system_title(title)
             if meter.state is MeterState.ACTIVE:
                 already.append(hex_title)
                 continue

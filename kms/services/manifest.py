@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kms.dlms.obis import parse_setups_field, security_setup_logical_name
 from kms.dlms.suites import SecuritySuite
-from kms.dlms.system_title import parse_system_title
+from kms.dlms.system_title import format_system_title, parse_system_title
 from kms.errors import InputError
 
 REQUIRED_COLUMNS = ("system_title", "suite", "initial_kek")
@@ -103,7 +103,8 @@ def _parse_row(
         raise _field_error(source, number, "system_title", exc) from None
     if title in seen:
         raise InputError(
-            f"system title {title.hex().upper()} is listed twice (first in row {seen[title]})",
+            f"system title {format_system_title(title)} is listed twice "
+            f"(first in row {seen[title]})",
             source=source,
             row=number,
             field="system_title",

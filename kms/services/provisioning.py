@@ -46,7 +46,7 @@ from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.key_transfer import KeyId, KeyTransferEntry, key_transfer_request
 from kms.dlms.obis import format_logical_name
-from kms.dlms.system_title import manufacturer_id
+from kms.dlms.system_title import format_system_title, manufacturer_id
 from kms.errors import (
     CryptoError,
     DatabaseError,
@@ -228,7 +228,7 @@ class ProvisioningService:
             meter = existing.get(row.system_title)
             if meter is None:
                 continue
-            title = row.system_title.hex().upper()
+            title = format_system_title(row.system_title)
             if meter.state is not MeterState.PENDING:
                 raise InputError(
                     f"meter {title} is already {meter.state.value}; it is never provisioned twice",
@@ -402,7 +402,7 @@ def _audit_record(
 ) -> audit.AuditRecord:
     return audit.AuditRecord(
         operation,
-        row.system_title.hex().upper(),
+        format_system_title(row.system_title),
         {
             "suite": int(row.suite),
             "initial_kek": row.initial_kek,
@@ -416,7 +416,7 @@ def _audit_record(
 
 def _result_line(row: ManifestRow, outputs: Sequence[_SetupOutput]) -> str:
     obj = {
-        "system_title": row.system_title.hex().upper(),
+        "system_title": format_system_title(row.system_title),
         "suite": int(row.suite),
         "setups": [
             {
