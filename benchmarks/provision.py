@@ -457,13 +457,9 @@ def run_child(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
 
 def softhsm_token(workdir: Path, module: str) -> tuple[dict[str, str], str]:
     """A throwaway SoftHSM2 token; returns the children's environment and the token label."""
-    tokens = workdir / "tokens"
-    tokens.mkdir()
-    conf = workdir / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n",
-        encoding="utf-8",
-    )
+    from tests.softhsm import write_softhsm2_conf
+
+    conf = write_softhsm2_conf(workdir)
     os.environ["SOFTHSM2_CONF"] = str(conf)  # before anything in any process loads the module
     pin = secrets.token_hex(8)
     result = subprocess.run(

@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kms.dlms.obis import parse_logical_name  # noqa: E402
-from tests.interop.meter import SimulatedMeter  # noqa: E402  (the meter nobody here wrote keys for)
+from tests.interop.meter import SimulatedMeter  # noqa: E402
+from tests.softhsm import write_softhsm2_conf  # noqa: E402  (the meter nobody here wrote keys for)
 
 VAR = ROOT / "var"
 TOKEN_LABEL = "kms-dev"  # noqa: S105 (a label, not a secret)
@@ -46,12 +47,7 @@ console = Console()
 
 
 def _environment() -> dict[str, str]:
-    conf = VAR / "softhsm2.conf"
-    tokens = VAR / "tokens"
-    tokens.mkdir(parents=True, exist_ok=True)
-    conf.write_text(
-        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
-    )
+    conf = write_softhsm2_conf(VAR)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KMS_")}
     env["SOFTHSM2_CONF"] = str(conf)
     env["KMS_CONFIG"] = str(VAR / "kms.toml")

@@ -63,6 +63,8 @@ _RUNNER_VARIABLES = ("KMS_REQUIRE_HSM", "KMS_TEST_DATABASE", "KMS_TEST_POSTGRES_
 
 
 def _make_softhsm_sandbox() -> tuple[Path, Path]:
+    # The same file as tests/softhsm.py writes, spelled out here because test_infrastructure.py
+    # runs this conftest on its own, outside the package, where tests.softhsm cannot be imported.
     root = Path(tempfile.mkdtemp(prefix="kms-pytest-softhsm-"))
     tokens = root / "tokens"
     tokens.mkdir()
