@@ -9,6 +9,8 @@ Recognised environment variables (the names are a contract other tools rely on):
 ``KMS_DATABASE_URL``    SQLAlchemy URL of the metadata database (default SQLite under ./var/)
 ``KMS_HSM_PROFILE``     name of a profile in ``hsm_profiles/`` or a path to one (default softhsm2)
 ``KMS_ACTOR``           who is acting, for the audit trail (default: the OS user)
+``KMS_CLIENT_SYSTEM_TITLE``  the head-end's own system title (16 hex digits): the originator
+                        of every APDU the KMS protects, the fixed field of its IVs
 
 A PIN never comes from argv. It is held in a :class:`Pin`, whose ``repr`` and ``str`` hide it, so
 neither a traceback nor a log line can show it.
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kms.errors import ConfigError
+from kms.dlms.system_title import parse_system_title
+from kms.errors import ConfigError, InputError
 
 DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_DATABASE_URL = "sqlite:///var/kms.db"
@@ -74,12 +77,28 @@ class Config:
     hsm_profile: str = DEFAULT_PROFILE
     actor: str = "unknown"
     provision_chunk_size: int = 500
+    #: The head-end's system title (8 bytes), or None when this KMS protects no APDUs.
+    client_system_title: bytes | None = None
+    #: Invocation counters reserved per database commit (DESIGN.md invariant 4).
+    ic_block_size: int = 1000
+    #: Unwrapped session keys kept per process, and how long an unused one stays.
+    key_cache_size: int = 256
+    key_cache_idle_seconds: float = 300.0
 
     def require_pin(self) -> Pin:
         """The user PIN, or a :class:`ConfigError` naming the two ways to give one."""
         if self.user_pin is None:
             raise ConfigError("no user PIN: set KMS_USER_PIN or KMS_USER_PIN_FILE")
         return self.user_pin
+
+    def require_client_system_title(self) -> bytes:
+        """The head-end's system title, or a :class:`ConfigError` naming where to set it."""
+        if self.client_system_title is None:
+            raise ConfigError(
+                "no client system title: set KMS_CLIENT_SYSTEM_TITLE or client_system_title in "
+                "kms.toml (16 hex digits)"
+            )
+        return self.client_system_title
 
 
 def _read_pin_file(path: str) -> Pin:
@@ -117,6 +136,10 @@ _TOML_KEYS = {
     "hsm_profile",
     "actor",
     "provision_chunk_size",
+    "client_system_title",
+    "ic_block_size",
+    "key_cache_size",
+    "key_cache_idle_seconds",
 }
 
 
@@ -142,6 +165,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         ("hsm_profile", "KMS_HSM_PROFILE"),
         ("actor", "KMS_ACTOR"),
         ("user_pin_file", "KMS_USER_PIN_FILE"),
+        ("client_system_title", "KMS_CLIENT_SYSTEM_TITLE"),
     ):
         if env.get(var):
             values[key] = env[var]
@@ -152,10 +176,20 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     elif values.get("user_pin_file"):
         pin = _read_pin_file(str(values["user_pin_file"]))
 
-    chunk = values.get("provision_chunk_size", Config.provision_chunk_size)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ConfigError("provision_chunk_size must be a positive integer")
-    for key in ("pkcs11_module", "token_label", "database_url", "hsm_profile", "actor"):
+    chunk = _positive_int(values, "provision_chunk_size", Config.provision_chunk_size)
+    block = _positive_int(values, "ic_block_size", Config.ic_block_size)
+    cache_size = _positive_int(values, "key_cache_size", Config.key_cache_size)
+    idle = values.get("key_cache_idle_seconds", Config.key_cache_idle_seconds)
+    if isinstance(idle, bool) or not isinstance(idle, int | float) or not idle > 0:
+        raise ConfigError("key_cache_idle_seconds must be a positive number")
+    for key in (
+        "pkcs11_module",
+        "token_label",
+        "database_url",
+        "hsm_profile",
+        "actor",
+        "client_system_title",
+    ):
         if key in values and not isinstance(values[key], str):
             raise ConfigError(f"{key} must be a string")
 
@@ -168,7 +202,27 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         hsm_profile=values.get("hsm_profile", DEFAULT_PROFILE),
         actor=actor,
         provision_chunk_size=chunk,
+        client_system_title=_client_system_title(values.get("client_system_title")),
+        ic_block_size=block,
+        key_cache_size=cache_size,
+        key_cache_idle_seconds=float(idle),
     )
+
+
+def _positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer")
+    return value
+
+
+def _client_system_title(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        return parse_system_title(text)
+    except InputError as exc:
+        raise ConfigError(f"client_system_title (KMS_CLIENT_SYSTEM_TITLE): {exc.detail}") from None
 
 
 def _os_user() -> str:

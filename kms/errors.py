@@ -32,6 +32,9 @@ class KMSError(Exception):
 
     code: str = "kms.error"
     exit_status: int = 1
+    #: The DLMS exception-response (0xD8 ...) a server would answer this failure with, where the
+    #: Green Book defines one; set by the APDU services, shown by ``--json``.
+    exception_response: bytes | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -39,7 +42,10 @@ class KMSError(Exception):
 
     def to_dict(self) -> dict[str, object]:
         """A machine-readable form for ``--json`` output."""
-        return {"error": self.code, "message": self.message}
+        out: dict[str, object] = {"error": self.code, "message": self.message}
+        if self.exception_response is not None:
+            out["exception_response"] = self.exception_response.hex().upper()
+        return out
 
 
 # --- usage errors -----------------------------------------------------------------------------
@@ -103,6 +109,18 @@ class ConflictError(KMSUsageError):
     code = "usage.conflict"
 
 
+class KeyStateError(ConflictError):
+    """A key exists but its state forbids this use (PENDING, RETIRED, REVOKED, DESTROYED)."""
+
+    code = "usage.key_state"
+
+
+class InvocationCounterExhausted(ConflictError):
+    """A key's sending invocation counters are used up; the key must be renewed."""
+
+    code = "usage.invocation_counter_exhausted"
+
+
 class SchemaOutdatedError(KMSUsageError):
     """The database schema is behind the code; the message names the command that fixes it."""
 
@@ -129,6 +147,25 @@ class InvalidTag(CryptoError):
     """A GCM/GMAC tag did not verify."""
 
     code = "crypto.invalid_tag"
+
+
+class AuthenticationFailed(CryptoError):
+    """A peer's HLS authentication response did not verify (says nothing of why)."""
+
+    code = "crypto.authentication_failed"
+
+
+class InvocationCounterError(CryptoError):
+    """A received invocation counter is not above the last one accepted for that key (replay).
+
+    ``expected`` is the lowest counter that would have been accepted.
+    """
+
+    code = "crypto.invocation_counter"
+
+    def __init__(self, message: str, expected: int) -> None:
+        super().__init__(message)
+        self.expected = expected
 
 
 class InvalidSignature(CryptoError):

@@ -56,6 +56,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_SCRIPT = REPO_ROOT / "scripts" / "postgres-test.sh"
 POSTGRES_COUNT_FILE = Path("var") / "ci" / "postgresql-tests.count"
 DATABASE_KINDS = ("sqlite", "postgresql")
+#: The head-end's system title in every test KMS ("KMS" and a serial part).
+CLIENT_SYSTEM_TITLE = "4B4D5300000000A1"
 
 # Environment variables a test run is steered by; kms_env passes them on, and drops every other
 # KMS_* variable of the caller's shell so that a subprocess sees only the test's settings.
@@ -351,6 +353,7 @@ def kms_env(token: TestToken, database_url: str, tmp_path: Path) -> dict[str, st
         KMS_DATABASE_URL=database_url,
         KMS_CONFIG=str(config_file),
         KMS_ACTOR="pytest",
+        KMS_CLIENT_SYSTEM_TITLE=CLIENT_SYSTEM_TITLE,
     )
     return env
 

@@ -8,6 +8,7 @@ Import with ``from tests.kms_fixtures import *`` in a folder's ``conftest.py``.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from kms.db.migrate import upgrade
 from kms.hsm import Hsm, open_hsm
 from kms.keystore import hierarchy
 from kms.keystore.hierarchy import RootKeys
+from tests.interop.meter import MANAGEMENT_SETUP, SimulatedMeter
 
 #: Transport keys imported through the ceremony in tests: label -> value. Distinctive bytes, so
 #: a search for them in the database, logs and files cannot hit by chance.
@@ -93,3 +95,38 @@ def meter_row(index: int, suite: int, setups: str = "") -> dict[str, str]:
         "serial": f"SN{index:08d}",
         "setups": setups,
     }
+
+
+@dataclass
+class FieldMeter:
+    """A provisioned, confirmed meter and the keys its simulated twin ended up with."""
+
+    system_title: bytes
+    suite: int
+    meter: SimulatedMeter
+
+    def keys(self, logical_name: bytes = MANAGEMENT_SETUP) -> dict[str, bytes]:
+        """GUEK, GBEK, GAK and KEK as the simulated meter holds them (pyca unwrapped them)."""
+        return self.meter.keys(logical_name)
+
+
+def field_meter(kms: Kms, tmp_path: Path, index: int, suite: int, setups: str = "") -> FieldMeter:
+    """Provision meter ``index`` through the service, write its APDUs into a simulated meter,
+    confirm it: the state a head-end finds a meter in (seed steps 1 and 2 done)."""
+    from kms.services.confirmation import confirm
+    from kms.services.provisioning import ProvisioningService
+
+    row = meter_row(index, suite, setups)
+    manifest = write_manifest(tmp_path / f"meter-{index}.csv", [row])
+    out = tmp_path / f"meter-{index}.jsonl"
+    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, out)
+    (result,) = [json.loads(line) for line in out.read_text().splitlines()]
+    lns = [bytes(int(p) for p in s["logical_name"].split(".")) for s in result["setups"]]
+    initial = TRANSPORT_KEYS["vendor-aes256" if suite == 2 else "vendor-aes128"]
+    title = bytes.fromhex(row["system_title"])
+    meter = SimulatedMeter(title, suite, initial, lns)
+    for setup in result["setups"]:
+        for apdu in setup["apdus"]:
+            assert meter.apply(bytes.fromhex(apdu))[-2:] == b"\x00\x00"
+    confirm(kms.db, "pytest", [title])
+    return FieldMeter(title, suite, meter)

@@ -21,7 +21,7 @@ from rich.table import Table
 from kms.config import Config, load_config
 from kms.db.migrate import require_current
 from kms.db.session import Database
-from kms.errors import KMSError, exit_status_for
+from kms.errors import InputError, KMSError, exit_status_for
 from kms.hsm import Hsm, open_hsm
 
 T = TypeVar("T")
@@ -92,6 +92,14 @@ def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         out.add_row(*row)
     console.print(out)
+
+
+def parse_hex(text: str, field: str) -> bytes:
+    """Bytes written in hex on the command line (whitespace ignored), or an InputError."""
+    try:
+        return bytes.fromhex("".join(text.split()))
+    except ValueError:
+        raise InputError(f"not hexadecimal: {text[:40]!r}", field=field) from None
 
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")

@@ -11,7 +11,10 @@ import click
 
 from kms.cli._context import Context
 from kms.cli.admin import db_group, init, selftest
+from kms.cli.apdu import apdu
+from kms.cli.association import association
 from kms.cli.audit import audit
+from kms.cli.hls import hls
 from kms.cli.meter import meter
 from kms.cli.provision import provision
 from kms.cli.transport_key import transport_key
@@ -30,7 +33,18 @@ def cli(click_ctx: click.Context) -> None:
     click_ctx.call_on_close(ctx.close)
 
 
-for command in (init, db_group, selftest, transport_key, provision, meter, audit):
+for command in (
+    init,
+    db_group,
+    selftest,
+    transport_key,
+    provision,
+    meter,
+    apdu,
+    association,
+    hls,
+    audit,
+):
     cli.add_command(command)
 
 

@@ -4,6 +4,8 @@ from sqlalchemy.orm import Session
 
 from kms.db.base import ModelBase
 from kms.db.models import (
+    Association,
+    AssociationState,
     AuditCheckpoint,
     AuditEvent,
     Direction,
@@ -20,6 +22,8 @@ from kms.db.models import (
 from kms.db.session import Database, after_commit, lock_audit_chain
 
 __all__ = [
+    "Association",
+    "AssociationState",
     "AuditCheckpoint",
     "AuditEvent",
     "Database",

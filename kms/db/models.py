@@ -32,6 +32,7 @@ class KeyRole(enum.Enum):
     GUEK = "GUEK"  # global unicast encryption key
     GBEK = "GBEK"  # global broadcast encryption key
     GAK = "GAK"  # (global) authentication key
+    HLS_SECRET = "HLS_SECRET"  # noqa: S105 - the name of a role: HLS mechanism 6's secret
 
 
 class KeyState(enum.Enum):
@@ -51,6 +52,13 @@ class RootKeyPurpose(enum.Enum):
     BINDING = "BINDING"
     AUDIT = "AUDIT"
     TRANSPORT = "TRANSPORT"
+
+
+class AssociationState(enum.Enum):
+    """Whether an application association's dedicated key may still be used."""
+
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
 
 
 class Direction(enum.Enum):
@@ -144,6 +152,46 @@ class InvocationCounter(ModelBase):
     next_free: Mapped[bigint] = mapped_column(
         comment="SEND: first IC not yet reserved; RECEIVE: lowest acceptable IC"
     )
+
+
+class Association(ModelBase):
+    """An application association with a dedicated key (ded- APDUs), open across processes.
+
+    The dedicated key was generated in the token and sent to the meter inside a ciphered
+    glo-initiate-request; it is stored like every per-meter key (wrapped under the storage key,
+    bound to its row) until the association closes, when the blob is wiped. Its invocation
+    counters live here: the key is fresh, so they start afresh.
+    """
+
+    __tablename__ = "association"
+
+    id: Mapped[intpk]
+    handle: Mapped[str] = mapped_column(
+        String(32), unique=True, comment="public name of the association (random, hex)"
+    )
+    security_setup_id: Mapped[int] = mapped_column(
+        ForeignKey("security_setup.id", ondelete="CASCADE")
+    )
+    state: Mapped[AssociationState]
+    key_length: Mapped[int] = mapped_column(comment="16 or 32 bytes")
+    wrapped_key: Mapped[bytes | None] = mapped_column(
+        comment="header || RFC 3394 wrap under the storage key; wiped when the association closes"
+    )
+    wrapping_key_label: Mapped[str] = mapped_column(comment="token label of the storage key")
+    wrapping_key_version: Mapped[int]
+    binding_mac: Mapped[bytes | None] = mapped_column(
+        comment="HMAC-SHA256 in the token over (system title, logical name, handle, blob)"
+    )
+    next_send_ic: Mapped[bigint] = mapped_column(
+        comment="first IC under the dedicated key not yet reserved"
+    )
+    receive_floor: Mapped[bigint] = mapped_column(
+        comment="lowest IC acceptable from the meter under the dedicated key"
+    )
+    created_at: Mapped[datetime_now]
+    closed_at: Mapped[datetime.datetime | None]
+
+    setup: Mapped[SecuritySetup] = relationship()
 
 
 class RootKey(ModelBase):

@@ -12,12 +12,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from kms.db.base import ModelBase
 from kms.db.models import (
+    Association,
     AuditCheckpoint,
     AuditEvent,
+    Direction,
+    InvocationCounter,
     KeyState,
     KeyVersion,
     Meter,
@@ -146,6 +150,77 @@ def activate_meter(session: Session, meter: Meter, when: datetime.datetime) -> i
         .execution_options(synchronize_session="fetch")
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- invocation counters ----------------------------------------------------------------------
+
+
+def lock_invocation_counter(
+    session: Session, key_version_id: int, direction: Direction, initial: int
+) -> InvocationCounter:
+    """The counter row of a key version and direction, locked until the transaction ends.
+
+    A missing row is created at ``initial`` first (``ON CONFLICT DO NOTHING``, so two processes
+    creating it at once both end up locking the one row). PostgreSQL locks the row
+    (``SELECT ... FOR UPDATE``); SQLite's ``BEGIN IMMEDIATE`` already holds the database's write
+    lock for the whole transaction.
+    """
+    values = {"key_version_id": key_version_id, "direction": direction, "next_free": initial}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(
+            postgresql.insert(InvocationCounter).values(values).on_conflict_do_nothing()
+        )
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(InvocationCounter).values(values).on_conflict_do_nothing())
+    else:  # pragma: no cover - make_engine accepts only these two
+        raise NotImplementedError(dialect)
+    query = (
+        select(InvocationCounter)
+        .where(
+            InvocationCounter.key_version_id == key_version_id,
+            InvocationCounter.direction == direction,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one()
+
+
+def lock_association(session: Session, association_id: int) -> Association:
+    """An association row, locked until the transaction ends (its dedicated key's counters)."""
+    query = (
+        select(Association)
+        .where(Association.id == association_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one()
+
+
+def association_by_handle(session: Session, handle: str) -> Association | None:
+    """The association named ``handle``, with its setup and meter loaded."""
+    query = (
+        select(Association)
+        .where(Association.handle == handle)
+        .options(selectinload(Association.setup).selectinload(SecuritySetup.meter))
+    )
+    return session.scalars(query).one_or_none()
+
+
+def invocation_counter(session: Session, key_version_id: int, direction: Direction) -> int | None:
+    """``next_free`` of a key version and direction without locking it, or ``None``."""
+    query = select(InvocationCounter.next_free).where(
+        InvocationCounter.key_version_id == key_version_id,
+        InvocationCounter.direction == direction,
+    )
+    return session.scalars(query).one_or_none()
+
+
+def key_version_state(session: Session, key_version_id: int) -> KeyState | None:
+    """The current state of a key version (``None`` if it is gone)."""
+    query = select(KeyVersion.state).where(KeyVersion.id == key_version_id)
+    return session.scalars(query).one_or_none()
 
 
 # --- audit ------------------------------------------------------------------------------------

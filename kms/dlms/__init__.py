@@ -21,5 +21,6 @@ of the wrong type or length from KMS code) raises ``TypeError`` or ``ValueError`
 
 Modules: :mod:`~kms.dlms.suites`, :mod:`~kms.dlms.system_title`, :mod:`~kms.dlms.obis`,
 :mod:`~kms.dlms.axdr`, :mod:`~kms.dlms.key_transfer`, :mod:`~kms.dlms.security_control`,
-:mod:`~kms.dlms.ciphered_apdu`.
+:mod:`~kms.dlms.ciphered_apdu`, :mod:`~kms.dlms.general_ciphering`,
+:mod:`~kms.dlms.exception_response`, :mod:`~kms.dlms.protection`.
 """

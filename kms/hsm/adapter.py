@@ -8,7 +8,7 @@ is written out in :mod:`kms.hsm.templates`; every mechanism comes from the HSM p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
@@ -21,7 +21,7 @@ from kms.hsm import templates
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
 
-__all__ = ["Hsm", "Key", "SessionKey", "TokenKey", "open_hsm"]
+__all__ = ["Hsm", "Key", "SessionKey", "TokenGcm", "TokenKey", "open_hsm"]
 
 #: Per-meter key templates, built once: python-pkcs11 merges them into a new dict per call and
 #: never changes them, and they sit on the provisioning hot path.
@@ -230,6 +230,79 @@ class Hsm(TokenSession):
         obj = self._call("unwrap key", unwrap)
         return SessionKey(obj, self._generation, length, use)
 
+    # --- HLS secrets (mechanism 6) ----------------------------------------------------------
+
+    def import_secret(self, value: bytes) -> SessionKey:
+        """An HLS secret entering the KMS (an audited import): a sensitive session object,
+        extractable only so that it can be wrapped under the storage key."""
+        if not 1 <= len(value) <= 64:
+            raise ValueError("an HLS secret is 1 to 64 bytes")
+        template = dict(_SESSION_TEMPLATES[KeyUse.SECRET])
+        template[Attribute.VALUE] = bytes(value)
+        obj = self._call("import HLS secret", lambda: self._session.create_object(template))
+        return SessionKey(obj, self._generation, len(value), KeyUse.SECRET)
+
+    @staticmethod
+    def secret_wrap_is_exact(length: int) -> bool:
+        """Whether a secret of ``length`` bytes wraps with RFC 3394, which unwraps exactly.
+
+        Other lengths need RFC 5649 (``key_wrap_pad``), whose unwrap SoftHSM 2.6.1 leaves
+        padded: the unwrapped secret is then ``length`` rounded up to 8 bytes of which only the
+        first ``length`` are the secret (the profile flag ``wrap_pad_unwrap_keeps_padding``).
+        """
+        return length >= 16 and length % 8 == 0
+
+    def wrap_secret(self, wrapping_key: Key, secret: SessionKey) -> bytes:
+        """Wrap an HLS secret in the token: RFC 3394 when its length allows, else RFC 5649."""
+        job = "key_wrap" if self.secret_wrap_is_exact(secret.length) else "key_wrap_pad"
+        mech = self.profile.mechanism(job)
+        return bytes(
+            self._call(
+                "wrap HLS secret",
+                lambda: self._resolve(wrapping_key).wrap_key(self._resolve(secret), mechanism=mech),
+            )
+        )
+
+    def unwrap_secret(
+        self, unwrapping_key: Key, wrapped: bytes, length: int, *, readable: bool
+    ) -> SessionKey:
+        """Unwrap an HLS secret for use: sensitive (for C_DigestKey) unless ``readable``."""
+        job = "key_wrap" if self.secret_wrap_is_exact(length) else "key_wrap_pad"
+        mech = self.profile.mechanism(job)
+        template = templates.secret_for_use(readable=readable)
+
+        def unwrap() -> Any:
+            try:
+                return self._resolve(unwrapping_key).unwrap_key(
+                    ObjectClass.SECRET_KEY,
+                    KeyType.GENERIC_SECRET,
+                    wrapped,
+                    mechanism=mech,
+                    capabilities=MechanismFlag(0),
+                    template=template,
+                )
+            except p11e.GeneralError:
+                raise errors.InvalidUnwrap("wrapped secret failed its integrity check") from None
+
+        obj = self._call("unwrap HLS secret", unwrap)
+        return SessionKey(obj, self._generation, length, KeyUse.SECRET)
+
+    def digest_secret(self, secret: SessionKey, message: bytes) -> bytes:
+        """SHA-256(secret || message) in the token (C_DigestKey, then C_DigestUpdate)."""
+        mech = self.profile.mechanism("digest_key")
+        return bytes(
+            self._call(
+                "digest HLS secret",
+                lambda: self._session.digest([self._resolve(secret), message], mechanism=mech),
+            )
+        )
+
+    def read_secret(self, secret: SessionKey) -> bytearray:
+        """The value of a secret unwrapped ``readable`` (the profile's audited fallback)."""
+        return bytearray(
+            self._call("read HLS secret", lambda: self._resolve(secret)[Attribute.VALUE])
+        )
+
     def read_ak(self, key: SessionKey) -> bytearray:
         """The AK's bytes, only for a key unwrapped as ``AK_FOR_USE`` (DESIGN.md section 6)."""
         if key.use is not KeyUse.AK_FOR_USE or not self.profile.ak_on_host:
@@ -239,6 +312,24 @@ class Hsm(TokenSession):
                 errors.UnsupportedReason.MISSING_FROM_PROFILE,
             )
         return bytearray(self._call("read AK", lambda: self._resolve(key)[Attribute.VALUE]))
+
+    def read_dedicated_key(self, key: SessionKey) -> bytearray:
+        """A new dedicated key's bytes, to place in the initiate request that carries it.
+
+        Only for a key generated as ``DEDICATED`` and only when the profile flags
+        ``dedicated_key_on_host``: no PKCS#11 mechanism encrypts a key at an offset inside a
+        plaintext, so the bytes of the xDLMS InitiateRequest exist on the host for the one GCM
+        call that ciphers them (under the GUEK, in the token).
+        """
+        if key.use is not KeyUse.DEDICATED or not self.profile.dedicated_key_on_host:
+            raise errors.UnsupportedMechanism(
+                "only a dedicated key being made may be read, and only when the HSM profile "
+                "flags dedicated_key_on_host",
+                errors.UnsupportedReason.MISSING_FROM_PROFILE,
+            )
+        return bytearray(
+            self._call("read dedicated key", lambda: self._resolve(key)[Attribute.VALUE])
+        )
 
     def destroy(self, key: SessionKey) -> None:
         """Destroy a session key now rather than at session close."""
@@ -304,6 +395,24 @@ class Hsm(TokenSession):
 
         return self._call("GCM decrypt", decrypt)
 
+    def aead(self, key: SessionKey) -> TokenGcm:
+        """AES-GCM under ``key`` with DLMS's 96-bit tag (kms.dlms.protection's cipher)."""
+        if key.use not in (KeyUse.EK, KeyUse.EK_FOR_USE):
+            raise ValueError(f"GCM needs an encryption key, not a {key.use.value} key")
+        return TokenGcm(self, key)
+
+    def random(self, length: int) -> bytes:
+        """``length`` bytes from the token's random number generator (challenges, ids)."""
+        if length < 1:
+            raise ValueError("ask for at least one random byte")
+        return bytes(
+            self._call(
+                "generate random",
+                lambda: self._session.generate_random(length * 8),
+                idempotent=True,
+            )
+        )
+
     # --- data objects ------------------------------------------------------------------------
 
     def _data_objects(self, label: str) -> list[Any]:
@@ -332,6 +441,60 @@ class Hsm(TokenSession):
                 obj.destroy()
 
         self._call(f"write data object {label}", replace)
+
+
+class TokenGcm:
+    """AES-GCM in the token under one session key, with a 96-bit tag.
+
+    Implements :class:`kms.dlms.protection.AuthenticatedEncryption`. The mechanism and its
+    lookup are fixed once per key, off the per-APDU path.
+    """
+
+    __slots__ = ("_hsm", "_key", "_mechanism")
+
+    _TAG_BITS = 96
+
+    def __init__(self, hsm: Hsm, key: SessionKey) -> None:
+        self._hsm = hsm
+        self._key = key
+        self._mechanism = hsm.profile.mechanism("gcm")
+
+    def encrypt(self, iv: bytes, aad: bytes | bytearray, plaintext: bytes) -> bytes:
+        """``ciphertext || tag``; an empty ``plaintext`` makes this GMAC."""
+        params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
+        hsm, mech = self._hsm, self._mechanism
+        return bytes(
+            hsm._call(
+                "GCM encrypt",
+                lambda: hsm._resolve(self._key).encrypt(
+                    plaintext, mechanism=mech, mechanism_param=params
+                ),
+            )
+        )
+
+    def decrypt(self, iv: bytes, aad: bytes | bytearray, ciphertext: bytes, tag: bytes) -> bytes:
+        """The plaintext; a tag that does not verify raises :class:`~kms.errors.InvalidTag`."""
+        params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
+        hsm, mech = self._hsm, self._mechanism
+        data = bytes(ciphertext) + bytes(tag)
+
+        def decrypt() -> bytes:
+            try:
+                return bytes(
+                    hsm._resolve(self._key).decrypt(data, mechanism=mech, mechanism_param=params)
+                )
+            except (p11e.GeneralError, p11e.EncryptedDataInvalid, p11e.DataInvalid):
+                # SoftHSM reports a GCM tag mismatch as a bare CKR_GENERAL_ERROR.
+                raise errors.InvalidTag("GCM tag did not verify") from None
+
+        return hsm._call("GCM decrypt", decrypt)
+
+
+def _buffer(aad: bytes | bytearray) -> bytes:
+    """The AAD as python-pkcs11 takes it, without a copy: its Cython cast reads a bytearray's
+    buffer as well as a bytes object's, so a caller's zeroisable AAD (it holds the AK) reaches
+    the token as is. Only the annotation is narrowed."""
+    return cast(bytes, aad)
 
 
 def open_hsm(config: Config) -> Hsm:

@@ -40,6 +40,11 @@ class Profile:
     mechanisms: dict[str, Mechanism]
     ak_on_host: bool
     host_kdf: bool
+    #: RFC 5649 unwrap leaves the padding on (SoftHSM 2.6.1): odd-length HLS secrets hash on
+    #: the host, audited as such.
+    wrap_pad_unwrap_keeps_padding: bool
+    #: A dedicated key's bytes are read once to build the glo-initiate-request that carries it.
+    dedicated_key_on_host: bool
     login_retries: int
     missing: tuple[str, ...]
     source: str
@@ -88,6 +93,8 @@ def load_profile(name_or_path: str) -> Profile:
         mechanisms={job: _mechanism(v, job, source) for job, v in raw_mechs.items()},
         ak_on_host=bool(flags.get("ak_on_host", True)),
         host_kdf=bool(flags.get("host_kdf", True)),
+        wrap_pad_unwrap_keeps_padding=bool(flags.get("wrap_pad_unwrap_keeps_padding", False)),
+        dedicated_key_on_host=bool(flags.get("dedicated_key_on_host", True)),
         login_retries=int(flags.get("login_retries", 5)),
         missing=tuple(str(m) for m in gaps.get("missing", ())),
         source=source,

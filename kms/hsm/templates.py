@@ -21,8 +21,11 @@ class KeyUse(enum.Enum):
 
     KEK = "KEK"  # master key: wraps the global keys for key_transfer, is wrapped itself
     EK = "EK"  # GUEK, GBEK, dedicated: encrypt/decrypt (GCM)
+    EK_FOR_USE = "EK_FOR_USE"  # an EK unwrapped to protect APDUs: GCM only, never extractable
     AK = "AK"  # authentication key: AAD material, no mechanism of its own
     AK_FOR_USE = "AK_FOR_USE"  # the AK unwrapped for use: readable by the protecting process
+    DEDICATED = "DEDICATED"  # a dedicated key being made: read once into the initiate request
+    SECRET = "SECRET"  # noqa: S105 - an HLS secret (mechanism 6), fed to C_DigestKey
 
 
 _NONE = {
@@ -91,17 +94,31 @@ def session_key(use: KeyUse) -> dict[Attribute, Any]:
     """A per-meter key as a session object, by what it is for."""
     template = {
         **_secret(None, None, token=False),
-        Attribute.KEY_TYPE: KeyType.AES,
-        Attribute.SENSITIVE: use is not KeyUse.AK_FOR_USE,
-        Attribute.EXTRACTABLE: True,
+        Attribute.KEY_TYPE: KeyType.GENERIC_SECRET if use is KeyUse.SECRET else KeyType.AES,
+        Attribute.SENSITIVE: use not in (KeyUse.AK_FOR_USE, KeyUse.DEDICATED),
+        # A key in use has no reason to leave the token again: only keys being provisioned,
+        # wrapped under the storage key and the meter's KEK, are extractable.
+        Attribute.EXTRACTABLE: use is not KeyUse.EK_FOR_USE,
     }
     if use is KeyUse.KEK:
         template[Attribute.WRAP] = True
         template[Attribute.UNWRAP] = True
-    elif use is KeyUse.EK:
+    elif use in (KeyUse.EK, KeyUse.EK_FOR_USE):
         template[Attribute.ENCRYPT] = True
         template[Attribute.DECRYPT] = True
     return template
+
+
+def secret_for_use(*, readable: bool = False) -> dict[Attribute, Any]:
+    """An HLS secret unwrapped to answer a challenge: sensitive and never extractable, unless
+    the profile's fallback hashes it on the host (``readable``, audited as such: PKCS#11 shows
+    a value only when it is neither sensitive nor unextractable)."""
+    return {
+        **_secret(None, None, token=False),
+        Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+        Attribute.SENSITIVE: not readable,
+        Attribute.EXTRACTABLE: readable,
+    }
 
 
 def known_answer_key() -> dict[Attribute, Any]:

@@ -1,7 +1,9 @@
 """Per-meter keys at rest: wrapped under the storage key and bound to their row.
 
-A blob is ``b"KB" || format (1 byte) || storage key version (2 bytes, big-endian) || RFC 3394
-wrap``; like Vault's ``vault:v3:`` prefix, the header says which storage key version unwraps it.
+A blob is ``b"KB" || format (1 byte) || storage key version (2 bytes, big-endian) || wrap``,
+format 1 an RFC 3394 wrap (every AES key, and HLS secrets of 16, 24, 32... bytes), format 2 an
+RFC 5649 wrap (HLS secrets of other lengths); like Vault's ``vault:v3:`` prefix, the header says
+which storage key version unwraps it.
 The binding MAC is HMAC-SHA256, computed in the token under the binding key, over a canonical,
 length-prefixed encoding of (system title, security setup logical name, role, version, blob).
 A blob copied to another row, or any edited byte, fails :func:`unseal` with
@@ -23,6 +25,7 @@ from kms.keystore.hierarchy import RootKeys
 
 _MAGIC = b"KB"
 _FORMAT = 1
+_FORMAT_PADDED = 2
 _HEADER = struct.Struct(">2sBH")
 _DOMAIN = b"dlms-kms/key-binding/v1"
 
@@ -82,18 +85,50 @@ def unseal(
     length: int,
 ) -> SessionKey:
     """Check the binding, then unwrap into a session object."""
+    wrapped = _checked(hsm, root, identity, blob, mac)
+    try:
+        return hsm.unwrap_key(root.storage, wrapped, use, length)
+    except InvalidUnwrap:
+        raise InvalidBinding(f"stored key {identity.describe()} failed to unwrap") from None
+
+
+def seal_secret(hsm: Hsm, root: RootKeys, secret: SessionKey, identity: KeyIdentity) -> SealedKey:
+    """:func:`seal` for an HLS secret (any length: RFC 5649 where RFC 3394 does not fit)."""
+    fmt = _FORMAT if hsm.secret_wrap_is_exact(secret.length) else _FORMAT_PADDED
+    blob = _HEADER.pack(_MAGIC, fmt, root.storage_version) + hsm.wrap_secret(root.storage, secret)
+    mac = hsm.mac(root.binding, binding_input(identity, blob))
+    return SealedKey(blob, mac, root.storage.label, root.storage_version)
+
+
+def unseal_secret(
+    hsm: Hsm,
+    root: RootKeys,
+    identity: KeyIdentity,
+    blob: bytes,
+    mac: bytes,
+    length: int,
+    *,
+    readable: bool,
+) -> SessionKey:
+    """Check the binding, then unwrap an HLS secret for use (``readable``: the host fallback)."""
+    wrapped = _checked(hsm, root, identity, blob, mac)
+    try:
+        return hsm.unwrap_secret(root.storage, wrapped, length, readable=readable)
+    except InvalidUnwrap:
+        raise InvalidBinding(f"stored key {identity.describe()} failed to unwrap") from None
+
+
+def _checked(hsm: Hsm, root: RootKeys, identity: KeyIdentity, blob: bytes, mac: bytes) -> bytes:
+    """The wrapped key inside ``blob``, once its binding and header check out."""
     expected = hsm.mac(root.binding, binding_input(identity, blob))
     if not hmac.compare_digest(expected, mac):
         raise InvalidBinding(f"stored key {identity.describe()} does not match its row")
     if len(blob) < _HEADER.size:
         raise InvalidBinding(f"stored key {identity.describe()} is truncated")
     magic, fmt, version = _HEADER.unpack_from(blob)
-    if magic != _MAGIC or fmt != _FORMAT or version != root.storage_version:
+    if magic != _MAGIC or fmt not in (_FORMAT, _FORMAT_PADDED) or version != root.storage_version:
         raise InvalidBinding(
             f"stored key {identity.describe()} is wrapped under storage key version {version}, "
             f"which this KMS does not hold"
         )
-    try:
-        return hsm.unwrap_key(root.storage, blob[_HEADER.size :], use, length)
-    except InvalidUnwrap:
-        raise InvalidBinding(f"stored key {identity.describe()} failed to unwrap") from None
+    return blob[_HEADER.size :]

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from kms.db import (
+    AssociationState,
     Database,
     Direction,
     InvocationCounter,
@@ -292,6 +293,7 @@ ENUM_COLUMNS = {
     ("key_version", "state"): KeyState,
     ("invocation_counter", "direction"): Direction,
     ("root_key", "purpose"): RootKeyPurpose,
+    ("association", "state"): AssociationState,
 }
 
 
@@ -410,6 +412,10 @@ ALLOWED = {
     ("audit_checkpoint", "key_label"): "a token label",
     ("meter", "initial_kek_label"): "a token label",
     ("invocation_counter", "key_version_id"): "a foreign key",
+    ("association", "wrapped_key"): "RFC 3394 wrap of the dedicated key under the storage key",
+    ("association", "key_length"): "an integer, 16 or 32",
+    ("association", "wrapping_key_label"): "a token label",
+    ("association", "wrapping_key_version"): "an integer",
 }
 #: Every binary column, and what it holds. A new one must be reviewed and added here.
 BINARY_COLUMNS = {
@@ -424,6 +430,8 @@ BINARY_COLUMNS = {
     ("audit_event", "hash"): 32,
     ("audit_checkpoint", "head_hash"): 32,
     ("audit_checkpoint", "signature"): None,
+    ("association", "wrapped_key"): None,
+    ("association", "binding_mac"): None,
 }
 
 

@@ -64,8 +64,12 @@ GRANTED = {
     "binding_key": {Attribute.SIGN, Attribute.VERIFY},
     "session_key(KEK)": {Attribute.WRAP, Attribute.UNWRAP},
     "session_key(EK)": {Attribute.ENCRYPT, Attribute.DECRYPT},
+    "session_key(EK_FOR_USE)": {Attribute.ENCRYPT, Attribute.DECRYPT},
     "session_key(AK)": set(),
     "session_key(AK_FOR_USE)": set(),
+    "session_key(SECRET)": set(),
+    "session_key(DEDICATED)": set(),
+    "secret_for_use": set(),
     "known_answer_key": {Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP},
 }
 
@@ -97,9 +101,12 @@ def test_a_secret_key_template_states_token_sensitive_and_extractable(
     if template[Attribute.TOKEN]:
         assert (template[Attribute.SENSITIVE], template[Attribute.EXTRACTABLE]) == (True, False)
     else:
-        # Per-meter keys leave the token only by C_WrapKey; only the AK for use is readable.
-        assert template[Attribute.EXTRACTABLE] is True
-        assert template[Attribute.SENSITIVE] is (name != "session_key(AK_FOR_USE)")
+        # Per-meter keys leave the token only by C_WrapKey; only the AK for use is readable,
+        # and an EK unwrapped to protect APDUs never leaves it again.
+        in_use = {"session_key(EK_FOR_USE)", "secret_for_use"}
+        assert template[Attribute.EXTRACTABLE] is (name not in in_use)
+        readable = {"session_key(AK_FOR_USE)", "session_key(DEDICATED)"}
+        assert template[Attribute.SENSITIVE] is (name not in readable)
 
 
 def test_the_data_object_template_is_private_and_holds_no_key_capability() -> None:

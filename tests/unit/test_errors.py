@@ -19,12 +19,16 @@ EXIT_STATUS: dict[type[errors.KMSError], int] = {
     errors.ConflictError: 2,
     errors.SchemaOutdatedError: 2,
     errors.NotInitialisedError: 2,
+    errors.KeyStateError: 2,
+    errors.InvocationCounterExhausted: 2,
     errors.CryptoError: 3,
     errors.InvalidTag: 3,
     errors.InvalidSignature: 3,
     errors.InvalidUnwrap: 3,
     errors.InvalidBinding: 3,
     errors.UnsupportedMechanism: 3,
+    errors.AuthenticationFailed: 3,
+    errors.InvocationCounterError: 3,
     errors.HsmError: 4,
     errors.TokenNotFound: 4,
     errors.PinIncorrect: 4,
@@ -57,6 +61,8 @@ ALL_CLASSES = sorted(
 def _make(cls: type[errors.KMSError], message: str = "something failed") -> errors.KMSError:
     if cls is errors.UnsupportedMechanism:
         return cls(message, errors.UnsupportedReason.MISSING_FROM_TOKEN)
+    if cls is errors.InvocationCounterError:
+        return cls(message, expected=7)
     return cls(message)
 
 
@@ -144,3 +150,11 @@ def test_the_three_families_of_the_style_guide_are_disjoint() -> None:
         assert not issubclass(crypto, (errors.HsmError, errors.KMSUsageError))
     for hsm in (errors.PinIncorrect, errors.SessionLost, errors.TokenNotFound):
         assert not issubclass(hsm, (errors.CryptoError, errors.KMSUsageError))
+
+
+def test_an_exception_response_shows_in_to_dict_as_hex() -> None:
+    error = errors.InvocationCounterError("replayed", expected=11)
+    assert "exception_response" not in error.to_dict()
+    error.exception_response = bytes.fromhex("D80106 0000000B")
+    assert error.to_dict()["exception_response"] == "D801060000000B"
+    assert error.expected == 11

@@ -1,0 +1,100 @@
+"""``kms association open|close``: application associations with a dedicated key.
+
+``open`` makes a dedicated key in the token and prints the glo-initiate-request (the AARQ's
+user-information) that carries it to the meter, ciphered under the GUEK, with the handle that
+``kms apdu protect|verify --association`` then use; ``close`` wipes the stored key.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kms.cli._context import Context, console, emit_json, json_option, pass_context, run
+from kms.cli.apdu import parse_security_control
+from kms.dlms.system_title import parse_system_title
+from kms.services.apdu_protection import apdu_protection_factory
+from kms.services.association import association_factory
+
+
+@click.group("association")
+def association() -> None:
+    """Application associations whose APDUs use a dedicated key (ded- forms)."""
+
+
+@association.command("open")
+@click.option("--system-title", required=True, help="The meter's system title (16 hex digits).")
+@click.option(
+    "--setup",
+    type=click.IntRange(0, 255),
+    default=0,
+    show_default=True,
+    help="Security setup instance e of 0.0.43.0.e.255 (default 0).",
+)
+@click.option(
+    "--sc",
+    "security_control",
+    default="0x30",
+    show_default=True,
+    help="Security control of the glo-initiate-request (it must ask for encryption).",
+)
+@click.option(
+    "--max-pdu-size",
+    type=click.IntRange(0, 0xFFFF),
+    default=0xFFFF,
+    show_default=True,
+    help="client-max-receive-pdu-size proposed in the InitiateRequest.",
+)
+@json_option
+@pass_context
+def open_association(
+    ctx: Context,
+    system_title: str,
+    setup: int,
+    security_control: str,
+    max_pdu_size: int,
+    json_output: bool,
+) -> None:
+    """Make a dedicated key and print the glo-initiate-request that carries it.
+
+    Prints the association's handle and the APDU (hex). The dedicated key's bytes exist on the
+    host only while the request is built (the HSM profile's dedicated_key_on_host, audited).
+    """
+
+    def body() -> None:
+        title = parse_system_title(system_title)
+        sc = parse_security_control(security_control)
+        apdus = apdu_protection_factory(ctx.hsm(), ctx.database(), ctx.config, ic_block_size=1)
+        try:
+            opened = association_factory(apdus).open(
+                title, sc, setup=setup, max_receive_pdu_size=max_pdu_size
+            )
+        finally:
+            apdus.close()
+        if json_output:
+            emit_json(opened.to_json())
+        else:
+            console.print(f"association {opened.handle}", highlight=False)
+            console.print(opened.apdu.hex().upper(), highlight=False, soft_wrap=True)
+
+    run(json_output, body)
+
+
+@association.command("close")
+@click.option("--association", "handle", required=True, help="The association's handle.")
+@json_option
+@pass_context
+def close_association(ctx: Context, handle: str, json_output: bool) -> None:
+    """Close an association: its stored dedicated key is wiped and never used again."""
+
+    def body() -> None:
+        apdus = apdu_protection_factory(ctx.hsm(), ctx.database(), ctx.config)
+        try:
+            association_factory(apdus).close(handle)
+        finally:
+            apdus.close()
+        if json_output:
+            emit_json({"association": handle, "state": "CLOSED"})
+        else:
+            console.print(f"association {handle} closed", highlight=False)
+
+    run(json_output, body)

@@ -1,0 +1,384 @@
+"""Protect and verify xDLMS APDUs in the token (seed step 7).
+
+The head-end hands the KMS a plain APDU for a meter and gets it back ciphered; it hands over
+what the meter answered and gets the plain APDU back once its tag verified. The keys are the
+meter's ACTIVE GUEK (unicast) or GBEK (broadcast, SC bit 6) and its GAK, from the security setup
+the caller names (default instance 0, the management client); GCM and GMAC run in the token
+under the unwrapped encryption key (:mod:`kms.services.working_keys` keeps them), the AK enters
+the AAD as bytes (DESIGN.md section 6), and the byte layouts come from the pure codecs of
+:mod:`kms.dlms`.
+
+Forms (``Form``): the service-specific ``glo`` APDU (the plain APDU's tag + 8 or + 32, no system
+title), ``general-glo`` (0xDB, carrying the originator's system title), and their dedicated-key
+twins ``ded`` (tag + 16 or + 64) and ``general-ded`` (0xDC), which use the dedicated key of an
+open association (:mod:`kms.services.association`) instead of the GUEK. The originator of what
+the KMS protects is the head-end (``client_system_title``); of what it verifies, the meter. The
+invocation counter of each protected APDU comes from a block reserved in the database; a
+received one must be above the last accepted for that key, and the floor moves, in the
+database, only after the tag verified (:mod:`kms.keystore.counters`).
+
+Refused, each with its own error and nothing written: a malformed APDU (``InputError``, naming
+field and offset), an unknown meter or setup (``NotFoundError``), a suite the meter does not use
+or a reserved one, compression (V.44 is not implemented), an SC asking for no protection
+(``InputError``), a key that is not ACTIVE (``KeyStateError``), a tag that does not verify
+(``InvalidTag``) and a replayed or lower IC (``InvocationCounterError``). An encryption-only APDU
+carries no tag: anyone could have made it, so it never moves the receive floor, it is marked
+``authenticated=False``, and ``require_authentication`` refuses it. A verification failure
+carries the DLMS exception-response a server would send (``exception_response``) where the Green
+Book defines one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kms.config import Config
+from kms.db import Database, KeyRole
+from kms.dlms import exception_response
+from kms.dlms.ciphered_apdu import (
+    GENERAL_DED_CIPHERING,
+    GENERAL_GLO_CIPHERING,
+    SERVICE_TAGS,
+    CipheredApdu,
+    GeneralCiphering,
+    ded_tag_for,
+    glo_tag_for,
+    parse_ciphered_apdu,
+    parse_general_ciphering,
+    plain_tag_for,
+)
+from kms.dlms.protection import protect, unprotect
+from kms.dlms.security_control import SecurityControl
+from kms.dlms.system_title import format_system_title
+from kms.errors import (
+    InputError,
+    InvalidTag,
+    InvocationCounterError,
+    UnsupportedMechanism,
+    UnsupportedReason,
+)
+from kms.hsm import Hsm, SessionKey
+from kms.services.working_keys import DedicatedRef, KeyRef, SetupKeys, WorkingKeys
+
+__all__ = [
+    "ApduProtection",
+    "ApduResult",
+    "Form",
+    "TokenApduProtection",
+    "apdu_protection_factory",
+]
+
+
+#: What a server answers an APDU whose tag it does not know: service-unknown,
+#: service-not-supported.
+_SERVICE_UNKNOWN = exception_response.ExceptionResponse(
+    exception_response.StateError.SERVICE_UNKNOWN,
+    exception_response.ServiceError.SERVICE_NOT_SUPPORTED,
+).to_bytes()
+
+
+class Form(enum.Enum):
+    """The ciphered APDU form the head-end asks for."""
+
+    GLO = "glo"
+    DED = "ded"
+    GENERAL_GLO = "general-glo"
+    GENERAL_DED = "general-ded"
+
+
+@dataclass(frozen=True)
+class ApduResult:
+    """An APDU with the system title of its originator and its invocation counter."""
+
+    apdu: bytes
+    system_title: bytes
+    invocation_counter: int
+    #: Whether a tag vouched for it (verify): an encryption-only APDU is not authenticated.
+    authenticated: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"apdu": HEX, "system_title": HEX, "ic": n}`` (the CLI's ``--json``)."""
+        return {
+            "apdu": self.apdu.hex().upper(),
+            "system_title": format_system_title(self.system_title),
+            "ic": self.invocation_counter,
+        }
+
+
+class ApduProtection(Protocol):
+    """Protection of the APDUs between the head-end and its meters."""
+
+    def protect(
+        self,
+        system_title: bytes,
+        apdu: bytes,
+        security_control: int,
+        *,
+        setup: int = 0,
+        form: Form = Form.GLO,
+        association: str | None = None,
+    ) -> ApduResult:
+        """Cipher ``apdu`` for the meter ``system_title``; returns the ciphered APDU with the
+        head-end's system title and the IC used. The ded forms need the ``association`` whose
+        dedicated key they use. Raises the errors of the module docstring."""
+        ...
+
+    def verify(
+        self,
+        system_title: bytes,
+        apdu: bytes,
+        *,
+        setup: int = 0,
+        association: str | None = None,
+        require_authentication: bool = False,
+    ) -> ApduResult:
+        """Check and decipher an APDU from the meter ``system_title``; returns the plain APDU
+        with the meter's system title and its IC, after the receive floor moved past it. A
+        ded- or general-ded-ciphered APDU needs its ``association``. An encryption-only APDU
+        (no tag) is returned with ``authenticated=False`` and moves no floor; with
+        ``require_authentication`` it is refused."""
+        ...
+
+    def close(self) -> None:
+        """Destroy every key this service unwrapped."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The keys one APDU is protected or verified with, and its counter's owner."""
+
+    setup: SetupKeys
+    ek: SessionKey
+    ak: bytearray
+    unicast: KeyRef | None  # the GUEK/GBEK whose counters apply, or None
+    dedicated: DedicatedRef | None  # the association whose counters apply, or None
+
+
+class TokenApduProtection:
+    """:class:`ApduProtection` with keys unwrapped into the token and counters in the database."""
+
+    def __init__(self, keys: WorkingKeys, config: Config) -> None:
+        self._keys = keys
+        self._config = config
+
+    @property
+    def keys(self) -> WorkingKeys:
+        """The keys in use (shared with the HLS and association services of the process)."""
+        return self._keys
+
+    # --- protect -----------------------------------------------------------------------------
+
+    def protect(
+        self,
+        system_title: bytes,
+        apdu: bytes,
+        security_control: int,
+        *,
+        setup: int = 0,
+        form: Form = Form.GLO,
+        association: str | None = None,
+    ) -> ApduResult:
+        client = self._config.require_client_system_title()
+        sc = _security_control(security_control)
+        if not apdu:
+            raise InputError("the APDU to protect is empty", field="apdu")
+        if form in (Form.GLO, Form.DED) and apdu[0] not in SERVICE_TAGS:
+            general = "general-glo" if form is Form.GLO else "general-ded"
+            raise InputError(
+                f"tag 0x{apdu[0]:02x} has no {form.value}- ciphered form (use --form {general})",
+                field="apdu",
+            )
+        dedicated = form in (Form.DED, Form.GENERAL_DED)
+        with self._keys.lock:
+            keys = self._resolve(system_title, setup, sc, dedicated, association)
+            if keys.dedicated is not None:
+                ic = self._keys.next_dedicated_ic(keys.dedicated)
+            else:
+                assert keys.unicast is not None
+                ic = self._keys.next_send_ic(keys.unicast)
+            payload = protect(self._keys.hsm.aead(keys.ek), sc, client, ic, keys.ak, apdu)
+        if form is Form.GLO:
+            ciphered = CipheredApdu(glo_tag_for(apdu[0]), sc, ic, payload).to_bytes()
+        elif form is Form.DED:
+            ciphered = CipheredApdu(ded_tag_for(apdu[0]), sc, ic, payload).to_bytes()
+        else:
+            tag = GENERAL_DED_CIPHERING if dedicated else GENERAL_GLO_CIPHERING
+            ciphered = GeneralCiphering(tag, client, sc, ic, payload).to_bytes()
+        return ApduResult(ciphered, client, ic)
+
+    # --- verify ------------------------------------------------------------------------------
+
+    def verify(
+        self,
+        system_title: bytes,
+        apdu: bytes,
+        *,
+        setup: int = 0,
+        association: str | None = None,
+        require_authentication: bool = False,
+    ) -> ApduResult:
+        try:
+            return self._verify(system_title, apdu, setup, association, require_authentication)
+        except InvalidTag as exc:
+            exc.exception_response = exception_response.deciphering_error().to_bytes()
+            raise
+        except InvocationCounterError as exc:
+            exc.exception_response = exception_response.invocation_counter_error(
+                exc.expected
+            ).to_bytes()
+            raise
+
+    def _verify(
+        self,
+        system_title: bytes,
+        apdu: bytes,
+        setup: int,
+        association: str | None,
+        require_authentication: bool,
+    ) -> ApduResult:
+        sc, ic, payload, originator, dedicated = _parse(system_title, apdu)
+        if require_authentication and not sc.authentication:
+            raise InputError(
+                f"security control 0x{sc.to_byte():02x} carries no authentication tag, and "
+                "authentication is required",
+                field="security_control",
+            )
+        with self._keys.lock:
+            keys = self._resolve(system_title, setup, sc, dedicated, association)
+            if keys.dedicated is not None:
+                self._keys.check_dedicated(keys.dedicated, ic)
+            else:
+                assert keys.unicast is not None
+                self._keys.check_received(keys.unicast, ic)
+            plain = unprotect(self._keys.hsm.aead(keys.ek), sc, originator, ic, keys.ak, payload)
+            # Only a verified tag moves the floor: an encryption-only APDU carries none, and
+            # anyone can make one, so it is checked against the floor but never moves it.
+            persist = sc.authentication
+            if keys.dedicated is not None:
+                self._keys.accept_dedicated(keys.dedicated, ic, persist=persist)
+            else:
+                assert keys.unicast is not None
+                self._keys.accept_received(keys.unicast, ic, persist=persist)
+        return ApduResult(plain, originator, ic, authenticated=sc.authentication)
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def _resolve(
+        self,
+        system_title: bytes,
+        setup: int,
+        sc: SecurityControl,
+        dedicated: bool,
+        association: str | None,
+    ) -> _Keys:
+        """The keys for an APDU to or from ``system_title`` with security control ``sc``."""
+        if not dedicated:
+            setup_keys = self._keys.setup(system_title, setup)
+            _check_suite(setup_keys, sc)
+            ek_ref = setup_keys.key(KeyRole.GBEK if sc.broadcast else KeyRole.GUEK)
+            ak = self._ak(setup_keys, sc)
+            return _Keys(setup_keys, self._keys.encryption_key(ek_ref), ak, ek_ref, None)
+        if association is None:
+            raise InputError(
+                "a ded- or general-ded-ciphered APDU uses the dedicated key of an association: "
+                "name it (open one with `kms association open`)",
+                field="association",
+            )
+        ref = self._keys.association(association)
+        setup_keys = ref.setup
+        if setup_keys.system_title != system_title or setup_keys.logical_name[4] != setup:
+            raise InputError(
+                f"association {association} belongs to meter "
+                f"{format_system_title(setup_keys.system_title)} setup "
+                f"{setup_keys.logical_name[4]}, not {format_system_title(system_title)} "
+                f"setup {setup}",
+                field="association",
+            )
+        if sc.broadcast:
+            raise InputError(
+                "a dedicated key is unicast: the broadcast bit (0x40) cannot be set", field="sc"
+            )
+        _check_suite(setup_keys, sc)
+        ak = self._ak(setup_keys, sc)
+        return _Keys(setup_keys, self._keys.dedicated_key(ref), ak, None, ref)
+
+    def _ak(self, setup_keys: SetupKeys, sc: SecurityControl) -> bytearray:
+        if not sc.authentication:
+            return bytearray()
+        return self._keys.authentication_key(setup_keys.key(KeyRole.GAK))
+
+    def close(self) -> None:
+        self._keys.close()
+
+
+def _security_control(value: int) -> SecurityControl:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFF:
+        raise InputError(f"security control must be one byte, got {value!r}", field="sc")
+    sc = SecurityControl.from_byte(value)
+    if sc.compression:
+        raise UnsupportedMechanism(
+            f"security control 0x{value:02x} asks for V.44 compression, which this KMS does not "
+            "implement",
+            UnsupportedReason.NOT_YET_IMPLEMENTED,
+        )
+    if not (sc.authentication or sc.encryption):
+        raise InputError(
+            f"security control 0x{value:02x} asks for neither authentication nor encryption",
+            field="sc",
+        )
+    return sc
+
+
+def _check_suite(keys: SetupKeys, sc: SecurityControl) -> None:
+    if sc.suite is not keys.suite:
+        raise InputError(
+            f"security control 0x{sc.to_byte():02x} names suite {int(sc.suite)}, but meter "
+            f"{format_system_title(keys.system_title)} uses suite {int(keys.suite)}",
+            field="security_control",
+        )
+
+
+def _parse(system_title: bytes, apdu: bytes) -> tuple[SecurityControl, int, bytes, bytes, bool]:
+    """SC, IC, payload, the originator's system title of a ciphered APDU from a meter, and
+    whether it is ciphered with a dedicated key."""
+    if not apdu:
+        raise InputError("the APDU is empty", field="apdu")
+    tag = apdu[0]
+    if tag in (GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING):
+        general = parse_general_ciphering(apdu)
+        dedicated = tag == GENERAL_DED_CIPHERING
+        originator = general.system_title or system_title
+        if originator != system_title:
+            raise InputError(
+                f"the APDU's system title {format_system_title(originator)} is not the meter's "
+                f"{format_system_title(system_title)}",
+                field="system_title",
+            )
+        sc, ic, payload = general.security_control, general.invocation_counter, general.payload
+    else:
+        try:
+            ciphered = parse_ciphered_apdu(apdu)
+        except InputError as exc:
+            if exc.field == "tag":
+                exc.exception_response = _SERVICE_UNKNOWN
+            raise
+        dedicated = plain_tag_for(ciphered.tag)[1] == "ded"
+        sc, ic, payload = ciphered.security_control, ciphered.invocation_counter, ciphered.payload
+        originator = system_title
+    if sc.compression:
+        raise UnsupportedMechanism(
+            "the APDU is compressed (V.44), which this KMS does not implement",
+            UnsupportedReason.NOT_YET_IMPLEMENTED,
+        )
+    return sc, ic, payload, originator, dedicated
+
+
+def apdu_protection_factory(
+    hsm: Hsm, db: Database, config: Config, *, ic_block_size: int | None = None
+) -> TokenApduProtection:
+    """The APDU service of a process. ``ic_block_size`` overrides the configured block size
+    (the CLI protects one APDU per process and reserves exactly one counter)."""
+    return TokenApduProtection(WorkingKeys(hsm, db, config, ic_block_size=ic_block_size), config)

@@ -1,0 +1,512 @@
+"""Keys in use: a meter's active key versions, unwrapped once and kept for the APDUs that follow.
+
+Step 7 of the seed protects and verifies every APDU between the head-end and a meter. Going to
+the database and unwrapping per APDU would cost a transaction and ~370 us of token time each, so
+a :class:`WorkingKeys` keeps, per process:
+
+* the metadata of each security setup it has served (:class:`SetupKeys`: suite, and for each role
+  the ACTIVE key version's id, blob and binding MAC -- enough to unwrap it again without the
+  database), in a bounded LRU;
+* the unwrapped keys, in a :class:`~kms.keystore.cache.KeyCache` (session objects for encryption
+  keys, the AK's bytes for the AAD; see that module and DESIGN.md section 6);
+* one reserved block of sending invocation counters per key version
+  (:mod:`kms.keystore.counters`).
+
+Only ACTIVE key versions of ACTIVE meters are used. A key in another state is refused with
+:class:`~kms.errors.KeyStateError` saying what to do. States change under a running process
+(renewal, revocation): they are read again whenever a counter block is reserved and whenever a
+received IC is accepted, and a key version found no longer ACTIVE is evicted with everything
+cached for its meter. Unwrapping a key for use is audited (``key.use``, with ``ak_on_host`` for
+the AK); so is every counter block (``ic.reserve``). Single APDUs are not: that would put a commit
+and the audit chain's lock on every message.
+
+A :class:`WorkingKeys` is shared by the threads of a process; one lock serialises it (the token
+needs one anyway, DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from kms.config import Config
+from kms.db import (
+    AssociationState,
+    Database,
+    KeyRole,
+    KeyState,
+    KeyVersion,
+    MeterState,
+    Session,
+)
+from kms.db import repository as repo
+from kms.dlms.obis import format_logical_name, security_setup_logical_name
+from kms.dlms.suites import SecuritySuite
+from kms.dlms.system_title import format_system_title
+from kms.errors import KeyStateError, NotFoundError
+from kms.hsm import Hsm, KeyUse, SessionKey
+from kms.keystore import counters, hierarchy
+from kms.keystore.blobs import KeyIdentity, unseal, unseal_secret
+from kms.keystore.cache import KeyCache
+from kms.keystore.hierarchy import RootKeys
+from kms.services import audit
+
+__all__ = ["DedicatedRef", "KeyRef", "SetupKeys", "WorkingKeys", "dedicated_identity"]
+
+_ADVICE = {
+    KeyState.PENDING: "confirm the meter's keys first (`kms provision confirm`)",
+    KeyState.RETIRED: "it was replaced; a retired key is never used again",
+    KeyState.REVOKED: "it was revoked and may not be used",
+    KeyState.DESTROYED: "it was destroyed",
+}
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """One stored key version: what it takes to unwrap it again, and to name it."""
+
+    id: int
+    identity: KeyIdentity
+    length: int
+    wrapped_key: bytes = field(repr=False)
+    binding_mac: bytes = field(repr=False)
+
+    @property
+    def role(self) -> KeyRole:
+        """GUEK, GBEK, GAK or KEK."""
+        return KeyRole(self.identity.role)
+
+    def describe(self) -> str:
+        """Metadata only, safe for messages."""
+        return self.identity.describe()
+
+
+@dataclass
+class SetupKeys:
+    """A security setup of a meter, as the protecting process knows it."""
+
+    setup_id: int
+    system_title: bytes
+    logical_name: bytes
+    suite: SecuritySuite
+    keys: dict[KeyRole, KeyRef]
+    #: The state of each role that has no ACTIVE version (for the error when it is asked for).
+    unusable: dict[KeyRole, KeyState]
+
+    def key(self, role: KeyRole) -> KeyRef:
+        """The ACTIVE version of ``role``, or :class:`~kms.errors.KeyStateError` saying why not."""
+        ref = self.keys.get(role)
+        if ref is not None:
+            return ref
+        where = f"{format_system_title(self.system_title)} {format_logical_name(self.logical_name)}"
+        state = self.unusable.get(role)
+        if state is None:
+            raise NotFoundError(f"meter {where} has no {role.value}")
+        raise KeyStateError(f"the {role.value} of meter {where} is {state.value}: {_ADVICE[state]}")
+
+
+@dataclass(frozen=True)
+class DedicatedRef:
+    """An open association's dedicated key: what it takes to unwrap it, and its setup."""
+
+    id: int
+    handle: str
+    setup: SetupKeys
+    identity: KeyIdentity
+    length: int
+    wrapped_key: bytes = field(repr=False)
+    binding_mac: bytes = field(repr=False)
+
+    def describe(self) -> str:
+        """Metadata only, safe for messages."""
+        return f"dedicated key of association {self.handle}"
+
+
+def dedicated_identity(system_title: bytes, logical_name: bytes, handle: str) -> KeyIdentity:
+    """What an association's stored dedicated key is bound to."""
+    return KeyIdentity(system_title, logical_name, f"DEDICATED:{handle}", 1)
+
+
+class WorkingKeys:
+    """Per-process store of keys in use (module docstring)."""
+
+    def __init__(
+        self, hsm: Hsm, db: Database, config: Config, *, ic_block_size: int | None = None
+    ) -> None:
+        self._hsm = hsm
+        self._db = db
+        self._actor = config.actor
+        self._block_size = ic_block_size or config.ic_block_size
+        self._capacity = config.key_cache_size
+        self._cache = KeyCache(hsm, config.key_cache_size, config.key_cache_idle_seconds)
+        self._setups: OrderedDict[tuple[bytes, bytes], SetupKeys] = OrderedDict()
+        self._blocks: dict[int, counters.CounterBlock] = {}
+        self._floors: dict[Hashable, int] = {}
+        self._associations: dict[str, DedicatedRef] = {}
+        self._dedicated_blocks: dict[int, counters.CounterBlock] = {}
+        self._root: RootKeys | None = None
+        self.lock = threading.RLock()
+
+    @property
+    def hsm(self) -> Hsm:
+        """The token these keys live in."""
+        return self._hsm
+
+    # --- metadata ----------------------------------------------------------------------------
+
+    def setup(self, system_title: bytes, instance: int) -> SetupKeys:
+        """The keys of security setup ``instance`` of a meter (cached); refuses what is unusable.
+
+        Raises :class:`~kms.errors.NotFoundError` for an unknown meter or setup and
+        :class:`~kms.errors.KeyStateError` for a meter that is not ACTIVE.
+        """
+        logical_name = security_setup_logical_name(instance)
+        with self.lock:
+            cached = self._setups.get((system_title, logical_name))
+            if cached is not None:
+                self._setups.move_to_end((system_title, logical_name))
+                return cached
+            with self._db.begin() as session:
+                loaded = self._load(session, system_title, logical_name)
+                if self._root is None:
+                    self._root = hierarchy.load_root_keys(self._hsm, session)
+            self._setups[(system_title, logical_name)] = loaded
+            while len(self._setups) > self._capacity:
+                _, old = self._setups.popitem(last=False)
+                self._forget(old)
+            return loaded
+
+    def _load(self, session: Session, system_title: bytes, logical_name: bytes) -> SetupKeys:
+        title = format_system_title(system_title)
+        meter = repo.meter_by_system_title(session, system_title)
+        if meter is None:
+            raise NotFoundError(f"no meter with system title {title}")
+        if meter.state is not MeterState.ACTIVE:
+            advice = (
+                "confirm its keys first (`kms provision confirm`)"
+                if meter.state is MeterState.PENDING
+                else "its keys are no longer used"
+            )
+            raise KeyStateError(f"meter {title} is {meter.state.value}: {advice}")
+        setup = next((s for s in meter.setups if s.logical_name == logical_name), None)
+        if setup is None:
+            raise NotFoundError(
+                f"meter {title} has no security setup {format_logical_name(logical_name)}"
+            )
+        keys: dict[KeyRole, KeyRef] = {}
+        unusable: dict[KeyRole, KeyState] = {}
+        for version in sorted(setup.keys, key=lambda k: k.version):
+            if version.state is KeyState.ACTIVE:
+                keys[version.role] = _ref(system_title, logical_name, version)
+                unusable.pop(version.role, None)
+            elif version.role not in keys:
+                unusable[version.role] = version.state
+        return SetupKeys(
+            setup.id, system_title, logical_name, SecuritySuite(meter.suite), keys, unusable
+        )
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def encryption_key(self, ref: KeyRef) -> SessionKey:
+        """The session object of an encryption key (GUEK, GBEK), unwrapped on first use."""
+        with self.lock:
+            cached = self._cache.get(ref.id)
+            if isinstance(cached, SessionKey):
+                return cached
+            key = self._cached(ref, lambda root: self._unseal(root, ref, KeyUse.EK_FOR_USE), {})
+            assert isinstance(key, SessionKey)
+            return key
+
+    def authentication_key(self, ref: KeyRef) -> bytearray:
+        """The AK's bytes for the AAD (DESIGN.md section 6); the cache owns and zeroises them."""
+        with self.lock:
+            cached = self._cache.get(ref.id)
+            if isinstance(cached, bytearray):
+                return cached
+
+            def read(root: RootKeys) -> bytearray:
+                key = self._unseal(root, ref, KeyUse.AK_FOR_USE)
+                try:
+                    return self._hsm.read_ak(key)
+                finally:
+                    self._hsm.destroy(key)
+
+            value = self._cached(ref, read, {"ak_on_host": True})
+            assert isinstance(value, bytearray)
+            return value
+
+    def hls_secret(self, ref: KeyRef) -> SessionKey | bytearray:
+        """An HLS secret for mechanism 6: a sensitive session object for C_DigestKey, or -- the
+        profile's fallback where the token unwraps it padded -- its bytes, audited as such."""
+        with self.lock:
+            cached = self._cache.get(ref.id)
+            if cached is not None:
+                return cached
+            on_host = self._hsm.profile.wrap_pad_unwrap_keeps_padding and (
+                not self._hsm.secret_wrap_is_exact(ref.length)
+            )
+
+            def unwrap(root: RootKeys) -> SessionKey | bytearray:
+                key = unseal_secret(
+                    self._hsm,
+                    root,
+                    ref.identity,
+                    ref.wrapped_key,
+                    ref.binding_mac,
+                    ref.length,
+                    readable=on_host,
+                )
+                if not on_host:
+                    return key
+                try:
+                    padded = self._hsm.read_secret(key)
+                finally:
+                    self._hsm.destroy(key)
+                value = bytearray(padded[: ref.length])
+                padded[:] = bytes(len(padded))
+                return value
+
+            return self._cached(ref, unwrap, {"host_hash": on_host})
+
+    def _unseal(self, root: RootKeys, ref: KeyRef, use: KeyUse) -> SessionKey:
+        return unseal(
+            self._hsm, root, ref.identity, ref.wrapped_key, ref.binding_mac, use, ref.length
+        )
+
+    def _cached(
+        self,
+        ref: KeyRef,
+        unwrap: Callable[[RootKeys], SessionKey | bytearray],
+        flags: dict[str, bool],
+    ) -> SessionKey | bytearray:
+        """Unwrap ``ref``, audit the use (``key.use``), then hand the result to the cache."""
+        root = self._root
+        assert root is not None  # set by setup(), which produced every KeyRef
+        value = unwrap(root)
+        try:
+            details: dict[str, object] = {"version": ref.identity.version, **flags}
+            record = audit.AuditRecord("key.use", ref.describe(), details)
+            with self._db.begin() as session:
+                audit.append(session, self._actor, [record])
+        except BaseException:
+            if isinstance(value, bytearray):
+                value[:] = bytes(len(value))
+            else:
+                self._hsm.destroy(value)
+            raise
+        self._cache.put(ref.id, value)
+        return value
+
+    # --- invocation counters -----------------------------------------------------------------
+
+    def next_send_ic(self, ref: KeyRef) -> int:
+        """The next sending IC under ``ref``: from this process's block, or a new block.
+
+        Reserving a block re-reads the key's state: a key no longer ACTIVE is evicted and
+        refused (:class:`~kms.errors.KeyStateError`).
+        """
+        with self.lock:
+            block = self._blocks.get(ref.id)
+            ic = block.take() if block is not None else None
+            if ic is not None:
+                return ic
+            with self._db.begin() as session:
+                self._require_active(session, ref)
+                block = counters.reserve_block(session, ref.id, self._block_size, ref.describe())
+                details = {"first": block.next, "last": block.end - 1, "direction": "SEND"}
+                audit.append(
+                    session, self._actor, [audit.AuditRecord("ic.reserve", ref.describe(), details)]
+                )
+            self._blocks[ref.id] = block
+            ic = block.take()
+            assert ic is not None
+            return ic
+
+    def check_received(self, ref: KeyRef, ic: int) -> None:
+        """Refuse an IC below the floor this process last saw, before any token work."""
+        with self.lock:
+            floor = self._floors.get(ref.id, 0)
+        counters.check_floor(ic, floor, ref.describe())
+
+    def accept_received(self, ref: KeyRef, ic: int, *, persist: bool = True) -> None:
+        """Persist the receive floor past ``ic`` (after the tag verified), or refuse ``ic``.
+
+        ``persist=False`` (an APDU that carried no tag) only checks ``ic`` against the stored
+        floor: what was not authenticated never moves it.
+        """
+        with self.lock:
+            with self._db.begin() as session:
+                self._require_active(session, ref)
+                if persist:
+                    counters.accept_received(session, ref.id, ic, ref.describe())
+                else:
+                    counters.check_received(session, ref.id, ic, ref.describe())
+            if persist:
+                self._floors[ref.id] = ic + 1
+
+    def _require_active(self, session: Session, ref: KeyRef) -> None:
+        state = repo.key_version_state(session, ref.id)
+        if state is KeyState.ACTIVE:
+            return
+        self.evict(ref.identity.system_title)
+        if state is None:
+            raise KeyStateError(f"{ref.describe()} is no longer stored")
+        raise KeyStateError(f"{ref.describe()} is {state.value}: {_ADVICE[state]}")
+
+    # --- associations (dedicated keys) -------------------------------------------------------
+
+    def association(self, handle: str) -> DedicatedRef:
+        """An OPEN association by its handle (cached), or NotFoundError / KeyStateError."""
+        with self.lock:
+            cached = self._associations.get(handle)
+            if cached is not None:
+                return cached
+            with self._db.begin() as session:
+                row = repo.association_by_handle(session, handle)
+                if row is None:
+                    raise NotFoundError(f"no association {handle!r}")
+                if row.state is not AssociationState.OPEN or row.wrapped_key is None:
+                    raise KeyStateError(f"association {handle} is closed: open a new one")
+                assert row.binding_mac is not None
+                title, logical_name = row.setup.meter.system_title, row.setup.logical_name
+                wrapped, mac, length, row_id = (
+                    row.wrapped_key,
+                    row.binding_mac,
+                    row.key_length,
+                    row.id,
+                )
+            setup = self.setup(title, logical_name[4])
+            ref = DedicatedRef(
+                row_id,
+                handle,
+                setup,
+                dedicated_identity(title, logical_name, handle),
+                length,
+                wrapped,
+                mac,
+            )
+            self._associations[handle] = ref
+            return ref
+
+    def dedicated_key(self, ref: DedicatedRef) -> SessionKey:
+        """The session object of an association's dedicated key, unwrapped on first use."""
+        name = ("association", ref.id)
+        with self.lock:
+            cached = self._cache.get(name)
+            if isinstance(cached, SessionKey):
+                return cached
+            root = self._root
+            assert root is not None  # association() loaded the setup first
+            key = unseal(
+                self._hsm,
+                root,
+                ref.identity,
+                ref.wrapped_key,
+                ref.binding_mac,
+                KeyUse.EK_FOR_USE,
+                ref.length,
+            )
+            self._cache.put(name, key)
+            return key
+
+    def next_dedicated_ic(self, ref: DedicatedRef) -> int:
+        """The next sending IC under an association's dedicated key (blocks, as for keys)."""
+        with self.lock:
+            block = self._dedicated_blocks.get(ref.id)
+            ic = block.take() if block is not None else None
+            if ic is not None:
+                return ic
+            with self._db.begin() as session:
+                self._require_open(session, ref)
+                block = counters.reserve_dedicated_block(
+                    session, ref.id, self._block_size, ref.describe()
+                )
+            self._dedicated_blocks[ref.id] = block
+            ic = block.take()
+            assert ic is not None
+            return ic
+
+    def check_dedicated(self, ref: DedicatedRef, ic: int) -> None:
+        """Refuse an IC below the floor this process last saw under the dedicated key."""
+        with self.lock:
+            floor = self._floors.get(("association", ref.id), 0)
+        counters.check_floor(ic, floor, ref.describe())
+
+    def accept_dedicated(self, ref: DedicatedRef, ic: int, *, persist: bool = True) -> None:
+        """:meth:`accept_received` for an association's dedicated key."""
+        with self.lock:
+            with self._db.begin() as session:
+                self._require_open(session, ref)
+                if persist:
+                    counters.accept_dedicated(session, ref.id, ic, ref.describe())
+                else:
+                    counters.check_dedicated(session, ref.id, ic, ref.describe())
+            if persist:
+                self._floors[("association", ref.id)] = ic + 1
+
+    def _require_open(self, session: Session, ref: DedicatedRef) -> None:
+        row = repo.lock_association(session, ref.id)
+        if row.state is not AssociationState.OPEN:
+            self.forget_association(ref.handle)
+            raise KeyStateError(f"association {ref.handle} is closed: open a new one")
+
+    def forget_association(self, handle: str) -> None:
+        """Destroy what this process holds of an association (it was closed)."""
+        with self.lock:
+            ref = self._associations.pop(handle, None)
+            if ref is not None:
+                self._cache.evict(("association", ref.id))
+                self._dedicated_blocks.pop(ref.id, None)
+                self._floors.pop(("association", ref.id), None)
+
+    def record(self, records: list[audit.AuditRecord], session: Session) -> None:
+        """Append audit records in the caller's transaction, as this process's actor."""
+        audit.append(session, self._actor, records)
+
+    def root(self, session: Session) -> RootKeys:
+        """The root keys (loaded once per process)."""
+        with self.lock:
+            if self._root is None:
+                self._root = hierarchy.load_root_keys(self._hsm, session)
+            return self._root
+
+    @property
+    def db(self) -> Database:
+        """The metadata database."""
+        return self._db
+
+    # --- eviction ----------------------------------------------------------------------------
+
+    def evict(self, system_title: bytes) -> None:
+        """Forget everything cached for a meter (its keys were renewed or revoked)."""
+        with self.lock:
+            for cache_key in [k for k in self._setups if k[0] == system_title]:
+                self._forget(self._setups.pop(cache_key))
+
+    def _forget(self, setup: SetupKeys) -> None:
+        for ref in setup.keys.values():
+            self._cache.evict(ref.id)
+            self._blocks.pop(ref.id, None)  # the rest of the block is skipped, never reused
+            self._floors.pop(ref.id, None)
+
+    def close(self) -> None:
+        """Destroy every cached key (session objects in the token, AK bytes zeroised)."""
+        with self.lock:
+            self._cache.clear()
+            self._setups.clear()
+            self._associations.clear()
+            self._dedicated_blocks.clear()
+            self._blocks.clear()
+            self._floors.clear()
+
+
+def _ref(system_title: bytes, logical_name: bytes, version: KeyVersion) -> KeyRef:
+    return KeyRef(
+        id=version.id,
+        identity=KeyIdentity(system_title, logical_name, version.role.value, version.version),
+        length=version.key_length,
+        wrapped_key=version.wrapped_key,
+        binding_mac=version.binding_mac,
+    )
