@@ -1,6 +1,7 @@
 """PKCS#11 token access: the only package that imports ``pkcs11`` (DESIGN.md section 3)."""
 
 from kms.hsm.adapter import Hsm, Key, SessionKey, TokenKey, open_hsm
+from kms.hsm.gcm import TokenGcm
 from kms.hsm.profile import Profile, load_profile
 from kms.hsm.templates import KeyUse
 
@@ -10,6 +11,7 @@ __all__ = [
     "KeyUse",
     "Profile",
     "SessionKey",
+    "TokenGcm",
     "TokenKey",
     "load_profile",
     "open_hsm",

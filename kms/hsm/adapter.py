@@ -8,7 +8,7 @@ is written out in :mod:`kms.hsm.templates`; every mechanism comes from the HSM p
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
@@ -18,10 +18,11 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from kms import errors
 from kms.config import Config
 from kms.hsm import templates
+from kms.hsm.gcm import TokenGcm
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
 
-__all__ = ["Hsm", "Key", "SessionKey", "TokenGcm", "TokenKey", "open_hsm"]
+__all__ = ["Hsm", "Key", "SessionKey", "TokenKey", "open_hsm"]
 
 #: Per-meter key templates, built once: python-pkcs11 merges them into a new dict per call and
 #: never changes them, and they sit on the provisioning hot path.
@@ -399,7 +400,7 @@ class Hsm(TokenSession):
         """AES-GCM under ``key`` with DLMS's 96-bit tag (kms.dlms.protection's cipher)."""
         if key.use not in (KeyUse.EK, KeyUse.EK_FOR_USE):
             raise ValueError(f"GCM needs an encryption key, not a {key.use.value} key")
-        return TokenGcm(self, key)
+        return TokenGcm(self, key, self.profile.mechanism("gcm"))
 
     def random(self, length: int) -> bytes:
         """``length`` bytes from the token's random number generator (challenges, ids)."""
@@ -441,60 +442,6 @@ class Hsm(TokenSession):
                 obj.destroy()
 
         self._call(f"write data object {label}", replace)
-
-
-class TokenGcm:
-    """AES-GCM in the token under one session key, with a 96-bit tag.
-
-    Implements :class:`kms.dlms.protection.AuthenticatedEncryption`. The mechanism and its
-    lookup are fixed once per key, off the per-APDU path.
-    """
-
-    __slots__ = ("_hsm", "_key", "_mechanism")
-
-    _TAG_BITS = 96
-
-    def __init__(self, hsm: Hsm, key: SessionKey) -> None:
-        self._hsm = hsm
-        self._key = key
-        self._mechanism = hsm.profile.mechanism("gcm")
-
-    def encrypt(self, iv: bytes, aad: bytes | bytearray, plaintext: bytes) -> bytes:
-        """``ciphertext || tag``; an empty ``plaintext`` makes this GMAC."""
-        params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
-        hsm, mech = self._hsm, self._mechanism
-        return bytes(
-            hsm._call(
-                "GCM encrypt",
-                lambda: hsm._resolve(self._key).encrypt(
-                    plaintext, mechanism=mech, mechanism_param=params
-                ),
-            )
-        )
-
-    def decrypt(self, iv: bytes, aad: bytes | bytearray, ciphertext: bytes, tag: bytes) -> bytes:
-        """The plaintext; a tag that does not verify raises :class:`~kms.errors.InvalidTag`."""
-        params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
-        hsm, mech = self._hsm, self._mechanism
-        data = bytes(ciphertext) + bytes(tag)
-
-        def decrypt() -> bytes:
-            try:
-                return bytes(
-                    hsm._resolve(self._key).decrypt(data, mechanism=mech, mechanism_param=params)
-                )
-            except (p11e.GeneralError, p11e.EncryptedDataInvalid, p11e.DataInvalid):
-                # SoftHSM reports a GCM tag mismatch as a bare CKR_GENERAL_ERROR.
-                raise errors.InvalidTag("GCM tag did not verify") from None
-
-        return hsm._call("GCM decrypt", decrypt)
-
-
-def _buffer(aad: bytes | bytearray) -> bytes:
-    """The AAD as python-pkcs11 takes it, without a copy: its Cython cast reads a bytearray's
-    buffer as well as a bytes object's, so a caller's zeroisable AAD (it holds the AK) reaches
-    the token as is. Only the annotation is narrowed."""
-    return cast(bytes, aad)
 
 
 def open_hsm(config: Config) -> Hsm:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
 
 from kms.config import Config
 from kms.db import (
@@ -37,7 +36,6 @@ from kms.db import (
     Database,
     KeyRole,
     KeyState,
-    KeyVersion,
     MeterState,
     Session,
 )
@@ -48,85 +46,20 @@ from kms.dlms.system_title import format_system_title
 from kms.errors import KeyStateError, NotFoundError
 from kms.hsm import Hsm, KeyUse, SessionKey
 from kms.keystore import counters, hierarchy
-from kms.keystore.blobs import KeyIdentity, unseal, unseal_secret
+from kms.keystore.blobs import unseal, unseal_secret
 from kms.keystore.cache import KeyCache
 from kms.keystore.hierarchy import RootKeys
 from kms.services import audit
+from kms.services.key_refs import (
+    ADVICE,
+    DedicatedRef,
+    KeyRef,
+    SetupKeys,
+    dedicated_identity,
+    key_ref,
+)
 
 __all__ = ["DedicatedRef", "KeyRef", "SetupKeys", "WorkingKeys", "dedicated_identity"]
-
-_ADVICE = {
-    KeyState.PENDING: "confirm the meter's keys first (`kms provision confirm`)",
-    KeyState.RETIRED: "it was replaced; a retired key is never used again",
-    KeyState.REVOKED: "it was revoked and may not be used",
-    KeyState.DESTROYED: "it was destroyed",
-}
-
-
-@dataclass(frozen=True)
-class KeyRef:
-    """One stored key version: what it takes to unwrap it again, and to name it."""
-
-    id: int
-    identity: KeyIdentity
-    length: int
-    wrapped_key: bytes = field(repr=False)
-    binding_mac: bytes = field(repr=False)
-
-    @property
-    def role(self) -> KeyRole:
-        """GUEK, GBEK, GAK or KEK."""
-        return KeyRole(self.identity.role)
-
-    def describe(self) -> str:
-        """Metadata only, safe for messages."""
-        return self.identity.describe()
-
-
-@dataclass
-class SetupKeys:
-    """A security setup of a meter, as the protecting process knows it."""
-
-    setup_id: int
-    system_title: bytes
-    logical_name: bytes
-    suite: SecuritySuite
-    keys: dict[KeyRole, KeyRef]
-    #: The state of each role that has no ACTIVE version (for the error when it is asked for).
-    unusable: dict[KeyRole, KeyState]
-
-    def key(self, role: KeyRole) -> KeyRef:
-        """The ACTIVE version of ``role``, or :class:`~kms.errors.KeyStateError` saying why not."""
-        ref = self.keys.get(role)
-        if ref is not None:
-            return ref
-        where = f"{format_system_title(self.system_title)} {format_logical_name(self.logical_name)}"
-        state = self.unusable.get(role)
-        if state is None:
-            raise NotFoundError(f"meter {where} has no {role.value}")
-        raise KeyStateError(f"the {role.value} of meter {where} is {state.value}: {_ADVICE[state]}")
-
-
-@dataclass(frozen=True)
-class DedicatedRef:
-    """An open association's dedicated key: what it takes to unwrap it, and its setup."""
-
-    id: int
-    handle: str
-    setup: SetupKeys
-    identity: KeyIdentity
-    length: int
-    wrapped_key: bytes = field(repr=False)
-    binding_mac: bytes = field(repr=False)
-
-    def describe(self) -> str:
-        """Metadata only, safe for messages."""
-        return f"dedicated key of association {self.handle}"
-
-
-def dedicated_identity(system_title: bytes, logical_name: bytes, handle: str) -> KeyIdentity:
-    """What an association's stored dedicated key is bound to."""
-    return KeyIdentity(system_title, logical_name, f"DEDICATED:{handle}", 1)
 
 
 class WorkingKeys:
@@ -199,7 +132,7 @@ class WorkingKeys:
         unusable: dict[KeyRole, KeyState] = {}
         for version in sorted(setup.keys, key=lambda k: k.version):
             if version.state is KeyState.ACTIVE:
-                keys[version.role] = _ref(system_title, logical_name, version)
+                keys[version.role] = key_ref(system_title, logical_name, version)
                 unusable.pop(version.role, None)
             elif version.role not in keys:
                 unusable[version.role] = version.state
@@ -353,7 +286,7 @@ class WorkingKeys:
         self.evict(ref.identity.system_title)
         if state is None:
             raise KeyStateError(f"{ref.describe()} is no longer stored")
-        raise KeyStateError(f"{ref.describe()} is {state.value}: {_ADVICE[state]}")
+        raise KeyStateError(f"{ref.describe()} is {state.value}: {ADVICE[state]}")
 
     # --- associations (dedicated keys) -------------------------------------------------------
 
@@ -500,13 +433,3 @@ class WorkingKeys:
             self._dedicated_blocks.clear()
             self._blocks.clear()
             self._floors.clear()
-
-
-def _ref(system_title: bytes, logical_name: bytes, version: KeyVersion) -> KeyRef:
-    return KeyRef(
-        id=version.id,
-        identity=KeyIdentity(system_title, logical_name, version.role.value, version.version),
-        length=version.key_length,
-        wrapped_key=version.wrapped_key,
-        binding_mac=version.binding_mac,
-    )

@@ -94,7 +94,7 @@ def test_length_round_trip(n: int, prefix: bytes, suffix: bytes) -> None:
     )
 
 
-@settings(max_examples=2000)
+@settings(max_examples=10_000, deadline=None)
 @given(st.binary(min_size=1, max_size=6))
 def test_decoded_lengths_re_encode_to_the_same_bytes(data: bytes) -> None:
     """Strictness: every accepted encoding is the canonical one."""

@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 GENERAL_GLO_CIPHERING = 0xDB
+GENERAL_DED_CIPHERING = 0xDC
 TAG_LENGTH = 12
 
 
@@ -123,10 +124,11 @@ def build_envelope(tag: int, system_title: bytes | None, sc: int, ic: int, paylo
 
 
 def split_envelope(data: bytes) -> Envelope:
-    """The fields of a glo- or general-glo-ciphering APDU (lenient: test input is well formed)."""
+    """The fields of a glo-/ded- or general-glo/ded-ciphering APDU (lenient: test input is well
+    formed)."""
     offset = 1
     system_title = None
-    if data[0] == GENERAL_GLO_CIPHERING:
+    if data[0] in (GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING):
         size, offset = _read_length(data, offset)
         system_title, offset = data[offset : offset + size], offset + size
     length, offset = _read_length(data, offset)

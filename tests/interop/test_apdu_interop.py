@@ -3,11 +3,11 @@
 What the KMS protects (as the head-end, the client system title as originator), each oracle
 opens with the keys the simulated meter learnt from its key_transfer, checking the tag; what
 each oracle protects as the meter (its system title, an increasing IC), the KMS verifies. Every
-suite (0, 1, 2), both forms the KMS implements (service-specific glo- and general-glo-ciphering;
-ded- is not implemented yet) and every SC mode (0x10 authentication, 0x20 encryption, 0x30
-both), unicast (GUEK) and broadcast (GBEK). Both stacks handle suites 1 and 2 for these APDUs,
-whose AAD is SC || AK in every suite; how each stack's gaps and quirks are worked around is in
-:mod:`tests.interop.oracles`.
+suite (0, 1, 2), both global-key forms (service-specific glo- and general-glo-ciphering; the
+dedicated-key forms are in test_ded_interop.py) and every SC mode (0x10 authentication, 0x20
+encryption, 0x30 both), unicast (GUEK) and broadcast (GBEK). Both stacks handle suites 1 and 2
+for these APDUs, whose AAD is SC || AK in every suite; how each stack's gaps and quirks are
+worked around is in :mod:`tests.interop.oracles`.
 """
 
 from __future__ import annotations

@@ -232,3 +232,48 @@ def test_a_pin_has_no_instance_dict_and_compares_by_value() -> None:
 def test_an_empty_pin_is_refused() -> None:
     with pytest.raises(ConfigError):
         Pin("")
+
+
+# --- step 7 settings ----------------------------------------------------------------------------
+
+
+def test_the_client_system_title_comes_from_kms_toml_or_the_environment(tmp_path: Path) -> None:
+    path = _toml(
+        tmp_path,
+        '[kms]\nclient_system_title = "4b4d5300000000a1"\nic_block_size = 50\n'
+        "key_cache_size = 8\nkey_cache_idle_seconds = 2.5\n",
+    )
+    config = load_config({"KMS_CONFIG": str(path)})
+    assert config.require_client_system_title() == bytes.fromhex("4B4D5300000000A1")
+    assert (config.ic_block_size, config.key_cache_size, config.key_cache_idle_seconds) == (
+        50,
+        8,
+        2.5,
+    )
+    override = load_config({"KMS_CONFIG": str(path), "KMS_CLIENT_SYSTEM_TITLE": "4B4D5300000000B2"})
+    assert override.client_system_title == bytes.fromhex("4B4D5300000000B2")
+
+
+def test_without_a_client_system_title_protection_is_refused_by_name(tmp_path: Path) -> None:
+    config = load_config({"KMS_CONFIG": str(_toml(tmp_path, ""))})
+    assert config.client_system_title is None
+    assert config.ic_block_size == 1000
+    with pytest.raises(ConfigError, match="KMS_CLIENT_SYSTEM_TITLE"):
+        config.require_client_system_title()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('client_system_title = "4B4D53"', "client_system_title"),
+        ('client_system_title = "4B4D5300000000ZZ"', "not hexadecimal"),
+        ("ic_block_size = 0", "ic_block_size must be a positive integer"),
+        ("ic_block_size = true", "ic_block_size must be a positive integer"),
+        ('key_cache_size = "8"', "key_cache_size must be a positive integer"),
+        ("key_cache_idle_seconds = 0", "key_cache_idle_seconds must be a positive number"),
+    ],
+)
+def test_bad_step_7_settings_are_named(tmp_path: Path, text: str, words: str) -> None:
+    path = _toml(tmp_path, f"[kms]\n{text}\n")
+    with pytest.raises(ConfigError, match=words):
+        load_config({"KMS_CONFIG": str(path)})
