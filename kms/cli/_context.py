@@ -102,4 +102,14 @@ def parse_hex(text: str, field: str) -> bytes:
         raise InputError(f"not hexadecimal: {text[:40]!r}", field=field) from None
 
 
+system_title_option = click.option(
+    "--system-title", required=True, help="The meter's system title (16 hex digits)."
+)
+setup_option = click.option(
+    "--setup",
+    type=click.IntRange(0, 255),
+    default=0,
+    show_default=True,
+    help="Security setup instance e of 0.0.43.0.e.255 whose keys are used.",
+)
 json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")

@@ -19,12 +19,13 @@ from kms.cli._context import (
     parse_hex,
     pass_context,
     run,
+    setup_option,
+    system_title_option,
 )
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
 from kms.services.apdu_protection import Form, apdu_protection_factory
 
-_SETUP_HELP = "Security setup instance e of 0.0.43.0.e.255 whose keys are used (default 0)."
 _ASSOCIATION = click.option(
     "--association",
     help="Handle of an open association (`kms association open`): its dedicated key ciphers "
@@ -38,10 +39,8 @@ def apdu() -> None:
 
 
 @apdu.command("protect")
-@click.option("--system-title", required=True, help="The meter's system title (16 hex digits).")
-@click.option(
-    "--setup", type=click.IntRange(0, 255), default=0, show_default=True, help=_SETUP_HELP
-)
+@system_title_option
+@setup_option
 @click.option(
     "--sc",
     "security_control",
@@ -100,9 +99,7 @@ def protect(
 @click.option(
     "--system-title", required=True, help="The meter's system title (16 hex digits): the sender."
 )
-@click.option(
-    "--setup", type=click.IntRange(0, 255), default=0, show_default=True, help=_SETUP_HELP
-)
+@setup_option
 @click.option("--apdu", "apdu_hex", required=True, help="The ciphered APDU from the meter, hex.")
 @_ASSOCIATION
 @click.option(

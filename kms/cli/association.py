@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import click
 
-from kms.cli._context import Context, console, emit_json, json_option, pass_context, run
+from kms.cli._context import (
+    Context,
+    console,
+    emit_json,
+    json_option,
+    pass_context,
+    run,
+    setup_option,
+    system_title_option,
+)
 from kms.cli.apdu import parse_security_control
 from kms.dlms.system_title import parse_system_title
 from kms.services.apdu_protection import apdu_protection_factory
@@ -22,14 +31,8 @@ def association() -> None:
 
 
 @association.command("open")
-@click.option("--system-title", required=True, help="The meter's system title (16 hex digits).")
-@click.option(
-    "--setup",
-    type=click.IntRange(0, 255),
-    default=0,
-    show_default=True,
-    help="Security setup instance e of 0.0.43.0.e.255 (default 0).",
-)
+@system_title_option
+@setup_option
 @click.option(
     "--sc",
     "security_control",

@@ -19,6 +19,8 @@ from kms.cli._context import (
     parse_hex,
     pass_context,
     run,
+    setup_option,
+    system_title_option,
 )
 from kms.dlms.hls import Mechanism
 from kms.dlms.system_title import parse_system_title
@@ -26,7 +28,6 @@ from kms.services.hls import TokenHlsAuthentication, hls_factory
 from kms.services.hls_secret import import_hls_secret, read_secret_file
 from kms.services.working_keys import WorkingKeys
 
-_SETUP_HELP = "Security setup instance e of 0.0.43.0.e.255 (default 0)."
 _MECHANISM = click.option(
     "--mechanism",
     type=click.Choice(["5", "6", "7"]),
@@ -60,10 +61,8 @@ def challenge(ctx: Context, length: int, json_output: bool) -> None:
 
 
 @hls.command("answer")
-@click.option("--system-title", required=True, help="The meter's system title (16 hex digits).")
-@click.option(
-    "--setup", type=click.IntRange(0, 255), default=0, show_default=True, help=_SETUP_HELP
-)
+@system_title_option
+@setup_option
 @_MECHANISM
 @click.option("--server-challenge", required=True, help="The meter's StoC (from the AARE), hex.")
 @click.option("--client-challenge", help="Our CtoS (from the AARQ), hex; mechanism 6 needs it.")
@@ -101,10 +100,8 @@ def answer(
 
 
 @hls.command("check")
-@click.option("--system-title", required=True, help="The meter's system title (16 hex digits).")
-@click.option(
-    "--setup", type=click.IntRange(0, 255), default=0, show_default=True, help=_SETUP_HELP
-)
+@system_title_option
+@setup_option
 @_MECHANISM
 @click.option("--client-challenge", required=True, help="Our CtoS (from the AARQ), hex.")
 @click.option("--server-challenge", help="The meter's StoC, hex; mechanism 6 needs it.")
@@ -151,10 +148,8 @@ def secret() -> None:
 
 
 @secret.command("import")
-@click.option("--system-title", required=True, help="The meter's system title (16 hex digits).")
-@click.option(
-    "--setup", type=click.IntRange(0, 255), default=0, show_default=True, help=_SETUP_HELP
-)
+@system_title_option
+@setup_option
 @click.option(
     "--secret-file",
     required=True,

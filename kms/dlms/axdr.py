@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import TypeVar
 
 from kms.errors import InputError
 
@@ -38,9 +39,13 @@ __all__ = [
     "encode_length",
     "encode_octet_string",
     "encode_structure",
+    "enum_choices",
+    "enum_member",
 ]
 
 MAX_LENGTH = 0xFFFFFFFF
+
+_E = TypeVar("_E", bound=enum.IntEnum)
 
 # Number of value bytes after the initial 0x80|n byte, and the smallest value that needs them.
 _LONG_FORMS = {1: 0x80, 2: 0x100, 4: 0x10000}
@@ -204,10 +209,40 @@ class Reader:
         self.expect_tag(DataType.ENUM, field)
         return self.u8(field)
 
+    def enumerated(self, enum_type: type[_E], field: str) -> _E:
+        """One byte that must be a member of the ``IntEnum`` ``enum_type`` (an A-XDR
+        ENUMERATED); an unknown value names the field, the value and the members."""
+        at = self._offset
+        value = self.u8(field)
+        try:
+            return enum_type(value)
+        except ValueError:
+            raise self.error(
+                f"unknown {field.replace('_', '-')} {value}; expected {enum_choices(enum_type)}",
+                field,
+                at,
+            ) from None
+
     def done(self) -> None:
         """Assert that every byte was read; trailing bytes raise :class:`InputError`."""
         if self.remaining:
             raise self.error(f"{_count(self.remaining, 'trailing byte')}", "end")
+
+
+def enum_member(enum_type: type[_E], value: object, name: str) -> _E:
+    """``value`` as a member of ``enum_type``, for builders: a wrong type is a ``TypeError``,
+    an unknown value a ``ValueError`` naming the members (the KMS built it: a caller bug)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a {enum_type.__name__}, not {type(value).__name__}")
+    try:
+        return enum_type(value)
+    except ValueError:
+        raise ValueError(f"{name} must be {enum_choices(enum_type)}, got {value}") from None
+
+
+def enum_choices(enum_type: type[enum.IntEnum]) -> str:
+    """``0 (name) or 1 (name)``: the members of an enumeration, for messages."""
+    return " or ".join(f"{int(member)} ({member.name.lower()})" for member in enum_type)
 
 
 def _count(n: int, noun: str = "byte") -> str:

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TypeVar
 
-from kms.dlms.axdr import Reader
+from kms.dlms.axdr import Reader, enum_member
 from kms.dlms.security_control import check_invocation_counter
 
 __all__ = [
@@ -79,10 +78,10 @@ class ExceptionResponse:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "state_error", _member(StateError, self.state_error, "state_error")
+            self, "state_error", enum_member(StateError, self.state_error, "state_error")
         )
         object.__setattr__(
-            self, "service_error", _member(ServiceError, self.service_error, "service_error")
+            self, "service_error", enum_member(ServiceError, self.service_error, "service_error")
         )
         if self.service_error == ServiceError.INVOCATION_COUNTER_ERROR:
             if self.invocation_counter is None:
@@ -120,38 +119,10 @@ def parse_exception_response(data: bytes) -> ExceptionResponse:
     """Parse an exception-response strictly (module docstring)."""
     reader = Reader(data, source="exception-response APDU")
     reader.expect_byte(EXCEPTION_RESPONSE, "tag", "exception-response")
-    state_error = _read_enum(reader, StateError, "state_error")
-    service_error = _read_enum(reader, ServiceError, "service_error")
+    state_error = reader.enumerated(StateError, "state_error")
+    service_error = reader.enumerated(ServiceError, "service_error")
     invocation_counter = None
     if service_error == ServiceError.INVOCATION_COUNTER_ERROR:
         invocation_counter = int.from_bytes(reader.take(4, "invocation_counter"), "big")
     reader.done()
     return ExceptionResponse(state_error, service_error, invocation_counter)
-
-
-_E = TypeVar("_E", StateError, ServiceError)
-
-
-def _read_enum(reader: Reader, enum_type: type[_E], name: str) -> _E:
-    at = reader.offset
-    value = reader.u8(name)
-    try:
-        return enum_type(value)
-    except ValueError:
-        raise reader.error(
-            f"unknown {name.replace('_', '-')} {value}; expected {_range(enum_type)}", name, at
-        ) from None
-
-
-def _member(enum_type: type[_E], value: object, name: str) -> _E:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a {enum_type.__name__}, not {type(value).__name__}")
-    try:
-        return enum_type(value)
-    except ValueError:
-        raise ValueError(f"{name} must be {_range(enum_type)}, got {value}") from None
-
-
-def _range(enum_type: type[enum.IntEnum]) -> str:
-    values = [int(member) for member in enum_type]
-    return f"{min(values)}..{max(values)}"

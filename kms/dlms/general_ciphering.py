@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import ClassVar, TypeAlias
 
-from kms.dlms.axdr import Reader, encode_length
+from kms.dlms.axdr import Reader, encode_length, enum_member
 from kms.dlms.security_control import (
     SECURITY_HEADER_LENGTH,
     SecurityControl,
@@ -112,7 +112,7 @@ class IdentifiedKey:
     key_id: KeyId
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key_id", _member(KeyId, self.key_id, "key_id"))
+        object.__setattr__(self, "key_id", enum_member(KeyId, self.key_id, "key_id"))
 
     def to_bytes(self) -> bytes:
         """The Key-Info CHOICE: ``00 kk``."""
@@ -134,7 +134,7 @@ class WrappedKey:
     key_ciphered_data: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kek_id", _member(KekId, self.kek_id, "kek_id"))
+        object.__setattr__(self, "kek_id", enum_member(KekId, self.kek_id, "kek_id"))
         object.__setattr__(
             self, "key_ciphered_data", _bytes(self.key_ciphered_data, "key_ciphered_data")
         )
@@ -337,9 +337,9 @@ def _read_key_info(reader: Reader) -> KeyInfo | None:
     choice_at = reader.offset
     choice = reader.u8("key_info")
     if choice == KeyInfoChoice.IDENTIFIED_KEY:
-        return IdentifiedKey(_read_enum(reader, KeyId, "key_id"))
+        return IdentifiedKey(reader.enumerated(KeyId, "key_id"))
     if choice == KeyInfoChoice.WRAPPED_KEY:
-        kek_id = _read_enum(reader, KekId, "kek_id")
+        kek_id = reader.enumerated(KekId, "kek_id")
         return WrappedKey(kek_id, _read_octet_string(reader, "key_ciphered_data"))
     if choice == KeyInfoChoice.AGREED_KEY:
         key_parameters = _read_octet_string(reader, "key_parameters")
@@ -352,38 +352,8 @@ def _read_key_info(reader: Reader) -> KeyInfo | None:
     )
 
 
-_E = TypeVar("_E", KeyId, KekId)
-
-
-def _read_enum(reader: Reader, enum_type: type[_E], name: str) -> _E:
-    at = reader.offset
-    value = reader.u8(name)
-    try:
-        return enum_type(value)
-    except ValueError:
-        raise reader.error(
-            f"unknown {name.replace('_', '-')} {value}; expected {_choices(enum_type)}", name, at
-        ) from None
-
-
-# --- shared ----------------------------------------------------------------------------------
-
-
 def _octet_string(value: bytes) -> bytes:
     return encode_length(len(value)) + value
-
-
-def _member(enum_type: type[_E], value: object, name: str) -> _E:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a {enum_type.__name__}, not {type(value).__name__}")
-    try:
-        return enum_type(value)
-    except ValueError:
-        raise ValueError(f"{name} must be {_choices(enum_type)}, got {value}") from None
-
-
-def _choices(enum_type: type[enum.IntEnum]) -> str:
-    return " or ".join(f"{int(member)} ({member.name.lower()})" for member in enum_type)
 
 
 def _bytes(value: bytes, name: str) -> bytes:

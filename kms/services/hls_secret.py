@@ -43,22 +43,13 @@ class ImportedSecret:
 
 
 def read_secret_file(path: Path) -> bytes:
-    """The secret in a file: hex (whitespace and a 0x prefix allowed), 1 to 64 bytes.
-
-    Hex, not raw bytes, so a trailing newline cannot become part of the secret.
-    """
+    """The secret in a file: hex (whitespace and a 0x prefix allowed), 1 to 64 bytes."""
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
         raise InputError(f"cannot read the secret file: {reason}", source=str(path)) from None
-    cleaned = "".join(text.split())
-    if cleaned[:2].lower() == "0x":
-        cleaned = cleaned[2:]
-    try:
-        value = bytes.fromhex(cleaned)
-    except ValueError:
-        raise InputError("the secret file does not hold hexadecimal", source=str(path)) from None
+    value = hierarchy.parse_hex_text(text, str(path), "secret file")
     if not 1 <= len(value) <= _MAX_SECRET:
         raise InputError(
             f"an HLS secret is 1 to {_MAX_SECRET} bytes, the file holds {len(value)}",

@@ -186,9 +186,13 @@ def test_parse_errors(hex_input: str, field: str, offset: int) -> None:
 
 
 def test_unknown_values_are_named() -> None:
-    with pytest.raises(InputError, match=r"unknown state-error 3; expected 1\.\.2"):
+    with pytest.raises(
+        InputError, match=r"unknown state-error 3; expected 1 \(service_not_allowed\) or 2"
+    ):
         parse_exception_response(bytes.fromhex("D80305"))
-    with pytest.raises(InputError, match=r"unknown service-error 7; expected 1\.\.6"):
+    with pytest.raises(
+        InputError, match=r"unknown service-error 7; expected 1 \(operation_not_possible\)"
+    ):
         parse_exception_response(bytes.fromhex("D80107"))
 
 
@@ -222,10 +226,10 @@ def test_counter_range(ic: int) -> None:
 @pytest.mark.parametrize(
     ("state", "service", "message"),
     [
-        (0, 5, r"state_error must be 1\.\.2, got 0"),
-        (3, 5, r"state_error must be 1\.\.2, got 3"),
-        (1, 0, r"service_error must be 1\.\.6, got 0"),
-        (1, 7, r"service_error must be 1\.\.6, got 7"),
+        (0, 5, r"state_error must be 1 \(service_not_allowed\) or 2 \(service_unknown\), got 0"),
+        (3, 5, r"state_error must be 1 .* got 3"),
+        (1, 0, r"service_error must be 1 \(operation_not_possible\) or .* got 0"),
+        (1, 7, r"service_error must be .* or 6 \(invocation_counter_error\), got 7"),
     ],
 )
 def test_enum_range(state: int, service: int, message: str) -> None:
