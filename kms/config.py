@@ -179,6 +179,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     chunk = _positive_int(values, "provision_chunk_size", Config.provision_chunk_size)
     block = _positive_int(values, "ic_block_size", Config.ic_block_size)
     cache_size = _positive_int(values, "key_cache_size", Config.key_cache_size)
+    if cache_size < 2:
+        # One APDU needs its encryption key and its AK at once.
+        raise ConfigError("key_cache_size must be at least 2 (an APDU uses two keys at once)")
     idle = values.get("key_cache_idle_seconds", Config.key_cache_idle_seconds)
     if isinstance(idle, bool) or not isinstance(idle, int | float) or not idle > 0:
         raise ConfigError("key_cache_idle_seconds must be a positive number")

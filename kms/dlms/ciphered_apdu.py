@@ -27,7 +27,9 @@ offset, and nothing else is raised for any ``bytes`` input.
 Exports: :data:`SERVICE_TAGS`, :data:`GENERAL_GLO_CIPHERING`, :data:`GENERAL_DED_CIPHERING`,
 :class:`CipheredApdu`, :func:`encode_ciphered_apdu`, :func:`parse_ciphered_apdu`,
 :func:`glo_tag_for`, :func:`ded_tag_for`, :func:`plain_tag_for`, :class:`GeneralCiphering`,
-:func:`encode_general_ciphering`, :func:`parse_general_ciphering`.
+:func:`encode_general_ciphering`, :func:`parse_general_ciphering`, and
+:func:`frame_ciphered_apdu` (the head-end's hot path: the same bytes, fields checked by the
+caller).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "ded_tag_for",
     "encode_ciphered_apdu",
     "encode_general_ciphering",
+    "frame_ciphered_apdu",
     "glo_tag_for",
     "parse_ciphered_apdu",
     "parse_general_ciphering",
@@ -200,6 +203,31 @@ def encode_general_ciphering(
     return GeneralCiphering(
         tag, system_title, security_control, invocation_counter, payload
     ).to_bytes()
+
+
+def frame_ciphered_apdu(
+    tag: int,
+    system_title: bytes | None,
+    security_control: int,
+    invocation_counter: int,
+    payload: bytes,
+) -> bytes:
+    """The bytes of a ciphered APDU whose fields the caller has already checked (the hot path).
+
+    ``system_title`` is ``None`` for a service-specific APDU, else the 0- or 8-byte title of
+    general-glo/ded-ciphering. Equal to :meth:`CipheredApdu.to_bytes` /
+    :meth:`GeneralCiphering.to_bytes` of the same fields, without building and re-checking them
+    (the tests hold the two to the same bytes).
+    """
+    length = 5 + len(payload)
+    head = bytes([tag]) if system_title is None else bytes([tag, len(system_title)]) + system_title
+    return (
+        head
+        + (bytes([length]) if length < 0x80 else encode_length(length))
+        + bytes([security_control])
+        + invocation_counter.to_bytes(4, "big")
+        + payload
+    )
 
 
 def parse_ciphered_apdu(data: bytes) -> CipheredApdu:

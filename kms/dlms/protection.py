@@ -23,14 +23,17 @@ replay against both. Decrypting encryption-only content needs no tag and no decr
 ciphertext is CTR-mode keystream from the same IV, so encrypting C again yields the APDU, and the
 token never has to offer an unauthenticated decrypt.
 
+For a sender that protects many APDUs with one key, SC and originator (the head-end's hot path)
+:class:`PreparedProtection` does the same per APDU with everything fixed computed once: the
+AAD prefix SC || AK is built at preparation (and zeroised by :meth:`PreparedProtection.close`),
+so an APDU costs the IV, one cipher call and nothing else.
+
 Exports: :data:`TAG_LENGTH`, :class:`AuthenticatedEncryption`, :func:`initialization_vector`,
-:func:`protect`, :func:`unprotect`.
+:func:`protect`, :func:`unprotect`, :class:`PreparedProtection`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 from kms.dlms.security_control import SecurityControl, check_invocation_counter
@@ -40,6 +43,7 @@ from kms.errors import InputError
 __all__ = [
     "TAG_LENGTH",
     "AuthenticatedEncryption",
+    "PreparedProtection",
     "initialization_vector",
     "protect",
     "unprotect",
@@ -90,10 +94,16 @@ def protect(
     if not security_control.authentication:
         return cipher.encrypt(iv, b"", apdu)[: len(apdu)]
     if security_control.encryption:
-        with _aad(security_control, authentication_key, extra_aad) as aad:
+        aad = _aad(security_control, authentication_key, extra_aad)
+        try:
             return cipher.encrypt(iv, aad, apdu)
-    with _aad(security_control, authentication_key, extra_aad, apdu) as aad:
+        finally:
+            _zeroise(aad)
+    aad = _aad(security_control, authentication_key, extra_aad, apdu)
+    try:
         return bytes(apdu) + cipher.encrypt(iv, aad, b"")
+    finally:
+        _zeroise(aad)
 
 
 def unprotect(
@@ -129,18 +139,74 @@ def unprotect(
         )
     body, tag = payload[:-TAG_LENGTH], payload[-TAG_LENGTH:]
     if security_control.encryption:
-        with _aad(security_control, authentication_key, extra_aad) as aad:
+        aad = _aad(security_control, authentication_key, extra_aad)
+        try:
             return cipher.decrypt(iv, aad, body, tag)
-    with _aad(security_control, authentication_key, extra_aad, body) as aad:
+        finally:
+            _zeroise(aad)
+    aad = _aad(security_control, authentication_key, extra_aad, body)
+    try:
         cipher.decrypt(iv, aad, b"", tag)
-    return bytes(body)
+        return bytes(body)
+    finally:
+        _zeroise(aad)
 
 
-@contextmanager
+class PreparedProtection:
+    """:func:`protect` for one cipher, SC, originator and AK, prepared once (module docstring).
+
+    Owns a copy of SC || AK || extra (the AAD prefix); :meth:`close` zeroises it, and a closed
+    instance refuses to protect. The caller hands out invocation counters and frames the result.
+    """
+
+    __slots__ = ("_cipher", "_encryption", "_mode", "_prefix", "_system_title")
+
+    def __init__(
+        self,
+        cipher: AuthenticatedEncryption,
+        security_control: SecurityControl,
+        system_title: bytes,
+        authentication_key: bytes | bytearray,
+        extra_aad: bytes = b"",
+    ) -> None:
+        _check_protects(security_control)
+        initialization_vector(system_title, 0)  # checks the system title once
+        self._cipher = cipher
+        self._system_title = bytes(system_title)
+        if security_control.authentication:
+            self._prefix: bytearray | None = _aad(security_control, authentication_key, extra_aad)
+        else:
+            self._prefix = bytearray()
+        self._mode = (security_control.authentication, security_control.encryption)
+
+    def protect(self, invocation_counter: int, apdu: bytes) -> bytes:
+        """What follows SC || IC for ``apdu`` at ``invocation_counter`` (0..2**32 - 1)."""
+        prefix = self._prefix
+        if prefix is None:
+            raise ValueError("this PreparedProtection was closed")
+        iv = self._system_title + invocation_counter.to_bytes(4, "big")
+        authentication, encryption = self._mode
+        if authentication and encryption:
+            return self._cipher.encrypt(iv, prefix, apdu)
+        if encryption:
+            return self._cipher.encrypt(iv, b"", apdu)[: len(apdu)]
+        aad = prefix + apdu
+        try:
+            return bytes(apdu) + self._cipher.encrypt(iv, aad, b"")
+        finally:
+            _zeroise(aad)
+
+    def close(self) -> None:
+        """Zeroise the AAD prefix (it holds the AK); the instance is unusable afterwards."""
+        if self._prefix is not None:
+            _zeroise(self._prefix)
+            self._prefix = None
+
+
 def _aad(
     security_control: SecurityControl, authentication_key: bytes | bytearray, *rest: bytes
-) -> Iterator[bytearray]:
-    """SC || AK || rest in a buffer that is zeroised after use: it holds the AK's bytes.
+) -> bytearray:
+    """SC || AK || rest in a buffer the caller zeroises after use: it holds the AK's bytes.
 
     (The cipher may copy it on its way to the token; this keeps the KMS's own copy short-lived.)
     """
@@ -148,10 +214,11 @@ def _aad(
     aad += authentication_key
     for part in rest:
         aad += part
-    try:
-        yield aad
-    finally:
-        aad[:] = bytes(len(aad))
+    return aad
+
+
+def _zeroise(buffer: bytearray) -> None:
+    buffer[:] = bytes(len(buffer))
 
 
 def _check_protects(security_control: SecurityControl) -> None:

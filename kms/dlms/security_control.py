@@ -98,8 +98,18 @@ class SecurityControl:
 
         A reserved suite id (3..15 in bits 3-0) raises :class:`~kms.errors.InputError` naming
         the field ``security_control`` and ``field_offset``. ``value`` outside 0..255 is a caller
-        bug (``ValueError``): a byte read from input is always in range.
+        bug (``ValueError``): a byte read from input is always in range. The 48 valid bytes map
+        to instances built once (this runs for every APDU).
         """
+        if type(value) is int and 0 <= value <= 0xFF:
+            cached = _BY_BYTE.get(value)
+            if cached is not None:
+                return cached
+        return cls._from_byte(value, field_offset=field_offset)
+
+    @classmethod
+    def _from_byte(cls, value: int, *, field_offset: int = 0) -> SecurityControl:
+        """:meth:`from_byte` without the table: builds and checks every field."""
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"security control byte must be int, not {type(value).__name__}")
         if not 0 <= value <= 0xFF:
@@ -118,6 +128,12 @@ class SecurityControl:
             authentication=bool(value & _AUTHENTICATION),
             suite=SecuritySuite(suite),
         )
+
+
+#: The SC of every byte with a valid suite (bits 3-0 in 0..2), built once.
+_BY_BYTE: dict[int, SecurityControl] = {
+    byte: SecurityControl._from_byte(byte) for byte in range(0x100) if byte & _SUITE_MASK <= 2
+}
 
 
 def security_header(security_control: SecurityControl, invocation_counter: int) -> bytes:

@@ -39,15 +39,17 @@ class TokenGcm:
     def encrypt(self, iv: bytes, aad: bytes | bytearray, plaintext: bytes) -> bytes:
         """``ciphertext || tag``; an empty ``plaintext`` makes this GMAC."""
         params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
-        hsm, mech = self._hsm, self._mechanism
-        return bytes(
-            hsm._call(
-                "GCM encrypt",
-                lambda: hsm._resolve(self._key).encrypt(
-                    plaintext, mechanism=mech, mechanism_param=params
-                ),
-            )
-        )
+        hsm, key, mech = self._hsm, self._key, self._mechanism
+
+        def encrypt() -> bytes:
+            # _resolve's check, inlined (this runs once per protected APDU): a session key is
+            # only valid in the session generation that made it.
+            if key._generation != hsm._generation:
+                raise errors.SessionLost("a session key outlived the session that held it")
+            result: bytes = key._object.encrypt(plaintext, mechanism=mech, mechanism_param=params)
+            return result
+
+        return hsm._call("GCM encrypt", encrypt)
 
     def decrypt(self, iv: bytes, aad: bytes | bytearray, ciphertext: bytes, tag: bytes) -> bytes:
         """The plaintext; a tag that does not verify raises :class:`~kms.errors.InvalidTag`."""

@@ -73,6 +73,19 @@ class KeyCache:
         self._entries.move_to_end(key_version_id)
         return entry.value
 
+    def touch(self, key_version_id: Hashable, value: CachedKey) -> bool:
+        """Whether ``value`` is still the cached entry (then marked as just used).
+
+        For a holder that keeps a reference to a cached key between calls (a prepared sender):
+        once the cache has destroyed the key, this is false and the holder must look it up again.
+        """
+        entry = self._entries.get(key_version_id)
+        if entry is None or entry.value is not value:
+            return False
+        entry.last_used = self._clock()
+        self._entries.move_to_end(key_version_id)
+        return True
+
     def put(self, key_version_id: Hashable, value: CachedKey) -> None:
         """Cache ``value``; the cache now owns it and destroys it when it leaves."""
         now = self._clock()

@@ -31,7 +31,10 @@ Book defines one.
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from kms.config import Config
@@ -41,15 +44,12 @@ from kms.dlms.ciphered_apdu import (
     GENERAL_DED_CIPHERING,
     GENERAL_GLO_CIPHERING,
     SERVICE_TAGS,
-    CipheredApdu,
-    GeneralCiphering,
-    ded_tag_for,
-    glo_tag_for,
+    frame_ciphered_apdu,
     parse_ciphered_apdu,
     parse_general_ciphering,
     plain_tag_for,
 )
-from kms.dlms.protection import protect, unprotect
+from kms.dlms.protection import PreparedProtection, unprotect
 from kms.dlms.security_control import SecurityControl
 from kms.dlms.system_title import format_system_title
 from kms.errors import (
@@ -157,12 +157,41 @@ class _Keys:
     dedicated: DedicatedRef | None  # the association whose counters apply, or None
 
 
+@dataclass
+class _Sender:
+    """protect() prepared for one (meter, setup, SC, form, association): the hot path.
+
+    Holds the session key it ciphers with (checked against the key cache on every use, so a key
+    the cache destroyed is never used), its own AAD prefix SC || AK (zeroised when the sender
+    goes) and the tags of its form; an APDU then costs an IC, one token call and the framing.
+    """
+
+    protection: PreparedProtection
+    ek_name: Hashable
+    ek: SessionKey
+    unicast: KeyRef | None
+    dedicated: DedicatedRef | None
+    system_title: bytes  # the meter's, for eviction
+    client: bytes
+    security_control: int
+    #: plain tag -> ciphered tag (service-specific forms), or None for general-glo/ded.
+    tags: Mapping[int, int] | None
+    general_tag: int
+
+
+_GLO_TAGS = MappingProxyType({plain: glo for plain, (glo, _) in SERVICE_TAGS.items()})
+_DED_TAGS = MappingProxyType({plain: ded for plain, (_, ded) in SERVICE_TAGS.items()})
+
+
 class TokenApduProtection:
     """:class:`ApduProtection` with keys unwrapped into the token and counters in the database."""
 
     def __init__(self, keys: WorkingKeys, config: Config) -> None:
         self._keys = keys
         self._config = config
+        self._senders: OrderedDict[tuple[object, ...], _Sender] = OrderedDict()
+        self._capacity = config.key_cache_size
+        keys.on_evict(self._drop_senders)
 
     @property
     def keys(self) -> WorkingKeys:
@@ -181,33 +210,87 @@ class TokenApduProtection:
         form: Form = Form.GLO,
         association: str | None = None,
     ) -> ApduResult:
+        name = (system_title, setup, security_control, form, association)
+        with self._keys.lock:
+            sender = self._senders.get(name)
+            if sender is None or not self._keys.still_cached(sender.ek_name, sender.ek):
+                sender = self._prepare(
+                    name, system_title, setup, security_control, form, association
+                )
+            if not apdu:
+                raise InputError("the APDU to protect is empty", field="apdu")
+            tags = sender.tags
+            if tags is None:
+                tag = sender.general_tag
+            else:
+                tag = tags.get(apdu[0], -1)
+                if tag < 0:
+                    general = "general-glo" if form is Form.GLO else "general-ded"
+                    raise InputError(
+                        f"tag 0x{apdu[0]:02x} has no {form.value}- ciphered form "
+                        f"(use --form {general})",
+                        field="apdu",
+                    )
+            if sender.dedicated is not None:
+                ic = self._keys.next_dedicated_ic(sender.dedicated)
+            else:
+                assert sender.unicast is not None
+                ic = self._keys.next_send_ic(sender.unicast)
+            payload = sender.protection.protect(ic, apdu)
+        title = None if tags is not None else sender.client
+        ciphered = frame_ciphered_apdu(tag, title, sender.security_control, ic, payload)
+        return ApduResult(ciphered, sender.client, ic)
+
+    def _prepare(
+        self,
+        name: tuple[object, ...],
+        system_title: bytes,
+        setup: int,
+        security_control: int,
+        form: Form,
+        association: str | None,
+    ) -> _Sender:
+        """Check everything about a new (meter, SC, form), resolve its keys, keep a sender."""
         client = self._config.require_client_system_title()
         sc = _security_control(security_control)
-        if not apdu:
-            raise InputError("the APDU to protect is empty", field="apdu")
-        if form in (Form.GLO, Form.DED) and apdu[0] not in SERVICE_TAGS:
-            general = "general-glo" if form is Form.GLO else "general-ded"
-            raise InputError(
-                f"tag 0x{apdu[0]:02x} has no {form.value}- ciphered form (use --form {general})",
-                field="apdu",
-            )
         dedicated = form in (Form.DED, Form.GENERAL_DED)
-        with self._keys.lock:
-            keys = self._resolve(system_title, setup, sc, dedicated, association)
-            if keys.dedicated is not None:
-                ic = self._keys.next_dedicated_ic(keys.dedicated)
-            else:
-                assert keys.unicast is not None
-                ic = self._keys.next_send_ic(keys.unicast)
-            payload = protect(self._keys.hsm.aead(keys.ek), sc, client, ic, keys.ak, apdu)
-        if form is Form.GLO:
-            ciphered = CipheredApdu(glo_tag_for(apdu[0]), sc, ic, payload).to_bytes()
-        elif form is Form.DED:
-            ciphered = CipheredApdu(ded_tag_for(apdu[0]), sc, ic, payload).to_bytes()
+        keys = self._resolve(system_title, setup, sc, dedicated, association)
+        old = self._senders.pop(name, None)
+        if old is not None:
+            old.protection.close()
+        ek_name: Hashable
+        if keys.dedicated is not None:
+            ek_name = keys.dedicated.cache_name
         else:
-            tag = GENERAL_DED_CIPHERING if dedicated else GENERAL_GLO_CIPHERING
-            ciphered = GeneralCiphering(tag, client, sc, ic, payload).to_bytes()
-        return ApduResult(ciphered, client, ic)
+            assert keys.unicast is not None
+            ek_name = keys.unicast.id
+        sender = _Sender(
+            protection=PreparedProtection(self._keys.hsm.aead(keys.ek), sc, client, keys.ak),
+            ek_name=ek_name,
+            ek=keys.ek,
+            unicast=keys.unicast,
+            dedicated=keys.dedicated,
+            system_title=system_title,
+            client=client,
+            security_control=sc.to_byte(),
+            tags={Form.GLO: _GLO_TAGS, Form.DED: _DED_TAGS}.get(form),
+            general_tag=GENERAL_DED_CIPHERING if dedicated else GENERAL_GLO_CIPHERING,
+        )
+        self._senders[name] = sender
+        while len(self._senders) > self._capacity:
+            _, oldest = self._senders.popitem(last=False)
+            oldest.protection.close()
+        return sender
+
+    def _drop_senders(self, system_title: bytes | None) -> None:
+        """Forget the senders of a meter (``None``: all), zeroising their AAD prefixes."""
+        with self._keys.lock:
+            for name in [
+                n
+                for n, s in self._senders.items()
+                if system_title is None or s.system_title == system_title
+            ]:
+                self._senders.pop(name).protection.close()
 
     # --- verify ------------------------------------------------------------------------------
 
@@ -311,6 +394,7 @@ class TokenApduProtection:
         return self._keys.authentication_key(setup_keys.key(KeyRole.GAK))
 
     def close(self) -> None:
+        self._drop_senders(None)
         self._keys.close()
 
 

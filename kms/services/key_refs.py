@@ -87,6 +87,11 @@ class DedicatedRef:
         """Metadata only, safe for messages."""
         return f"dedicated key of association {self.handle}"
 
+    @property
+    def cache_name(self) -> tuple[str, int]:
+        """Its name in the key cache and the counter maps (apart from key version ids)."""
+        return ("association", self.id)
+
 
 def dedicated_identity(system_title: bytes, logical_name: bytes, handle: str) -> KeyIdentity:
     """What an association's stored dedicated key is bound to."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from kms.config import Config
 from kms.db import (
@@ -80,6 +81,11 @@ class WorkingKeys:
         self._associations: dict[str, DedicatedRef] = {}
         self._dedicated_blocks: dict[int, counters.CounterBlock] = {}
         self._root: RootKeys | None = None
+        self._evict_hooks: list[Callable[[bytes | None], None]] = []
+        #: Blocks being reserved ahead, by key version id, and when to start the next one.
+        self._ahead: dict[int, Future[counters.CounterBlock]] = {}
+        self._prefetch_at = self._block_size // 4 if self._block_size >= 16 else -1
+        self._executor: ThreadPoolExecutor | None = None
         self.lock = threading.RLock()
 
     @property
@@ -238,24 +244,47 @@ class WorkingKeys:
         """The next sending IC under ``ref``: from this process's block, or a new block.
 
         Reserving a block re-reads the key's state: a key no longer ACTIVE is evicted and
-        refused (:class:`~kms.errors.KeyStateError`).
+        refused (:class:`~kms.errors.KeyStateError`). With blocks of 16 or more, the next block
+        is reserved on a database thread once a quarter of the current one is left, so that
+        the APDU that crosses a block boundary does not wait for a commit; a crash then skips
+        at most two blocks, never reuses one.
         """
         with self.lock:
             block = self._blocks.get(ref.id)
-            ic = block.take() if block is not None else None
-            if ic is not None:
-                return ic
-            with self._db.begin() as session:
-                self._require_active(session, ref)
-                block = counters.reserve_block(session, ref.id, self._block_size, ref.describe())
-                details = {"first": block.next, "last": block.end - 1, "direction": "SEND"}
-                audit.append(
-                    session, self._actor, [audit.AuditRecord("ic.reserve", ref.describe(), details)]
-                )
+            if block is not None:
+                ic = block.take()
+                if ic is not None:
+                    if block.end - block.next == self._prefetch_at and ref.id not in self._ahead:
+                        self._ahead[ref.id] = self._pool().submit(self._reserve, ref)
+                    return ic
+            ahead = self._ahead.pop(ref.id, None)
+            try:
+                block = ahead.result() if ahead is not None else self._reserve(ref)
+            except KeyStateError:
+                self.evict(ref.identity.system_title)
+                raise
             self._blocks[ref.id] = block
             ic = block.take()
             assert ic is not None
             return ic
+
+    def _reserve(self, ref: KeyRef) -> counters.CounterBlock:
+        """One committed reservation (any thread: it touches the database only)."""
+        with self._db.begin() as session:
+            state = repo.key_version_state(session, ref.id)
+            if state is not KeyState.ACTIVE:
+                raise _not_active(ref, state)
+            block = counters.reserve_block(session, ref.id, self._block_size, ref.describe())
+            details = {"first": block.next, "last": block.end - 1, "direction": "SEND"}
+            audit.append(
+                session, self._actor, [audit.AuditRecord("ic.reserve", ref.describe(), details)]
+            )
+        return block
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-ic")
+        return self._executor
 
     def check_received(self, ref: KeyRef, ic: int) -> None:
         """Refuse an IC below the floor this process last saw, before any token work."""
@@ -284,9 +313,7 @@ class WorkingKeys:
         if state is KeyState.ACTIVE:
             return
         self.evict(ref.identity.system_title)
-        if state is None:
-            raise KeyStateError(f"{ref.describe()} is no longer stored")
-        raise KeyStateError(f"{ref.describe()} is {state.value}: {ADVICE[state]}")
+        raise _not_active(ref, state)
 
     # --- associations (dedicated keys) -------------------------------------------------------
 
@@ -325,7 +352,7 @@ class WorkingKeys:
 
     def dedicated_key(self, ref: DedicatedRef) -> SessionKey:
         """The session object of an association's dedicated key, unwrapped on first use."""
-        name = ("association", ref.id)
+        name = ref.cache_name
         with self.lock:
             cached = self._cache.get(name)
             if isinstance(cached, SessionKey):
@@ -364,7 +391,7 @@ class WorkingKeys:
     def check_dedicated(self, ref: DedicatedRef, ic: int) -> None:
         """Refuse an IC below the floor this process last saw under the dedicated key."""
         with self.lock:
-            floor = self._floors.get(("association", ref.id), 0)
+            floor = self._floors.get(ref.cache_name, 0)
         counters.check_floor(ic, floor, ref.describe())
 
     def accept_dedicated(self, ref: DedicatedRef, ic: int, *, persist: bool = True) -> None:
@@ -377,7 +404,7 @@ class WorkingKeys:
                 else:
                     counters.check_dedicated(session, ref.id, ic, ref.describe())
             if persist:
-                self._floors[("association", ref.id)] = ic + 1
+                self._floors[ref.cache_name] = ic + 1
 
     def _require_open(self, session: Session, ref: DedicatedRef) -> None:
         row = repo.lock_association(session, ref.id)
@@ -390,9 +417,9 @@ class WorkingKeys:
         with self.lock:
             ref = self._associations.pop(handle, None)
             if ref is not None:
-                self._cache.evict(("association", ref.id))
+                self._cache.evict(ref.cache_name)
                 self._dedicated_blocks.pop(ref.id, None)
-                self._floors.pop(("association", ref.id), None)
+                self._floors.pop(ref.cache_name, None)
 
     def record(self, records: list[audit.AuditRecord], session: Session) -> None:
         """Append audit records in the caller's transaction, as this process's actor."""
@@ -412,9 +439,20 @@ class WorkingKeys:
 
     # --- eviction ----------------------------------------------------------------------------
 
+    def on_evict(self, hook: Callable[[bytes | None], None]) -> None:
+        """Call ``hook(system_title)`` whenever a meter's keys are evicted (``None``: all of
+        them, at close), so that what a service prepared from them goes too."""
+        self._evict_hooks.append(hook)
+
+    def still_cached(self, name: Hashable, key: SessionKey) -> bool:
+        """Whether ``key`` is still the cached (and so live) session object named ``name``."""
+        return self._cache.touch(name, key)
+
     def evict(self, system_title: bytes) -> None:
         """Forget everything cached for a meter (its keys were renewed or revoked)."""
         with self.lock:
+            for hook in self._evict_hooks:
+                hook(system_title)
             for cache_key in [k for k in self._setups if k[0] == system_title]:
                 self._forget(self._setups.pop(cache_key))
 
@@ -422,14 +460,27 @@ class WorkingKeys:
         for ref in setup.keys.values():
             self._cache.evict(ref.id)
             self._blocks.pop(ref.id, None)  # the rest of the block is skipped, never reused
+            self._ahead.pop(ref.id, None)  # so is a block reserved ahead
             self._floors.pop(ref.id, None)
 
     def close(self) -> None:
         """Destroy every cached key (session objects in the token, AK bytes zeroised)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # a reservation under way commits, then is dropped
+            self._executor = None
         with self.lock:
+            self._ahead.clear()
+            for hook in self._evict_hooks:
+                hook(None)
             self._cache.clear()
             self._setups.clear()
             self._associations.clear()
             self._dedicated_blocks.clear()
             self._blocks.clear()
             self._floors.clear()
+
+
+def _not_active(ref: KeyRef, state: KeyState | None) -> KeyStateError:
+    if state is None:
+        return KeyStateError(f"{ref.describe()} is no longer stored")
+    return KeyStateError(f"{ref.describe()} is {state.value}: {ADVICE[state]}")

@@ -467,3 +467,25 @@ def test_parse_general_ciphering_raises_only_input_error(data: bytes) -> None:
     except InputError:
         return
     assert apdu.to_bytes() == data
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    tag=st.sampled_from([*TAGS, GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING]),
+    sc_byte=st.sampled_from([0x10, 0x20, 0x30, 0x31, 0x52, 0x72]),
+    ic=st.integers(0, MAX_INVOCATION_COUNTER),
+    payload=st.binary(max_size=300),
+    with_title=st.booleans(),
+)
+def test_the_hot_path_frames_the_same_bytes(
+    tag: int, sc_byte: int, ic: int, payload: bytes, with_title: bool
+) -> None:
+    from kms.dlms.ciphered_apdu import frame_ciphered_apdu
+
+    if tag in (GENERAL_GLO_CIPHERING, GENERAL_DED_CIPHERING):
+        title = ST if with_title else b""
+        expected = GeneralCiphering(tag, title, sc(sc_byte), ic, payload).to_bytes()
+        assert frame_ciphered_apdu(tag, title, sc_byte, ic, payload) == expected
+    else:
+        expected = CipheredApdu(tag, sc(sc_byte), ic, payload).to_bytes()
+        assert frame_ciphered_apdu(tag, None, sc_byte, ic, payload) == expected

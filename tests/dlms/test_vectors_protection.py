@@ -123,3 +123,27 @@ def test_no_protection_is_refused_both_ways() -> None:
 
 def test_vector_dir_exists() -> None:
     assert Path(VECTORS_DIR, "dlms", "gb-ed8").is_dir()
+
+
+@pytest.mark.parametrize("vector", GOOD, ids=lambda v: v.id)
+def test_prepared_protection_gives_the_vector_and_forgets_the_ak(vector: CipheringVector) -> None:
+    from kms.dlms.ciphered_apdu import frame_ciphered_apdu
+    from kms.dlms.protection import PreparedProtection
+
+    sc = SecurityControl.from_byte(vector.security_control)
+    prepared = PreparedProtection(PycaGcm(vector.ek), sc, vector.system_title, vector.ak)
+    payload = prepared.protect(vector.invocation_counter, vector.apdu)
+    general = vector.ciphered[0] == GENERAL_GLO_CIPHERING
+    framed = frame_ciphered_apdu(
+        vector.ciphered[0],
+        vector.system_title if general else None,
+        vector.security_control,
+        vector.invocation_counter,
+        payload,
+    )
+    assert framed == vector.ciphered == rebuild(vector, payload)
+    prefix = prepared._prefix
+    prepared.close()
+    assert prefix is not None and not any(prefix)
+    with pytest.raises(ValueError, match="closed"):
+        prepared.protect(vector.invocation_counter, vector.apdu)

@@ -7,6 +7,7 @@ KMS's ciphered APDUs with pyca -- and the KMS's verification of what pyca cipher
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -363,3 +364,61 @@ def test_an_encryption_only_apdu_never_moves_the_floor(
     stale = oracle_glo(keys["GUEK"], keys["GAK"], 0x20, meter0.system_title, 5, GET_RESPONSE)
     with pytest.raises(InvocationCounterError):
         service.verify(meter0.system_title, stale)
+
+
+def test_a_sender_whose_key_the_cache_destroyed_prepares_again(kms: Kms, tmp_path: Path) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(kms.config, key_cache_size=2)
+    service = apdu_protection_factory(kms.hsm, kms.db, config)
+    meters = [field_meter(kms, tmp_path, 90 + i, 0) for i in range(2)]
+    try:
+        # With room for one meter's EK and AK, each meter pushes the other's out of the cache
+        # (and the token): the prepared sender notices and unwraps again, never a dead handle.
+        for _ in range(3):
+            for meter in meters:
+                keys = meter.keys()
+                result = service.protect(meter.system_title, GET_REQUEST, 0x30)
+                ic = result.invocation_counter
+                assert parse_ciphered_apdu(result.apdu).payload == oracle_protect(
+                    keys["GUEK"], keys["GAK"], 0x30, CLIENT, ic, GET_REQUEST
+                )
+    finally:
+        service.close()
+
+
+def test_the_next_block_is_reserved_ahead_and_ics_stay_consecutive(
+    kms: Kms, meter0: FieldMeter
+) -> None:
+    service = apdu_protection_factory(kms.hsm, kms.db, kms.config, ic_block_size=16)
+    try:
+        ics = [
+            service.protect(meter0.system_title, GET_REQUEST, 0x30).invocation_counter
+            for _ in range(30)
+        ]
+        ref = service.keys.setup(meter0.system_title, 0).key(KeyRole.GUEK)
+    finally:
+        service.close()  # waits for a reservation under way
+    assert ics == list(range(1, 31))
+    with kms.db.begin() as session:
+        # Blocks 1-16 and 17-32 were used; 33-48 was reserved ahead when 4 of 17-32 were left.
+        assert repo.invocation_counter(session, ref.id, Direction.SEND) == 49
+        from sqlalchemy import select
+
+        from kms.db import AuditEvent
+
+        reserved = [
+            json.loads(e.details)
+            for e in session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.operation == "ic.reserve")
+                .order_by(AuditEvent.seq)
+            )
+        ]
+    assert [(r["first"], r["last"]) for r in reserved] == [(1, 16), (17, 32), (33, 48)]
+    # A new process starts after everything reserved, ahead or not.
+    later = apdu_protection_factory(kms.hsm, kms.db, kms.config, ic_block_size=16)
+    try:
+        assert later.protect(meter0.system_title, GET_REQUEST, 0x30).invocation_counter == 49
+    finally:
+        later.close()

@@ -271,6 +271,7 @@ def test_without_a_client_system_title_protection_is_refused_by_name(tmp_path: P
         ("ic_block_size = true", "ic_block_size must be a positive integer"),
         ('key_cache_size = "8"', "key_cache_size must be a positive integer"),
         ("key_cache_idle_seconds = 0", "key_cache_idle_seconds must be a positive number"),
+        ("key_cache_size = 1", "key_cache_size must be at least 2"),
     ],
 )
 def test_bad_step_7_settings_are_named(tmp_path: Path, text: str, words: str) -> None:
