@@ -103,9 +103,10 @@ def protect(
 @click.option("--apdu", "apdu_hex", required=True, help="The ciphered APDU from the meter, hex.")
 @_ASSOCIATION
 @click.option(
-    "--require-authentication",
+    "--allow-unauthenticated",
     is_flag=True,
-    help="Refuse an encryption-only APDU (SC 0x2s carries no tag: anyone could have made it).",
+    help="Accept an encryption-only APDU (SC 0x2s): it carries no tag, so anyone could have "
+    "made it. Only where the meter's security policy is encryption only.",
 )
 @json_option
 @pass_context
@@ -115,7 +116,7 @@ def verify(
     setup: int,
     apdu_hex: str,
     association: str | None,
-    require_authentication: bool,
+    allow_unauthenticated: bool,
     json_output: bool,
 ) -> None:
     """Check and decipher an APDU from the meter: prints the plain APDU and its IC.
@@ -136,7 +137,7 @@ def verify(
                 ciphered,
                 setup=setup,
                 association=association,
-                require_authentication=require_authentication,
+                allow_unauthenticated=allow_unauthenticated,
             )
         finally:
             service.close()
@@ -147,8 +148,7 @@ def verify(
             console.print(f"ic {result.invocation_counter}", highlight=False)
             if not result.authenticated:
                 err_console.print(
-                    "warning: encryption only, no tag: the APDU is not authenticated and the "
-                    "receive floor did not move",
+                    "warning: encryption only, no tag: the APDU is not authenticated",
                     highlight=False,
                 )
 

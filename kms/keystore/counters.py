@@ -36,9 +36,7 @@ __all__ = [
     "CounterBlock",
     "accept_dedicated",
     "accept_received",
-    "check_dedicated",
     "check_floor",
-    "check_received",
     "reserve_block",
     "reserve_dedicated_block",
 ]
@@ -107,20 +105,6 @@ def accept_received(session: Session, key_version_id: int, ic: int, what: str) -
     check_floor(ic, row.next_free, what)
     row.next_free = ic + 1
     session.flush()
-
-
-def check_received(session: Session, key_version_id: int, ic: int, what: str) -> None:
-    """Check ``ic`` against the stored floor without moving it (nothing is written).
-
-    For an APDU that carried no tag: the floor moves only after a tag verified.
-    """
-    floor = repo.invocation_counter(session, key_version_id, Direction.RECEIVE) or 0
-    check_floor(ic, floor, what)
-
-
-def check_dedicated(session: Session, association_id: int, ic: int, what: str) -> None:
-    """:func:`check_received` for the dedicated key of an association."""
-    check_floor(ic, repo.lock_association(session, association_id).receive_floor, what)
 
 
 def accept_dedicated(session: Session, association_id: int, ic: int, what: str) -> None:

@@ -22,8 +22,12 @@ field and offset), an unknown meter or setup (``NotFoundError``), a suite the me
 or a reserved one, compression (V.44 is not implemented), an SC asking for no protection
 (``InputError``), a key that is not ACTIVE (``KeyStateError``), a tag that does not verify
 (``InvalidTag``) and a replayed or lower IC (``InvocationCounterError``). An encryption-only APDU
-carries no tag: anyone could have made it, so it never moves the receive floor, it is marked
-``authenticated=False``, and ``require_authentication`` refuses it. A verification failure
+(SC 0x2s) carries no tag: anyone can make one, and deciphering it at an IC of the sender's
+choosing would hand out the keystream of ICs the meter has not used yet, which would expose the
+meter's later messages. So it is refused unless the caller says the meter's security policy is
+encryption only (``allow_unauthenticated``); then it is deciphered once, moves the floor like
+any accepted APDU (so no IC is ever deciphered twice) and is marked ``authenticated=False``.
+A verification failure
 carries the DLMS exception-response a server would send (``exception_response``) where the Green
 Book defines one.
 """
@@ -33,7 +37,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -99,12 +103,16 @@ class ApduResult:
     authenticated: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        """``{"apdu": HEX, "system_title": HEX, "ic": n}`` (the CLI's ``--json``)."""
-        return {
+        """``{"apdu": HEX, "system_title": HEX, "ic": n}`` (the CLI's ``--json``), and
+        ``"authenticated": false`` for an encryption-only APDU accepted on request."""
+        out: dict[str, Any] = {
             "apdu": self.apdu.hex().upper(),
             "system_title": format_system_title(self.system_title),
             "ic": self.invocation_counter,
         }
+        if not self.authenticated:
+            out["authenticated"] = False
+        return out
 
 
 class ApduProtection(Protocol):
@@ -132,13 +140,12 @@ class ApduProtection(Protocol):
         *,
         setup: int = 0,
         association: str | None = None,
-        require_authentication: bool = False,
+        allow_unauthenticated: bool = False,
     ) -> ApduResult:
         """Check and decipher an APDU from the meter ``system_title``; returns the plain APDU
         with the meter's system title and its IC, after the receive floor moved past it. A
         ded- or general-ded-ciphered APDU needs its ``association``. An encryption-only APDU
-        (no tag) is returned with ``authenticated=False`` and moves no floor; with
-        ``require_authentication`` it is refused."""
+        (no tag) is refused unless ``allow_unauthenticated`` (module docstring)."""
         ...
 
     def close(self) -> None:
@@ -150,9 +157,8 @@ class ApduProtection(Protocol):
 class _Keys:
     """The keys one APDU is protected or verified with, and its counter's owner."""
 
-    setup: SetupKeys
     ek: SessionKey
-    ak: bytearray
+    ak: bytearray = field(repr=False)
     unicast: KeyRef | None  # the GUEK/GBEK whose counters apply, or None
     dedicated: DedicatedRef | None  # the association whose counters apply, or None
 
@@ -301,10 +307,10 @@ class TokenApduProtection:
         *,
         setup: int = 0,
         association: str | None = None,
-        require_authentication: bool = False,
+        allow_unauthenticated: bool = False,
     ) -> ApduResult:
         try:
-            return self._verify(system_title, apdu, setup, association, require_authentication)
+            return self._verify(system_title, apdu, setup, association, allow_unauthenticated)
         except InvalidTag as exc:
             exc.exception_response = exception_response.deciphering_error().to_bytes()
             raise
@@ -320,13 +326,14 @@ class TokenApduProtection:
         apdu: bytes,
         setup: int,
         association: str | None,
-        require_authentication: bool,
+        allow_unauthenticated: bool,
     ) -> ApduResult:
         sc, ic, payload, originator, dedicated = _parse(system_title, apdu)
-        if require_authentication and not sc.authentication:
+        if not (sc.authentication or allow_unauthenticated):
             raise InputError(
-                f"security control 0x{sc.to_byte():02x} carries no authentication tag, and "
-                "authentication is required",
+                f"security control 0x{sc.to_byte():02x} is encryption only: the APDU carries no "
+                "tag, so anyone could have made it; accept it only where the meter's security "
+                "policy is encryption only (allow_unauthenticated, --allow-unauthenticated)",
                 field="security_control",
             )
         with self._keys.lock:
@@ -337,14 +344,11 @@ class TokenApduProtection:
                 assert keys.unicast is not None
                 self._keys.check_received(keys.unicast, ic)
             plain = unprotect(self._keys.hsm.aead(keys.ek), sc, originator, ic, keys.ak, payload)
-            # Only a verified tag moves the floor: an encryption-only APDU carries none, and
-            # anyone can make one, so it is checked against the floor but never moves it.
-            persist = sc.authentication
             if keys.dedicated is not None:
-                self._keys.accept_dedicated(keys.dedicated, ic, persist=persist)
+                self._keys.accept_dedicated(keys.dedicated, ic)
             else:
                 assert keys.unicast is not None
-                self._keys.accept_received(keys.unicast, ic, persist=persist)
+                self._keys.accept_received(keys.unicast, ic)
         return ApduResult(plain, originator, ic, authenticated=sc.authentication)
 
     # --- keys --------------------------------------------------------------------------------
@@ -363,7 +367,7 @@ class TokenApduProtection:
             _check_suite(setup_keys, sc)
             ek_ref = setup_keys.key(KeyRole.GBEK if sc.broadcast else KeyRole.GUEK)
             ak = self._ak(setup_keys, sc)
-            return _Keys(setup_keys, self._keys.encryption_key(ek_ref), ak, ek_ref, None)
+            return _Keys(self._keys.encryption_key(ek_ref), ak, ek_ref, None)
         if association is None:
             raise InputError(
                 "a ded- or general-ded-ciphered APDU uses the dedicated key of an association: "
@@ -386,7 +390,7 @@ class TokenApduProtection:
             )
         _check_suite(setup_keys, sc)
         ak = self._ak(setup_keys, sc)
-        return _Keys(setup_keys, self._keys.dedicated_key(ref), ak, None, ref)
+        return _Keys(self._keys.dedicated_key(ref), ak, None, ref)
 
     def _ak(self, setup_keys: SetupKeys, sc: SecurityControl) -> bytearray:
         if not sc.authentication:

@@ -292,21 +292,13 @@ class WorkingKeys:
             floor = self._floors.get(ref.id, 0)
         counters.check_floor(ic, floor, ref.describe())
 
-    def accept_received(self, ref: KeyRef, ic: int, *, persist: bool = True) -> None:
-        """Persist the receive floor past ``ic`` (after the tag verified), or refuse ``ic``.
-
-        ``persist=False`` (an APDU that carried no tag) only checks ``ic`` against the stored
-        floor: what was not authenticated never moves it.
-        """
+    def accept_received(self, ref: KeyRef, ic: int) -> None:
+        """Persist the receive floor past ``ic`` (after the tag verified), or refuse ``ic``."""
         with self.lock:
             with self._db.begin() as session:
                 self._require_active(session, ref)
-                if persist:
-                    counters.accept_received(session, ref.id, ic, ref.describe())
-                else:
-                    counters.check_received(session, ref.id, ic, ref.describe())
-            if persist:
-                self._floors[ref.id] = ic + 1
+                counters.accept_received(session, ref.id, ic, ref.describe())
+            self._floors[ref.id] = ic + 1
 
     def _require_active(self, session: Session, ref: KeyRef) -> None:
         state = repo.key_version_state(session, ref.id)
@@ -394,17 +386,13 @@ class WorkingKeys:
             floor = self._floors.get(ref.cache_name, 0)
         counters.check_floor(ic, floor, ref.describe())
 
-    def accept_dedicated(self, ref: DedicatedRef, ic: int, *, persist: bool = True) -> None:
+    def accept_dedicated(self, ref: DedicatedRef, ic: int) -> None:
         """:meth:`accept_received` for an association's dedicated key."""
         with self.lock:
             with self._db.begin() as session:
                 self._require_open(session, ref)
-                if persist:
-                    counters.accept_dedicated(session, ref.id, ic, ref.describe())
-                else:
-                    counters.check_dedicated(session, ref.id, ic, ref.describe())
-            if persist:
-                self._floors[ref.cache_name] = ic + 1
+                counters.accept_dedicated(session, ref.id, ic, ref.describe())
+            self._floors[ref.cache_name] = ic + 1
 
     def _require_open(self, session: Session, ref: DedicatedRef) -> None:
         row = repo.lock_association(session, ref.id)

@@ -137,22 +137,19 @@ def oracle_to_kms(
         )
         sent.append(data)
         assert split_envelope(data).invocation_counter == ic
-        result = service.verify(meter.system_title, data)
-        assert result == ApduResult(apdu, meter.system_title, ic, authenticated=bool(sc & 0x10))
-    if sc & 0x10:
-        # What the oracle sent was taken as sent: the replay is refused.
-        with pytest.raises(InvocationCounterError):
-            service.verify(meter.system_title, sent[-1])
-    else:
-        # Encryption only: no tag vouched for it, so the floor never moved and a replay is
-        # indistinguishable from a forgery; a caller that needs authenticity says so.
-        assert service.verify(meter.system_title, sent[-1]).authenticated is False
-        with pytest.raises(InputError, match="authentication is required"):
-            service.verify(meter.system_title, sent[-1], require_authentication=True)
-    # The maximum IC is refused either way.
+        # Encryption only carries no tag: accepted only where the meter's policy says so.
+        unauthenticated = not sc & 0x10
+        if unauthenticated:
+            with pytest.raises(InputError, match="encryption only"):
+                service.verify(meter.system_title, data)
+        result = service.verify(meter.system_title, data, allow_unauthenticated=unauthenticated)
+        assert result == ApduResult(apdu, meter.system_title, ic, authenticated=not unauthenticated)
+    # What the oracle sent was taken as sent: the replay and the maximum IC are refused.
+    with pytest.raises(InvocationCounterError):
+        service.verify(meter.system_title, sent[-1], allow_unauthenticated=True)
     at_max = oracle.cipher(keys, sc, meter.system_title, 0xFFFFFFFF, GET_RESPONSE, general=general)
     with pytest.raises(InvocationCounterError):
-        service.verify(meter.system_title, at_max)
+        service.verify(meter.system_title, at_max, allow_unauthenticated=True)
 
 
 # --- broadcast --------------------------------------------------------------------------------
@@ -188,7 +185,8 @@ def test_broadcast_both_ways_under_the_gbek(
             ic += 1
             general = form is Form.GENERAL_GLO
             data = oracle.cipher(keys, sc, meter.system_title, ic, GET_RESPONSE, general=general)
-            assert service.verify(meter.system_title, data) == ApduResult(
+            verified = service.verify(meter.system_title, data, allow_unauthenticated=True)
+            assert verified == ApduResult(
                 GET_RESPONSE, meter.system_title, ic, authenticated=bool(sc & 0x10)
             )
 

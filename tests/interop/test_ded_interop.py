@@ -111,8 +111,11 @@ def test_ded_and_general_ded_both_ways_in_every_mode(
             answer = gurux_cipher(
                 dedicated, ak, sc, meter.system_title, ic, response_tag, GET_RESPONSE
             )
-            verified = service.verify(meter.system_title, answer, association=handle)
+            verified = service.verify(
+                meter.system_title, answer, association=handle, allow_unauthenticated=mode == 0x20
+            )
             assert (verified.apdu, verified.invocation_counter) == (GET_RESPONSE, ic)
-            if mode & 0x10:
-                with pytest.raises(InvocationCounterError):
-                    service.verify(meter.system_title, answer, association=handle)
+            with pytest.raises(InvocationCounterError):
+                service.verify(
+                    meter.system_title, answer, association=handle, allow_unauthenticated=True
+                )

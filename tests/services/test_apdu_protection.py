@@ -96,7 +96,7 @@ def test_verify_what_the_meter_protected(
     keys = meter.keys()
     sc = sc_mode | suite
     response = oracle_glo(keys["GUEK"], keys["GAK"], sc, meter.system_title, 77, GET_RESPONSE)
-    result = service.verify(meter.system_title, response)
+    result = service.verify(meter.system_title, response, allow_unauthenticated=sc_mode == 0x20)
     assert (result.apdu, result.system_title, result.invocation_counter) == (
         GET_RESPONSE,
         meter.system_title,
@@ -344,26 +344,31 @@ def test_no_client_system_title_is_a_config_error(kms: Kms, meter0: FieldMeter) 
         service.protect(meter0.system_title, GET_REQUEST, 0x30)
 
 
-def test_an_encryption_only_apdu_never_moves_the_floor(
+def test_an_encryption_only_apdu_is_refused_unless_the_policy_allows_it(
     kms: Kms, meter0: FieldMeter, service: TokenApduProtection
 ) -> None:
     keys = meter0.keys()
-    # Made with no key at all: an encryption-only APDU carries no tag, so anyone can forge one.
+    # Made with no key at all: an encryption-only APDU carries no tag, so anyone can forge one,
+    # and deciphering it would hand out the keystream of an IC the meter has not used yet.
     forged = bytes.fromhex("CC1220FFFFFFFE") + bytes(13)
-    result = service.verify(meter0.system_title, forged)
-    assert result.authenticated is False
+    with pytest.raises(InputError, match="encryption only") as caught:
+        service.verify(meter0.system_title, forged)
+    assert caught.value.field == "security_control"
     assert _floor(kms, service, meter0) is None
-    with pytest.raises(InputError, match="authentication is required"):
-        service.verify(meter0.system_title, forged, require_authentication=True)
-    # The meter's genuine, authenticated answers still get through, and move the floor.
-    genuine = oracle_glo(keys["GUEK"], keys["GAK"], 0x30, meter0.system_title, 5, GET_RESPONSE)
-    verified = service.verify(meter0.system_title, genuine)
-    assert (verified.authenticated, verified.apdu) == (True, GET_RESPONSE)
+    # Where the meter's policy is encryption only, the caller says so; the IC is then used up
+    # like any accepted one (never deciphered twice), and the result says it was not
+    # authenticated.
+    genuine = oracle_glo(keys["GUEK"], keys["GAK"], 0x20, meter0.system_title, 5, GET_RESPONSE)
+    result = service.verify(meter0.system_title, genuine, allow_unauthenticated=True)
+    assert (result.apdu, result.authenticated) == (GET_RESPONSE, False)
+    assert result.to_json()["authenticated"] is False
     assert _floor(kms, service, meter0) == 6
-    # Below the floor, even an encryption-only APDU is refused.
-    stale = oracle_glo(keys["GUEK"], keys["GAK"], 0x20, meter0.system_title, 5, GET_RESPONSE)
     with pytest.raises(InvocationCounterError):
-        service.verify(meter0.system_title, stale)
+        service.verify(meter0.system_title, genuine, allow_unauthenticated=True)
+    authenticated = oracle_glo(
+        keys["GUEK"], keys["GAK"], 0x30, meter0.system_title, 9, GET_RESPONSE
+    )
+    assert "authenticated" not in service.verify(meter0.system_title, authenticated).to_json()
 
 
 def test_a_sender_whose_key_the_cache_destroyed_prepares_again(kms: Kms, tmp_path: Path) -> None:
