@@ -217,6 +217,12 @@ def invocation_counter(session: Session, key_version_id: int, direction: Directi
     return session.scalars(query).one_or_none()
 
 
+def key_version_states(session: Session, ids: Sequence[int]) -> dict[int, KeyState]:
+    """The current state of each of these key versions (a missing one is left out)."""
+    query = select(KeyVersion.id, KeyVersion.state).where(KeyVersion.id.in_(list(ids)))
+    return {key_id: state for key_id, state in session.execute(query)}
+
+
 def key_version_state(session: Session, key_version_id: int) -> KeyState | None:
     """The current state of a key version (``None`` if it is gone)."""
     query = select(KeyVersion.state).where(KeyVersion.id == key_version_id)

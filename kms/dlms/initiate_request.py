@@ -43,7 +43,7 @@ DEFAULT_CONFORMANCE = 0x007E1F
 class InitiateRequest:
     """The fields of an InitiateRequest in wire order (``dedicated_key`` hidden from repr)."""
 
-    dedicated_key: bytes | None = field(default=None, repr=False)
+    dedicated_key: bytes | bytearray | None = field(default=None, repr=False)
     response_allowed: bool = True
     proposed_quality_of_service: int | None = None
     proposed_dlms_version_number: int = DLMS_VERSION

@@ -300,6 +300,12 @@ class Hsm(TokenSession):
 
     def read_secret(self, secret: SessionKey) -> bytearray:
         """The value of a secret unwrapped ``readable`` (the profile's audited fallback)."""
+        if not self.profile.wrap_pad_unwrap_keeps_padding:
+            raise errors.UnsupportedMechanism(
+                "an HLS secret is read only where the HSM profile flags "
+                "wrap_pad_unwrap_keeps_padding (its audited host fallback)",
+                errors.UnsupportedReason.MISSING_FROM_PROFILE,
+            )
         return bytearray(
             self._call("read HLS secret", lambda: self._resolve(secret)[Attribute.VALUE])
         )

@@ -40,6 +40,10 @@ class TokenGcm:
         """``ciphertext || tag``; an empty ``plaintext`` makes this GMAC."""
         params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
         hsm, key, mech = self._hsm, self._key, self._mechanism
+        if type(plaintext) is not bytes:
+            # python-pkcs11 takes any other buffer (a bytearray) for an iterable of chunks and
+            # streams it: one-shot GCM needs bytes.
+            plaintext = bytes(plaintext)
 
         def encrypt() -> bytes:
             # _resolve's check, inlined (this runs once per protected APDU): a session key is

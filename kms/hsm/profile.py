@@ -94,7 +94,8 @@ def load_profile(name_or_path: str) -> Profile:
         ak_on_host=bool(flags.get("ak_on_host", True)),
         host_kdf=bool(flags.get("host_kdf", True)),
         wrap_pad_unwrap_keeps_padding=bool(flags.get("wrap_pad_unwrap_keeps_padding", False)),
-        dedicated_key_on_host=bool(flags.get("dedicated_key_on_host", True)),
+        # A named exception to invariant 1 is opt-in: a profile states it.
+        dedicated_key_on_host=bool(flags.get("dedicated_key_on_host", False)),
         login_retries=int(flags.get("login_retries", 5)),
         missing=tuple(str(m) for m in gaps.get("missing", ())),
         source=source,

@@ -278,6 +278,10 @@ class TokenSession:
             self._handles[cache_key] = handle
         return handle
 
+    def is_live(self, key: SessionKey) -> bool:
+        """Whether a session key still exists: it dies with the session that made it."""
+        return key._generation == self._generation
+
     def has_token_key(self, key: TokenKey) -> bool:
         """Whether the token holds ``key`` (by label and class)."""
 

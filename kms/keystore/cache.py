@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kms.hsm import Hsm, SessionKey
 
@@ -32,8 +32,8 @@ CachedKey = SessionKey | bytearray
 
 @dataclass
 class _Entry:
-    value: CachedKey
-    last_used: float
+    value: CachedKey = field(repr=False)  # an AK's bytes, or a key's handle: never shown
+    last_used: float = 0.0
 
 
 class KeyCache:
@@ -45,6 +45,7 @@ class KeyCache:
         capacity: int,
         idle_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        on_evict: Callable[[Hashable], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("the key cache holds at least one key")
@@ -54,6 +55,8 @@ class KeyCache:
         self._capacity = capacity
         self._idle = idle_seconds
         self._clock = clock
+        #: Told the name of every entry that leaves, so holders of the key can let go too.
+        self._on_evict = on_evict
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
 
     def __len__(self) -> int:
@@ -94,22 +97,22 @@ class KeyCache:
             self.evict(key_version_id)
         self._entries[key_version_id] = _Entry(value, now)
         while len(self._entries) > self._capacity:
-            _, entry = self._entries.popitem(last=False)
-            self._destroy(entry.value)
+            name, entry = self._entries.popitem(last=False)
+            self._destroy(name, entry.value)
 
     def evict(self, key_version_id: Hashable) -> bool:
         """Destroy and forget one key version's entry; whether there was one."""
         entry = self._entries.pop(key_version_id, None)
         if entry is None:
             return False
-        self._destroy(entry.value)
+        self._destroy(key_version_id, entry.value)
         return True
 
     def clear(self) -> None:
         """Destroy every entry (at close)."""
         while self._entries:
-            _, entry = self._entries.popitem(last=False)
-            self._destroy(entry.value)
+            name, entry = self._entries.popitem(last=False)
+            self._destroy(name, entry.value)
 
     def _expire(self, now: float) -> None:
         # Entries are in order of last use, so the expired ones are at the front.
@@ -118,9 +121,11 @@ class KeyCache:
             if now - entry.last_used < self._idle:
                 return
             del self._entries[key_version_id]
-            self._destroy(entry.value)
+            self._destroy(key_version_id, entry.value)
 
-    def _destroy(self, value: CachedKey) -> None:
+    def _destroy(self, name: Hashable, value: CachedKey) -> None:
+        if self._on_evict is not None:
+            self._on_evict(name)
         if isinstance(value, bytearray):
             value[:] = bytes(len(value))
         else:

@@ -198,6 +198,7 @@ class TokenApduProtection:
         self._senders: OrderedDict[tuple[object, ...], _Sender] = OrderedDict()
         self._capacity = config.key_cache_size
         keys.on_evict(self._drop_senders)
+        keys.on_key_evict(self._drop_senders_of_key)
 
     @property
     def keys(self) -> WorkingKeys:
@@ -287,6 +288,12 @@ class TokenApduProtection:
             _, oldest = self._senders.popitem(last=False)
             oldest.protection.close()
         return sender
+
+    def _drop_senders_of_key(self, name: Hashable) -> None:
+        """Forget the senders ciphering under a key the cache let go (with their AK copies)."""
+        with self._keys.lock:
+            for gone in [n for n, sender in self._senders.items() if sender.ek_name == name]:
+                self._senders.pop(gone).protection.close()
 
     def _drop_senders(self, system_title: bytes | None) -> None:
         """Forget the senders of a meter (``None``: all), zeroising their AAD prefixes."""
@@ -400,6 +407,16 @@ class TokenApduProtection:
     def close(self) -> None:
         self._drop_senders(None)
         self._keys.close()
+
+
+def check_security_control(value: int) -> SecurityControl:
+    """The SC of a request to protect, or the error naming what is wrong with it."""
+    return _security_control(value)
+
+
+def check_suite(keys: SetupKeys, sc: SecurityControl) -> None:
+    """:class:`~kms.errors.InputError` unless ``sc`` names the suite the meter uses."""
+    _check_suite(keys, sc)
 
 
 def _security_control(value: int) -> SecurityControl:

@@ -31,12 +31,24 @@ from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.initiate_request import DEFAULT_CONFORMANCE, InitiateRequest
 from kms.dlms.system_title import format_system_title
-from kms.errors import InputError, KeyStateError, NotFoundError
+from kms.errors import (
+    InputError,
+    KeyStateError,
+    KMSError,
+    NotFoundError,
+    UnsupportedMechanism,
+    UnsupportedReason,
+)
 from kms.hsm import KeyUse
 from kms.keystore.blobs import seal
 from kms.keystore.counters import FIRST_INVOCATION_COUNTER
 from kms.services import audit
-from kms.services.apdu_protection import Form, TokenApduProtection
+from kms.services.apdu_protection import (
+    Form,
+    TokenApduProtection,
+    check_security_control,
+    check_suite,
+)
 from kms.services.working_keys import dedicated_identity
 
 __all__ = [
@@ -105,10 +117,27 @@ class TokenAssociationService:
     ) -> OpenedAssociation:
         keys = self._keys
         hsm = keys.hsm
-        setup_keys = keys.setup(system_title, setup)
-        setup_keys.key(KeyRole.GUEK)  # refuse early: no key is made for an unusable meter
-        if not security_control & 0x20:
+        # Everything that can be wrong is refused before a key is made and read.
+        sc = check_security_control(security_control)
+        if not sc.encryption:
             raise _needs_encryption(security_control)
+        if sc.broadcast:
+            raise InputError(
+                f"security control 0x{security_control:02x} names the broadcast key: a "
+                "dedicated key travels under the GUEK, to one meter",
+                field="sc",
+            )
+        setup_keys = keys.setup(system_title, setup)
+        check_suite(setup_keys, sc)
+        setup_keys.key(KeyRole.GUEK)
+        setup_keys.key(KeyRole.GAK)
+        if not hsm.profile.dedicated_key_on_host:
+            raise UnsupportedMechanism(
+                f"HSM profile {hsm.profile.name!r} does not allow a dedicated key's bytes on the "
+                "host (dedicated_key_on_host), and it names no mechanism that builds the "
+                "glo-initiate-request in the token",
+                UnsupportedReason.MISSING_FROM_PROFILE,
+            )
         handle = secrets.token_hex(16)
         identity = dedicated_identity(system_title, setup_keys.logical_name, handle)
         length = setup_keys.suite.key_length
@@ -122,14 +151,21 @@ class TokenAssociationService:
                 value = hsm.read_dedicated_key(fresh)
                 sealed = seal(hsm, root, fresh, identity)
                 request = InitiateRequest(
-                    bytes(value),
+                    value,
                     proposed_conformance=conformance,
                     client_max_receive_pdu_size=max_receive_pdu_size,
                 )
                 plain = request.to_bytes()
+                # (python-pkcs11 takes the plaintext as bytes: that one copy is freed, not
+                # zeroised, when the call returns.)
                 result = self._apdus.protect(
                     system_title, bytes(plain), security_control, setup=setup, form=Form.GLO
                 )
+            except KMSError as exc:
+                audit.record_failure(
+                    keys.db, keys.actor, "association.open", identity.describe(), exc
+                )
+                raise
             finally:
                 hsm.destroy(fresh)
                 value[:] = bytes(len(value))

@@ -35,6 +35,7 @@ from kms.errors import (
     AuthenticationFailed,
     InputError,
     InvalidTag,
+    KeyStateError,
     UnsupportedMechanism,
     UnsupportedReason,
 )
@@ -170,6 +171,14 @@ class TokenHlsAuthentication:
 
     def _sha256(self, keys: SetupKeys, message: bytes) -> bytes:
         ref: KeyRef = keys.key(KeyRole.HLS_SECRET)
+        # No counters to reserve here: read the secret's state each time. A new import retires
+        # the version this process holds; the meter's keys are then loaded again, once.
+        try:
+            self._keys.require_active(ref)
+        except KeyStateError:
+            keys = self._keys.setup(keys.system_title, keys.logical_name[4])
+            ref = keys.key(KeyRole.HLS_SECRET)
+            self._keys.require_active(ref)
         with self._keys.lock:
             secret = self._keys.hls_secret(ref)
             if isinstance(secret, SessionKey):

@@ -14,11 +14,16 @@ a :class:`WorkingKeys` keeps, per process:
 
 Only ACTIVE key versions of ACTIVE meters are used. A key in another state is refused with
 :class:`~kms.errors.KeyStateError` saying what to do. States change under a running process
-(renewal, revocation): they are read again whenever a counter block is reserved and whenever a
-received IC is accepted, and a key version found no longer ACTIVE is evicted with everything
-cached for its meter. Unwrapping a key for use is audited (``key.use``, with ``ak_on_host`` for
-the AK); so is every counter block (``ic.reserve``). Single APDUs are not: that would put a commit
-and the audit chain's lock on every message.
+(renewal, revocation): the encryption key's and the GAK's are read again whenever a counter block
+is reserved or comes into use, an HLS secret's at every use, and every key's whenever a received
+IC is accepted; a key version found no longer ACTIVE is evicted with everything cached for its
+meter. So a revoked key stops protecting within one block (``ic_block_size`` APDUs) in each
+process that holds one; receiving stops at once. Unwrapping a key for use is audited
+(``key.use``, with ``ak_on_host`` for the AK); so is every counter block (``ic.reserve``).
+Single APDUs are not: that would put a commit and the audit chain's lock on every message.
+
+Whatever holds a key beyond one call is told when the cache lets it go (:meth:`on_key_evict`,
+:meth:`on_evict`), and a session key from a token session since reopened counts as gone.
 
 A :class:`WorkingKeys` is shared by the threads of a process; one lock serialises it (the token
 needs one anyway, DESIGN.md section 6).
@@ -74,7 +79,13 @@ class WorkingKeys:
         self._actor = config.actor
         self._block_size = ic_block_size or config.ic_block_size
         self._capacity = config.key_cache_size
-        self._cache = KeyCache(hsm, config.key_cache_size, config.key_cache_idle_seconds)
+        self._key_hooks: list[Callable[[Hashable], None]] = []
+        self._cache = KeyCache(
+            hsm,
+            config.key_cache_size,
+            config.key_cache_idle_seconds,
+            on_evict=self._key_evicted,
+        )
         self._setups: OrderedDict[tuple[bytes, bytes], SetupKeys] = OrderedDict()
         self._blocks: dict[int, counters.CounterBlock] = {}
         self._floors: dict[Hashable, int] = {}
@@ -148,10 +159,19 @@ class WorkingKeys:
 
     # --- keys --------------------------------------------------------------------------------
 
+    def _lookup(self, name: Hashable) -> SessionKey | bytearray | None:
+        """A cached key, unless it died with a token session that was since reopened."""
+        cached = self._cache.get(name)
+        if isinstance(cached, SessionKey) and not self._hsm.is_live(cached):
+            self._cache.evict(name)
+            return None
+        return cached
+
     def encryption_key(self, ref: KeyRef) -> SessionKey:
         """The session object of an encryption key (GUEK, GBEK), unwrapped on first use."""
+        _require_role(ref, KeyRole.GUEK, KeyRole.GBEK)
         with self.lock:
-            cached = self._cache.get(ref.id)
+            cached = self._lookup(ref.id)
             if isinstance(cached, SessionKey):
                 return cached
             key = self._cached(ref, lambda root: self._unseal(root, ref, KeyUse.EK_FOR_USE), {})
@@ -160,8 +180,9 @@ class WorkingKeys:
 
     def authentication_key(self, ref: KeyRef) -> bytearray:
         """The AK's bytes for the AAD (DESIGN.md section 6); the cache owns and zeroises them."""
+        _require_role(ref, KeyRole.GAK)
         with self.lock:
-            cached = self._cache.get(ref.id)
+            cached = self._lookup(ref.id)
             if isinstance(cached, bytearray):
                 return cached
 
@@ -179,8 +200,9 @@ class WorkingKeys:
     def hls_secret(self, ref: KeyRef) -> SessionKey | bytearray:
         """An HLS secret for mechanism 6: a sensitive session object for C_DigestKey, or -- the
         profile's fallback where the token unwraps it padded -- its bytes, audited as such."""
+        _require_role(ref, KeyRole.HLS_SECRET)
         with self.lock:
-            cached = self._cache.get(ref.id)
+            cached = self._lookup(ref.id)
             if cached is not None:
                 return cached
             on_host = self._hsm.profile.wrap_pad_unwrap_keeps_padding and (
@@ -255,11 +277,19 @@ class WorkingKeys:
                 ic = block.take()
                 if ic is not None:
                     if block.end - block.next == self._prefetch_at and ref.id not in self._ahead:
-                        self._ahead[ref.id] = self._pool().submit(self._reserve, ref)
+                        watched = self._watched(ref)
+                        self._ahead[ref.id] = self._pool().submit(self._reserve, ref, watched)
                     return ic
             ahead = self._ahead.pop(ref.id, None)
+            watched = self._watched(ref)
             try:
-                block = ahead.result() if ahead is not None else self._reserve(ref)
+                if ahead is None:
+                    block = self._reserve(ref, watched)
+                else:
+                    # Reserved a while ago: read the states again as this block comes into use.
+                    block = ahead.result()
+                    with self._db.begin() as session:
+                        _check_active(session, watched)
             except KeyStateError:
                 self.evict(ref.identity.system_title)
                 raise
@@ -268,12 +298,19 @@ class WorkingKeys:
             assert ic is not None
             return ic
 
-    def _reserve(self, ref: KeyRef) -> counters.CounterBlock:
+    def _watched(self, ref: KeyRef) -> tuple[KeyRef, ...]:
+        """The key versions whose state decides whether ``ref`` may send: itself and the GAK of
+        its setup (the AAD's key)."""
+        for setup in self._setups.values():
+            if setup.keys.get(ref.role) is ref:
+                gak = setup.keys.get(KeyRole.GAK)
+                return (ref,) if gak is None else (ref, gak)
+        return (ref,)
+
+    def _reserve(self, ref: KeyRef, watched: tuple[KeyRef, ...]) -> counters.CounterBlock:
         """One committed reservation (any thread: it touches the database only)."""
         with self._db.begin() as session:
-            state = repo.key_version_state(session, ref.id)
-            if state is not KeyState.ACTIVE:
-                raise _not_active(ref, state)
+            _check_active(session, watched)
             block = counters.reserve_block(session, ref.id, self._block_size, ref.describe())
             details = {"first": block.next, "last": block.end - 1, "direction": "SEND"}
             audit.append(
@@ -346,7 +383,7 @@ class WorkingKeys:
         """The session object of an association's dedicated key, unwrapped on first use."""
         name = ref.cache_name
         with self.lock:
-            cached = self._cache.get(name)
+            cached = self._lookup(name)
             if isinstance(cached, SessionKey):
                 return cached
             root = self._root
@@ -360,6 +397,13 @@ class WorkingKeys:
                 KeyUse.EK_FOR_USE,
                 ref.length,
             )
+            try:
+                record = audit.AuditRecord("key.use", ref.identity.describe(), {"version": 1})
+                with self._db.begin() as session:
+                    audit.append(session, self._actor, [record])
+            except BaseException:
+                self._hsm.destroy(key)
+                raise
             self._cache.put(name, key)
             return key
 
@@ -421,6 +465,11 @@ class WorkingKeys:
             return self._root
 
     @property
+    def actor(self) -> str:
+        """Who acts, for the audit trail."""
+        return self._actor
+
+    @property
     def db(self) -> Database:
         """The metadata database."""
         return self._db
@@ -433,8 +482,22 @@ class WorkingKeys:
         self._evict_hooks.append(hook)
 
     def still_cached(self, name: Hashable, key: SessionKey) -> bool:
-        """Whether ``key`` is still the cached (and so live) session object named ``name``."""
-        return self._cache.touch(name, key)
+        """Whether ``key`` is still the cached, live session object named ``name``."""
+        return self._hsm.is_live(key) and self._cache.touch(name, key)
+
+    def on_key_evict(self, hook: Callable[[Hashable], None]) -> None:
+        """Call ``hook(name)`` whenever the cache lets a key go (size, idle time, eviction), so
+        that what holds on to it (a prepared sender and its copy of the AK) goes too."""
+        self._key_hooks.append(hook)
+
+    def _key_evicted(self, name: Hashable) -> None:
+        for hook in self._key_hooks:
+            hook(name)
+
+    def require_active(self, ref: KeyRef) -> None:
+        """Read ``ref``'s state now (for a key used without counters: an HLS secret)."""
+        with self.lock, self._db.begin() as session:
+            self._require_active(session, ref)
 
     def evict(self, system_title: bytes) -> None:
         """Forget everything cached for a meter (its keys were renewed or revoked)."""
@@ -472,3 +535,17 @@ def _not_active(ref: KeyRef, state: KeyState | None) -> KeyStateError:
     if state is None:
         return KeyStateError(f"{ref.describe()} is no longer stored")
     return KeyStateError(f"{ref.describe()} is {state.value}: {ADVICE[state]}")
+
+
+def _check_active(session: Session, refs: tuple[KeyRef, ...]) -> None:
+    states = repo.key_version_states(session, [ref.id for ref in refs])
+    for ref in refs:
+        state = states.get(ref.id)
+        if state is not KeyState.ACTIVE:
+            raise _not_active(ref, state)
+
+
+def _require_role(ref: KeyRef, *roles: KeyRole) -> None:
+    if ref.role not in roles:
+        wanted = " or ".join(role.value for role in roles)
+        raise ValueError(f"{ref.describe()} is not a {wanted}")

@@ -71,3 +71,19 @@ def test_token_gmac_reproduces_the_green_book_hls_vector(hsm: Hsm, case: dict[st
         assert server_ic == int.from_bytes(case["server_ic"], "big")
     finally:
         hsm.destroy(key)
+
+
+def test_token_gcm_takes_a_bytearray_plaintext_as_one_message(hsm: Hsm) -> None:
+    # python-pkcs11 streams a bytearray as chunks; TokenGcm must cipher it as one message.
+    (vector, *_) = [v for v in VECTORS if v.security_control == 0x30 and not v.fail]
+    key = hsm.load_known_key(vector.ek)
+    try:
+        cipher = hsm.aead(key)
+        iv = vector.system_title + vector.invocation_counter.to_bytes(4, "big")
+        aad = bytes([0x30]) + vector.ak
+        assert cipher.encrypt(iv, aad, bytearray(vector.apdu)) == cipher.encrypt(
+            iv, aad, vector.apdu
+        )
+        assert vector.ciphered.endswith(cipher.encrypt(iv, aad, bytearray(vector.apdu)))
+    finally:
+        hsm.destroy(key)

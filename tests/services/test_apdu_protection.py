@@ -427,3 +427,43 @@ def test_the_next_block_is_reserved_ahead_and_ics_stay_consecutive(
         assert later.protect(meter0.system_title, GET_REQUEST, 0x30).invocation_counter == 49
     finally:
         later.close()
+
+
+def test_after_a_lost_token_session_keys_are_unwrapped_again(
+    kms: Kms, meter0: FieldMeter, service: TokenApduProtection
+) -> None:
+    keys = meter0.keys()
+    first = service.protect(meter0.system_title, GET_REQUEST, 0x30)
+    kms.hsm._reopen()  # what a SessionHandleInvalid does: every session object is gone
+    second = service.protect(meter0.system_title, GET_REQUEST, 0x30)
+    assert second.invocation_counter == first.invocation_counter + 1
+    assert parse_ciphered_apdu(second.apdu).payload == oracle_protect(
+        keys["GUEK"], keys["GAK"], 0x30, CLIENT, second.invocation_counter, GET_REQUEST
+    )
+
+
+def test_senders_go_with_their_keys(
+    kms: Kms, meter0: FieldMeter, service: TokenApduProtection
+) -> None:
+    service.protect(meter0.system_title, GET_REQUEST, 0x30)
+    (sender,) = service._senders.values()
+    prefix = sender.protection._prefix
+    assert prefix is not None and any(prefix)
+    service.keys.evict(meter0.system_title)
+    assert not service._senders
+    assert not any(prefix)  # the sender's copy of SC || AK was zeroised
+
+
+def test_a_revoked_gak_stops_sending_at_the_next_block(kms: Kms, meter0: FieldMeter) -> None:
+    service = apdu_protection_factory(kms.hsm, kms.db, kms.config, ic_block_size=1)
+    try:
+        service.protect(meter0.system_title, GET_REQUEST, 0x30)
+        ref = service.keys.setup(meter0.system_title, 0).key(KeyRole.GAK)
+        with kms.db.begin() as session:
+            version = session.get(KeyVersion, ref.id)
+            assert version is not None
+            version.state = KeyState.REVOKED
+        with pytest.raises(KeyStateError, match="GAK v1 is REVOKED"):
+            service.protect(meter0.system_title, GET_REQUEST, 0x30)
+    finally:
+        service.close()

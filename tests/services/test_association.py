@@ -182,6 +182,16 @@ def test_ded_forms_need_the_right_association(
         apdus.protect(meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association="nope")
     with pytest.raises(InputError, match="encryption"):
         associations.open(meter.system_title, 0x10)
+    with pytest.raises(InputError, match="broadcast"):
+        associations.open(meter.system_title, 0x70)
+    with pytest.raises(InputError, match="suite"):
+        associations.open(meter.system_title, 0x32)
+    with kms.db.begin() as session:
+        # Refused before any key was made: one association (the first) in the audit trail.
+        opened = [
+            e for e in session.scalars(select(AuditEvent)) if e.operation == "association.open"
+        ]
+        assert len(opened) == 1
     # A ded- APDU from the meter without its association is refused before any cryptography.
     with pytest.raises(InputError) as caught:
         apdus.verify(meter.system_title, bytes.fromhex("D40D30000000010102030405060708"))
