@@ -15,10 +15,11 @@ a :class:`WorkingKeys` keeps, per process:
 Only ACTIVE key versions of ACTIVE meters are used. A key in another state is refused with
 :class:`~kms.errors.KeyStateError` saying what to do. States change under a running process
 (renewal, revocation): the encryption key's and the GAK's are read again whenever a counter block
-is reserved or comes into use, an HLS secret's at every use, and every key's whenever a received
-IC is accepted; a key version found no longer ACTIVE is evicted with everything cached for its
-meter. So a revoked key stops protecting within one block (``ic_block_size`` APDUs) in each
-process that holds one; receiving stops at once. Unwrapping a key for use is audited
+is reserved, an HLS secret's at every use, and every key's whenever a received IC is accepted; a
+key version found no longer ACTIVE is evicted with everything cached for its meter. So a revoked
+key stops protecting within a block and a quarter (``ic_block_size`` APDUs, and the quarter
+before the next block was reserved ahead) in each process that holds one; receiving stops at
+once. Unwrapping a key for use is audited
 (``key.use``, with ``ak_on_host`` for the AK); so is every counter block (``ic.reserve``).
 Single APDUs are not: that would put a commit and the audit chain's lock on every message.
 
@@ -283,13 +284,9 @@ class WorkingKeys:
             ahead = self._ahead.pop(ref.id, None)
             watched = self._watched(ref)
             try:
-                if ahead is None:
-                    block = self._reserve(ref, watched)
-                else:
-                    # Reserved a while ago: read the states again as this block comes into use.
-                    block = ahead.result()
-                    with self._db.begin() as session:
-                        _check_active(session, watched)
+                # A block reserved ahead had the states read when it was reserved, a quarter
+                # of a block ago: no second transaction (one commit per block).
+                block = ahead.result() if ahead is not None else self._reserve(ref, watched)
             except KeyStateError:
                 self.evict(ref.identity.system_title)
                 raise
