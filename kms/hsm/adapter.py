@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pkcs11.exceptions as p11e
-from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
@@ -210,26 +210,44 @@ class Hsm(TokenSession):
         self, unwrapping_key: Key, wrapped_key: bytes, use: KeyUse, length: int
     ) -> SessionKey:
         """RFC 3394 unwrap into a session object; a bad blob raises InvalidUnwrap."""
-        mech = self.profile.mechanism("key_wrap")
         if len(wrapped_key) != length + 8:
             raise errors.InvalidUnwrap("wrapped key has the wrong length")
+        obj = self._unwrap(
+            "unwrap key",
+            unwrapping_key,
+            wrapped_key,
+            KeyType.AES,
+            self.profile.mechanism("key_wrap"),
+            _SESSION_TEMPLATES[use],
+        )
+        return SessionKey(obj, self._generation, length, use)
+
+    def _unwrap(
+        self,
+        operation: str,
+        unwrapping_key: Key,
+        wrapped: bytes,
+        key_type: KeyType,
+        mechanism: Mechanism,
+        template: dict[Attribute, Any],
+    ) -> Any:
+        """C_UnwrapKey into a session object; a failed integrity check is InvalidUnwrap."""
 
         def unwrap() -> Any:
             try:
                 return self._resolve(unwrapping_key).unwrap_key(
                     ObjectClass.SECRET_KEY,
-                    KeyType.AES,
-                    wrapped_key,
-                    mechanism=mech,
+                    key_type,
+                    wrapped,
+                    mechanism=mechanism,
                     capabilities=MechanismFlag(0),
-                    template=_SESSION_TEMPLATES[use],
+                    template=template,
                 )
             except p11e.GeneralError:
-                # SoftHSM answers a failed RFC 3394 integrity check with CKR_GENERAL_ERROR.
-                raise errors.InvalidUnwrap("wrapped key failed its integrity check") from None
+                # SoftHSM answers a failed RFC 3394/5649 integrity check with CKR_GENERAL_ERROR.
+                raise errors.InvalidUnwrap(f"{operation}: integrity check failed") from None
 
-        obj = self._call("unwrap key", unwrap)
-        return SessionKey(obj, self._generation, length, use)
+        return self._call(operation, unwrap)
 
     # --- HLS secrets (mechanism 6) ----------------------------------------------------------
 
@@ -269,23 +287,14 @@ class Hsm(TokenSession):
     ) -> SessionKey:
         """Unwrap an HLS secret for use: sensitive (for C_DigestKey) unless ``readable``."""
         job = "key_wrap" if self.secret_wrap_is_exact(length) else "key_wrap_pad"
-        mech = self.profile.mechanism(job)
-        template = templates.secret_for_use(readable=readable)
-
-        def unwrap() -> Any:
-            try:
-                return self._resolve(unwrapping_key).unwrap_key(
-                    ObjectClass.SECRET_KEY,
-                    KeyType.GENERIC_SECRET,
-                    wrapped,
-                    mechanism=mech,
-                    capabilities=MechanismFlag(0),
-                    template=template,
-                )
-            except p11e.GeneralError:
-                raise errors.InvalidUnwrap("wrapped secret failed its integrity check") from None
-
-        obj = self._call("unwrap HLS secret", unwrap)
+        obj = self._unwrap(
+            "unwrap HLS secret",
+            unwrapping_key,
+            wrapped,
+            KeyType.GENERIC_SECRET,
+            self.profile.mechanism(job),
+            templates.secret_for_use(readable=readable),
+        )
         return SessionKey(obj, self._generation, length, KeyUse.SECRET)
 
     def digest_secret(self, secret: SessionKey, message: bytes) -> bytes:
