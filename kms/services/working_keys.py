@@ -478,9 +478,11 @@ class WorkingKeys:
         them, at close), so that what a service prepared from them goes too."""
         self._evict_hooks.append(hook)
 
-    def still_cached(self, name: Hashable, key: SessionKey) -> bool:
-        """Whether ``key`` is still the cached, live session object named ``name``."""
-        return self._hsm.is_live(key) and self._cache.touch(name, key)
+    def still_cached(self, name: Hashable, key: SessionKey | bytearray) -> bool:
+        """Whether ``key`` is still the cached (and, for a session object, live) key ``name``."""
+        if isinstance(key, SessionKey) and not self._hsm.is_live(key):
+            return False
+        return self._cache.touch(name, key)
 
     def on_key_evict(self, hook: Callable[[Hashable], None]) -> None:
         """Call ``hook(name)`` whenever the cache lets a key go (size, idle time, eviction), so

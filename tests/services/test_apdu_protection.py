@@ -467,3 +467,18 @@ def test_a_revoked_gak_stops_sending_at_the_next_block(kms: Kms, meter0: FieldMe
             service.protect(meter0.system_title, GET_REQUEST, 0x30)
     finally:
         service.close()
+
+
+def test_keys_that_leave_the_cache_before_use_are_never_used(kms: Kms, meter0: FieldMeter) -> None:
+    import dataclasses
+
+    from kms.errors import ConfigError
+
+    # An idle time shorter than one fetch: the first key is gone when the second is in.
+    config = dataclasses.replace(kms.config, key_cache_idle_seconds=1e-9)
+    service = apdu_protection_factory(kms.hsm, kms.db, config)
+    try:
+        with pytest.raises(ConfigError, match="key_cache_idle_seconds"):
+            service.protect(meter0.system_title, GET_REQUEST, 0x30)
+    finally:
+        service.close()
