@@ -223,15 +223,6 @@ def key_version_states(session: Session, ids: Sequence[int]) -> dict[int, KeySta
     return {key_id: state for key_id, state in session.execute(query)}
 
 
-def key_version_state(session: Session, key_version_id: int) -> KeyState | None:
-    """The current state of a key version (``None`` if it is gone)."""
-    query = select(KeyVersion.state).where(KeyVersion.id == key_version_id)
-    return session.scalars(query).one_or_none()
-
-
-# --- audit ------------------------------------------------------------------------------------
-
-
 def audit_head(session: Session) -> AuditEvent | None:
     """The newest audit event."""
     return session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()

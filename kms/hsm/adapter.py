@@ -12,7 +12,6 @@ from typing import Any
 
 import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
-from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from kms import errors
@@ -271,10 +270,14 @@ class Hsm(TokenSession):
         """
         return length >= 16 and length % 8 == 0
 
+    def _secret_wrap_mechanism(self, length: int) -> Mechanism:
+        return self.profile.mechanism(
+            "key_wrap" if self.secret_wrap_is_exact(length) else "key_wrap_pad"
+        )
+
     def wrap_secret(self, wrapping_key: Key, secret: SessionKey) -> bytes:
         """Wrap an HLS secret in the token: RFC 3394 when its length allows, else RFC 5649."""
-        job = "key_wrap" if self.secret_wrap_is_exact(secret.length) else "key_wrap_pad"
-        mech = self.profile.mechanism(job)
+        mech = self._secret_wrap_mechanism(secret.length)
         return bytes(
             self._call(
                 "wrap HLS secret",
@@ -286,13 +289,12 @@ class Hsm(TokenSession):
         self, unwrapping_key: Key, wrapped: bytes, length: int, *, readable: bool
     ) -> SessionKey:
         """Unwrap an HLS secret for use: sensitive (for C_DigestKey) unless ``readable``."""
-        job = "key_wrap" if self.secret_wrap_is_exact(length) else "key_wrap_pad"
         obj = self._unwrap(
             "unwrap HLS secret",
             unwrapping_key,
             wrapped,
             KeyType.GENERIC_SECRET,
-            self.profile.mechanism(job),
+            self._secret_wrap_mechanism(length),
             templates.secret_for_use(readable=readable),
         )
         return SessionKey(obj, self._generation, length, KeyUse.SECRET)
@@ -315,9 +317,7 @@ class Hsm(TokenSession):
                 "wrap_pad_unwrap_keeps_padding (its audited host fallback)",
                 errors.UnsupportedReason.MISSING_FROM_PROFILE,
             )
-        return bytearray(
-            self._call("read HLS secret", lambda: self._resolve(secret)[Attribute.VALUE])
-        )
+        return self._read_value("read HLS secret", secret)
 
     def read_ak(self, key: SessionKey) -> bytearray:
         """The AK's bytes, only for a key unwrapped as ``AK_FOR_USE`` (DESIGN.md section 6)."""
@@ -327,7 +327,12 @@ class Hsm(TokenSession):
                 "HSM profile flags ak_on_host",
                 errors.UnsupportedReason.MISSING_FROM_PROFILE,
             )
-        return bytearray(self._call("read AK", lambda: self._resolve(key)[Attribute.VALUE]))
+        return self._read_value("read AK", key)
+
+    def _read_value(self, operation: str, key: SessionKey) -> bytearray:
+        """CKA_VALUE of a key made readable for one of the profile's named exceptions, into a
+        buffer the caller zeroises."""
+        return bytearray(self._call(operation, lambda: self._resolve(key)[Attribute.VALUE]))
 
     def read_dedicated_key(self, key: SessionKey) -> bytearray:
         """A new dedicated key's bytes, to place in the initiate request that carries it.
@@ -343,9 +348,7 @@ class Hsm(TokenSession):
                 "flags dedicated_key_on_host",
                 errors.UnsupportedReason.MISSING_FROM_PROFILE,
             )
-        return bytearray(
-            self._call("read dedicated key", lambda: self._resolve(key)[Attribute.VALUE])
-        )
+        return self._read_value("read dedicated key", key)
 
     def destroy(self, key: SessionKey) -> None:
         """Destroy a session key now rather than at session close."""
@@ -382,34 +385,20 @@ class Hsm(TokenSession):
         self, key: SessionKey, iv: bytes, aad: bytes, plaintext: bytes, tag_bits: int
     ) -> bytes:
         """AES-GCM in the token; returns ciphertext || tag (tag truncated to ``tag_bits``)."""
-        mech = self.profile.mechanism("gcm")
-        params = GCMParams(iv, aad, tag_bits)
-        return bytes(
-            self._call(
-                "GCM encrypt",
-                lambda: self._resolve(key).encrypt(
-                    plaintext, mechanism=mech, mechanism_param=params
-                ),
-            )
+        return TokenGcm(self, key, self.profile.mechanism("gcm"), tag_bits).encrypt(
+            iv, aad, plaintext
         )
 
     def gcm_decrypt(
         self, key: SessionKey, iv: bytes, aad: bytes, data: bytes, tag_bits: int
     ) -> bytes:
         """AES-GCM decrypt-and-verify in the token; a bad tag raises InvalidTag."""
-        mech = self.profile.mechanism("gcm")
-        params = GCMParams(iv, aad, tag_bits)
-
-        def decrypt() -> bytes:
-            try:
-                return bytes(
-                    self._resolve(key).decrypt(data, mechanism=mech, mechanism_param=params)
-                )
-            except (p11e.GeneralError, p11e.EncryptedDataInvalid, p11e.DataInvalid):
-                # SoftHSM reports a GCM tag mismatch as a bare CKR_GENERAL_ERROR.
-                raise errors.InvalidTag("GCM tag did not verify") from None
-
-        return self._call("GCM decrypt", decrypt)
+        cut = len(data) - tag_bits // 8
+        if cut < 0:
+            raise errors.InvalidTag("GCM tag did not verify")
+        return TokenGcm(self, key, self.profile.mechanism("gcm"), tag_bits).decrypt(
+            iv, aad, data[:cut], data[cut:]
+        )
 
     def aead(self, key: SessionKey) -> TokenGcm:
         """AES-GCM under ``key`` with DLMS's 96-bit tag (kms.dlms.protection's cipher)."""

@@ -25,20 +25,22 @@ __all__ = ["TokenGcm"]
 
 
 class TokenGcm:
-    """AES-GCM in the token under one session key, with a 96-bit tag (module docstring)."""
+    """AES-GCM in the token under one session key, with DLMS's 96-bit tag unless told otherwise
+    (module docstring)."""
 
-    __slots__ = ("_hsm", "_key", "_mechanism")
+    __slots__ = ("_hsm", "_key", "_mechanism", "_tag_bits")
 
-    _TAG_BITS = 96
-
-    def __init__(self, hsm: TokenSession, key: SessionKey, mechanism: Mechanism) -> None:
+    def __init__(
+        self, hsm: TokenSession, key: SessionKey, mechanism: Mechanism, tag_bits: int = 96
+    ) -> None:
         self._hsm = hsm
         self._key = key
         self._mechanism = mechanism
+        self._tag_bits = tag_bits
 
     def encrypt(self, iv: bytes, aad: bytes | bytearray, plaintext: bytes) -> bytes:
         """``ciphertext || tag``; an empty ``plaintext`` makes this GMAC."""
-        params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
+        params = GCMParams(iv, _buffer(aad), self._tag_bits)
         hsm, key, mech = self._hsm, self._key, self._mechanism
         if type(plaintext) is not bytes:
             # python-pkcs11 takes any other buffer (a bytearray) for an iterable of chunks and
@@ -57,7 +59,7 @@ class TokenGcm:
 
     def decrypt(self, iv: bytes, aad: bytes | bytearray, ciphertext: bytes, tag: bytes) -> bytes:
         """The plaintext; a tag that does not verify raises :class:`~kms.errors.InvalidTag`."""
-        params = GCMParams(iv, _buffer(aad), self._TAG_BITS)
+        params = GCMParams(iv, _buffer(aad), self._tag_bits)
         hsm, mech = self._hsm, self._mechanism
         data = bytes(ciphertext) + bytes(tag)
 

@@ -57,7 +57,6 @@ from kms.dlms.protection import PreparedProtection, unprotect
 from kms.dlms.security_control import SecurityControl
 from kms.dlms.system_title import format_system_title
 from kms.errors import (
-    ConfigError,
     InputError,
     InvalidTag,
     InvocationCounterError,
@@ -162,7 +161,6 @@ class _Keys:
     ak: bytearray = field(repr=False)
     unicast: KeyRef | None  # the GUEK/GBEK whose counters apply, or None
     dedicated: DedicatedRef | None  # the association whose counters apply, or None
-    ak_name: Hashable | None = None  # the GAK's name in the cache, when SC asks for it
 
     @property
     def ek_name(self) -> Hashable:
@@ -372,41 +370,13 @@ class TokenApduProtection:
         dedicated: bool,
         association: str | None,
     ) -> _Keys:
-        """The keys for an APDU to or from ``system_title`` with security control ``sc``.
-
-        Fetching the second key can let the cache expire the first (a stall longer than the
-        idle time in between): both are checked afterwards, and fetched once more if need be.
-        """
-        keys = self._fetch(system_title, setup, sc, dedicated, association)
-        if self._alive(keys):
-            return keys
-        keys = self._fetch(system_title, setup, sc, dedicated, association)
-        if not self._alive(keys):
-            raise ConfigError(
-                "the keys of this APDU keep leaving the key cache before they are used: raise "
-                "key_cache_size or key_cache_idle_seconds"
-            )
-        return keys
-
-    def _alive(self, keys: _Keys) -> bool:
-        if not self._keys.still_cached(keys.ek_name, keys.ek):
-            return False
-        return keys.ak_name is None or self._keys.still_cached(keys.ak_name, keys.ak)
-
-    def _fetch(
-        self,
-        system_title: bytes,
-        setup: int,
-        sc: SecurityControl,
-        dedicated: bool,
-        association: str | None,
-    ) -> _Keys:
+        """The keys for an APDU to or from ``system_title`` with security control ``sc``."""
         if not dedicated:
             setup_keys = self._keys.setup(system_title, setup)
             _check_suite(setup_keys, sc)
             ek_ref = setup_keys.key(KeyRole.GBEK if sc.broadcast else KeyRole.GUEK)
-            ak, ak_name = self._ak(setup_keys, sc)
-            return _Keys(self._keys.encryption_key(ek_ref), ak, ek_ref, None, ak_name)
+            ek, ak = self._keys.keys_for(ek_ref, self._ak_ref(setup_keys, sc))
+            return _Keys(ek, ak, ek_ref, None)
         if association is None:
             raise InputError(
                 "a ded- or general-ded-ciphered APDU uses the dedicated key of an association: "
@@ -428,14 +398,12 @@ class TokenApduProtection:
                 "a dedicated key is unicast: the broadcast bit (0x40) cannot be set", field="sc"
             )
         _check_suite(setup_keys, sc)
-        ak, ak_name = self._ak(setup_keys, sc)
-        return _Keys(self._keys.dedicated_key(ref), ak, None, ref, ak_name)
+        ek, ak = self._keys.keys_for(ref, self._ak_ref(setup_keys, sc))
+        return _Keys(ek, ak, None, ref)
 
-    def _ak(self, setup_keys: SetupKeys, sc: SecurityControl) -> tuple[bytearray, Hashable | None]:
-        if not sc.authentication:
-            return bytearray(), None
-        ref = setup_keys.key(KeyRole.GAK)
-        return self._keys.authentication_key(ref), ref.id
+    @staticmethod
+    def _ak_ref(setup_keys: SetupKeys, sc: SecurityControl) -> KeyRef | None:
+        return setup_keys.key(KeyRole.GAK) if sc.authentication else None
 
     def close(self) -> None:
         self._drop_senders(None)

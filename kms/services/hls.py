@@ -120,8 +120,7 @@ class TokenHlsAuthentication:
         if mechanism is Mechanism.HLS_GMAC:
             ek_ref, ak_ref = keys.key(KeyRole.GUEK), keys.key(KeyRole.GAK)
             with self._keys.lock:
-                ek = self._keys.encryption_key(ek_ref)
-                ak = self._keys.authentication_key(ak_ref)
+                ek, ak = self._keys.keys_for(ek_ref, ak_ref)
                 ic = self._keys.next_send_ic(ek_ref)
                 response = hls.gmac_response(
                     self._keys.hsm.aead(ek), keys.suite, client, ic, ak, stoc
@@ -158,8 +157,7 @@ class TokenHlsAuthentication:
         _, ic, _ = hls.parse_gmac_response(response)
         self._keys.check_received(ek_ref, ic)
         with self._keys.lock:
-            ek = self._keys.encryption_key(ek_ref)
-            ak = self._keys.authentication_key(ak_ref)
+            ek, ak = self._keys.keys_for(ek_ref, ak_ref)
             try:
                 hls.verify_gmac_response(
                     self._keys.hsm.aead(ek), keys.suite, keys.system_title, ak, ctos, response

@@ -50,7 +50,7 @@ from kms.db import repository as repo
 from kms.dlms.obis import format_logical_name, security_setup_logical_name
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import format_system_title
-from kms.errors import KeyStateError, NotFoundError
+from kms.errors import ConfigError, KeyStateError, NotFoundError
 from kms.hsm import Hsm, KeyUse, SessionKey
 from kms.keystore import counters, hierarchy
 from kms.keystore.blobs import unseal, unseal_secret
@@ -121,8 +121,7 @@ class WorkingKeys:
                 return cached
             with self._db.begin() as session:
                 loaded = self._load(session, system_title, logical_name)
-                if self._root is None:
-                    self._root = hierarchy.load_root_keys(self._hsm, session)
+                self.root(session)
             self._setups[(system_title, logical_name)] = loaded
             while len(self._setups) > self._capacity:
                 _, old = self._setups.popitem(last=False)
@@ -232,6 +231,33 @@ class WorkingKeys:
 
             return self._cached(ref, unwrap, {"host_hash": on_host})
 
+    def keys_for(
+        self, ek: KeyRef | DedicatedRef, ak: KeyRef | None
+    ) -> tuple[SessionKey, bytearray]:
+        """The encryption key and the AK's bytes (empty without ``ak``) one operation uses.
+
+        Fetching the second can let the cache expire the first (a stall longer than the idle
+        time in between), so both are checked afterwards and fetched once more if need be;
+        then a :class:`~kms.errors.ConfigError` names the cache settings.
+        """
+        ek_name: Hashable = ek.cache_name if isinstance(ek, DedicatedRef) else ek.id
+        with self.lock:
+            for _ in range(2):
+                key = (
+                    self.dedicated_key(ek)
+                    if isinstance(ek, DedicatedRef)
+                    else self.encryption_key(ek)
+                )
+                value = self.authentication_key(ak) if ak is not None else bytearray()
+                if self.still_cached(ek_name, key) and (
+                    ak is None or self.still_cached(ak.id, value)
+                ):
+                    return key, value
+        raise ConfigError(
+            "the keys of this operation keep leaving the key cache before they are used: "
+            "raise key_cache_size or key_cache_idle_seconds"
+        )
+
     def _unseal(self, root: RootKeys, ref: KeyRef, use: KeyUse) -> SessionKey:
         return unseal(
             self._hsm, root, ref.identity, ref.wrapped_key, ref.binding_mac, use, ref.length
@@ -335,11 +361,11 @@ class WorkingKeys:
             self._floors[ref.id] = ic + 1
 
     def _require_active(self, session: Session, ref: KeyRef) -> None:
-        state = repo.key_version_state(session, ref.id)
-        if state is KeyState.ACTIVE:
-            return
-        self.evict(ref.identity.system_title)
-        raise _not_active(ref, state)
+        try:
+            _check_active(session, (ref,))
+        except KeyStateError:
+            self.evict(ref.identity.system_title)
+            raise
 
     # --- associations (dedicated keys) -------------------------------------------------------
 
