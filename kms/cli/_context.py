@@ -23,6 +23,7 @@ from kms.db.migrate import require_current
 from kms.db.session import Database
 from kms.errors import InputError, KMSError, exit_status_for
 from kms.hsm import Hsm, open_hsm
+from kms.services.apdu_protection import TokenApduProtection, apdu_protection_factory
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ class Context:
         self._config: Config | None = None
         self._hsm: Hsm | None = None
         self._db: Database | None = None
+        self._apdus: TokenApduProtection | None = None
 
     @property
     def config(self) -> Config:
@@ -57,7 +59,19 @@ class Context:
             require_current(self._db.engine)
         return self._db
 
+    def apdu_service(self) -> TokenApduProtection:
+        """The APDU service of this invocation (one APDU per process: one IC reserved at a
+        time); its keys serve the HLS and association commands too. Closed at exit, before the
+        token session, so its keys are destroyed in the token."""
+        if self._apdus is None:
+            self._apdus = apdu_protection_factory(
+                self.hsm(), self.database(), self.config, ic_block_size=1
+            )
+        return self._apdus
+
     def close(self) -> None:
+        if self._apdus is not None:
+            self._apdus.close()
         if self._hsm is not None:
             self._hsm.close()
         if self._db is not None:

@@ -24,7 +24,7 @@ from kms.cli._context import (
 )
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
-from kms.services.apdu_protection import Form, apdu_protection_factory
+from kms.services.apdu_protection import Form
 
 _ASSOCIATION = click.option(
     "--association",
@@ -80,13 +80,9 @@ def protect(
         title = parse_system_title(system_title)
         sc = parse_security_control(security_control)
         plain = parse_hex(apdu_hex, "apdu")
-        service = apdu_protection_factory(ctx.hsm(), ctx.database(), ctx.config, ic_block_size=1)
-        try:
-            result = service.protect(
-                title, plain, sc, setup=setup, form=Form(form), association=association
-            )
-        finally:
-            service.close()
+        result = ctx.apdu_service().protect(
+            title, plain, sc, setup=setup, form=Form(form), association=association
+        )
         if json_output:
             emit_json(result.to_json())
         else:
@@ -130,17 +126,13 @@ def verify(
     def body() -> None:
         title = parse_system_title(system_title)
         ciphered = parse_hex(apdu_hex, "apdu")
-        service = apdu_protection_factory(ctx.hsm(), ctx.database(), ctx.config, ic_block_size=1)
-        try:
-            result = service.verify(
-                title,
-                ciphered,
-                setup=setup,
-                association=association,
-                allow_unauthenticated=allow_unauthenticated,
-            )
-        finally:
-            service.close()
+        result = ctx.apdu_service().verify(
+            title,
+            ciphered,
+            setup=setup,
+            association=association,
+            allow_unauthenticated=allow_unauthenticated,
+        )
         if json_output:
             emit_json(result.to_json())
         else:

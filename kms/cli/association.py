@@ -21,7 +21,6 @@ from kms.cli._context import (
 )
 from kms.cli.apdu import parse_security_control
 from kms.dlms.system_title import parse_system_title
-from kms.services.apdu_protection import apdu_protection_factory
 from kms.services.association import association_factory
 
 
@@ -66,13 +65,9 @@ def open_association(
     def body() -> None:
         title = parse_system_title(system_title)
         sc = parse_security_control(security_control)
-        apdus = apdu_protection_factory(ctx.hsm(), ctx.database(), ctx.config, ic_block_size=1)
-        try:
-            opened = association_factory(apdus).open(
-                title, sc, setup=setup, max_receive_pdu_size=max_pdu_size
-            )
-        finally:
-            apdus.close()
+        opened = association_factory(ctx.apdu_service()).open(
+            title, sc, setup=setup, max_receive_pdu_size=max_pdu_size
+        )
         if json_output:
             emit_json(opened.to_json())
         else:
@@ -90,11 +85,7 @@ def close_association(ctx: Context, handle: str, json_output: bool) -> None:
     """Close an association: its stored dedicated key is wiped and never used again."""
 
     def body() -> None:
-        apdus = apdu_protection_factory(ctx.hsm(), ctx.database(), ctx.config)
-        try:
-            association_factory(apdus).close(handle)
-        finally:
-            apdus.close()
+        association_factory(ctx.apdu_service()).close(handle)
         if json_output:
             emit_json({"association": handle, "state": "CLOSED"})
         else:

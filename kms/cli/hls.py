@@ -26,7 +26,6 @@ from kms.dlms.hls import Mechanism
 from kms.dlms.system_title import parse_system_title
 from kms.services.hls import TokenHlsAuthentication, hls_factory
 from kms.services.hls_secret import import_hls_secret, read_secret_file
-from kms.services.working_keys import WorkingKeys
 
 _MECHANISM = click.option(
     "--mechanism",
@@ -86,11 +85,7 @@ def answer(
         title = parse_system_title(system_title)
         stoc = parse_hex(server_challenge, "server_challenge")
         ctos = parse_hex(client_challenge or "", "client_challenge")
-        service = _service(ctx)
-        try:
-            result = service.answer(title, Mechanism(int(mechanism)), stoc, ctos, setup=setup)
-        finally:
-            service.close()
+        result = _service(ctx).answer(title, Mechanism(int(mechanism)), stoc, ctos, setup=setup)
         if json_output:
             emit_json({"response": result.response.hex().upper(), "ic": result.invocation_counter})
         else:
@@ -129,11 +124,7 @@ def check(
         ctos = parse_hex(client_challenge, "client_challenge")
         stoc = parse_hex(server_challenge or "", "server_challenge")
         f_ctos = parse_hex(response, "response")
-        service = _service(ctx)
-        try:
-            ic = service.check(title, Mechanism(int(mechanism)), ctos, stoc, f_ctos, setup=setup)
-        finally:
-            service.close()
+        ic = _service(ctx).check(title, Mechanism(int(mechanism)), ctos, stoc, f_ctos, setup=setup)
         if json_output:
             emit_json({"verified": True, "ic": ic})
         else:
@@ -185,5 +176,5 @@ def import_secret(
 
 
 def _service(ctx: Context) -> TokenHlsAuthentication:
-    keys = WorkingKeys(ctx.hsm(), ctx.database(), ctx.config, ic_block_size=1)
-    return hls_factory(keys, ctx.config)
+    # The invocation's keys (closed with it): mechanism 5 shares the APDU service's counters.
+    return hls_factory(ctx.apdu_service().keys, ctx.config)
