@@ -287,8 +287,12 @@ class DatabaseFactory:
         with self._admin_connection() as conn:
             conn.execute(
                 text(
+                    # Client sessions only: an autovacuum worker on the new database is the
+                    # server's own (terminating it needs a superuser), and DROP ... WITH
+                    # (FORCE) below ends it anyway.
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = :name AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'"
                 ),
                 {"name": name},
             )
