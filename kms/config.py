@@ -11,6 +11,13 @@ Recognised environment variables (the names are a contract other tools rely on):
 ``KMS_ACTOR``           who is acting, for the audit trail (default: the OS user)
 ``KMS_CLIENT_SYSTEM_TITLE``  the head-end's own system title (16 hex digits): the originator
                         of every APDU the KMS protects, the fixed field of its IVs
+``KMS_CEREMONY_APPROVALS``  M: officer approvals every ceremony needs (default 2)
+``KMS_CEREMONY_OFFICERS``   N: officers who may be registered (default 3; M <= N)
+
+PKI settings live in kms.toml only: ``pki_organization`` (O= of the CA names),
+``root_ca_validity_days`` (default 10950), ``issuing_ca_validity_days`` (7300),
+``certificate_validity_days`` (5475; clipped to the issuer's own end) and ``crl_validity_days``
+(7: nextUpdate of a CRL).
 
 A PIN never comes from argv. It is held in a :class:`Pin`, whose ``repr`` and ``str`` hide it, so
 neither a traceback nor a log line can show it.
@@ -84,6 +91,14 @@ class Config:
     #: Unwrapped session keys kept per process, and how long an unused one stays.
     key_cache_size: int = 256
     key_cache_idle_seconds: float = 300.0
+    #: M-of-N: approvals each ceremony needs, and how many officers may be registered.
+    ceremony_approvals: int = 2
+    ceremony_officers: int = 3
+    pki_organization: str | None = None
+    root_ca_validity_days: int = 10950
+    issuing_ca_validity_days: int = 7300
+    certificate_validity_days: int = 5475
+    crl_validity_days: int = 7
 
     def require_pin(self) -> Pin:
         """The user PIN, or a :class:`ConfigError` naming the two ways to give one."""
@@ -140,6 +155,13 @@ _TOML_KEYS = {
     "ic_block_size",
     "key_cache_size",
     "key_cache_idle_seconds",
+    "ceremony_approvals",
+    "ceremony_officers",
+    "pki_organization",
+    "root_ca_validity_days",
+    "issuing_ca_validity_days",
+    "certificate_validity_days",
+    "crl_validity_days",
 }
 
 
@@ -169,6 +191,15 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     ):
         if env.get(var):
             values[key] = env[var]
+    for key, var in (
+        ("ceremony_approvals", "KMS_CEREMONY_APPROVALS"),
+        ("ceremony_officers", "KMS_CEREMONY_OFFICERS"),
+    ):
+        if env.get(var):
+            try:
+                values[key] = int(env[var])
+            except ValueError:
+                raise ConfigError(f"{var} must be a positive integer") from None
 
     pin: Pin | None = None
     if env.get("KMS_USER_PIN"):
@@ -185,6 +216,21 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     idle = values.get("key_cache_idle_seconds", Config.key_cache_idle_seconds)
     if isinstance(idle, bool) or not isinstance(idle, int | float) or not idle > 0:
         raise ConfigError("key_cache_idle_seconds must be a positive number")
+    approvals = _positive_int(values, "ceremony_approvals", Config.ceremony_approvals)
+    officers = _positive_int(values, "ceremony_officers", Config.ceremony_officers)
+    if approvals > officers:
+        raise ConfigError(
+            f"ceremony_approvals (M = {approvals}) exceeds ceremony_officers (N = {officers})"
+        )
+    days = {
+        key: _positive_int(values, key, getattr(Config, key))
+        for key in (
+            "root_ca_validity_days",
+            "issuing_ca_validity_days",
+            "certificate_validity_days",
+            "crl_validity_days",
+        )
+    }
     for key in (
         "pkcs11_module",
         "token_label",
@@ -192,6 +238,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         "hsm_profile",
         "actor",
         "client_system_title",
+        "pki_organization",
     ):
         if key in values and not isinstance(values[key], str):
             raise ConfigError(f"{key} must be a string")
@@ -209,6 +256,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         ic_block_size=block,
         key_cache_size=cache_size,
         key_cache_idle_seconds=float(idle),
+        ceremony_approvals=approvals,
+        ceremony_officers=officers,
+        pki_organization=values.get("pki_organization") or None,
+        **days,
     )
 
 

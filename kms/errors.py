@@ -109,6 +109,19 @@ class ConflictError(KMSUsageError):
     code = "usage.conflict"
 
 
+class CertificateProfileError(KMSUsageError):
+    """A certificate, CSR or CRL breaks the Green Book profile (or the meter's record); the
+    message names the rule it breaks. Bad DER or PEM is an :class:`InputError`."""
+
+    code = "usage.certificate_profile"
+
+
+class ApprovalError(KMSUsageError):
+    """A ceremony lacks its M-of-N officer approvals, or one of them is invalid; nothing ran."""
+
+    code = "usage.approval"
+
+
 class KeyStateError(ConflictError):
     """A key exists but its state forbids this use (PENDING, RETIRED, REVOKED, DESTROYED)."""
 
@@ -172,6 +185,14 @@ class InvalidSignature(CryptoError):
     """A signature did not verify."""
 
     code = "crypto.invalid_signature"
+
+
+class InvalidCertificatePath(CryptoError):
+    """A certificate chain does not validate: it does not reach the configured trust anchor,
+    an issuer is expired or revoked, or a signature in it fails. Names the certificate and the
+    reason (a path failure is a public fact, unlike a bad MAC)."""
+
+    code = "crypto.certificate_path"
 
 
 class InvalidUnwrap(CryptoError):

@@ -14,13 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from kms.config import Config
 from kms.db import Database
 from kms.db.migrate import upgrade
+from kms.dlms.suites import SecuritySuite
 from kms.hsm import Hsm, open_hsm
 from kms.keystore import hierarchy
 from kms.keystore.hierarchy import RootKeys
+from kms.services import approvals, certificate_authority
+from kms.services.approvals import ApprovalFile, CeremonyRequest
 from tests.interop.meter import MANAGEMENT_SETUP, SimulatedMeter
 
 #: Transport keys imported through the ceremony in tests: label -> value. Distinctive bytes, so
@@ -130,3 +135,89 @@ def field_meter(kms: Kms, tmp_path: Path, index: int, suite: int, setups: str = 
             assert meter.apply(bytes.fromhex(apdu))[-2:] == b"\x00\x00"
     confirm(kms.db, "pytest", [title])
     return FieldMeter(title, suite, meter)
+
+
+# --- PKI: officers, approvals and CAs -----------------------------------------------------------
+
+
+@dataclass
+class Officers:
+    """Officers registered with the KMS, with their private keys (PEM) for signing approvals."""
+
+    keys: dict[str, bytes]
+
+    def approve(
+        self, kms: Kms, ceremony: str, parameters: dict[str, object], names: list[str] | None = None
+    ) -> tuple[CeremonyRequest, list[ApprovalFile]]:
+        """A fresh request for ``ceremony`` and approvals from ``names`` (default: the first M)."""
+        request = approvals.new_request(kms.hsm, ceremony, parameters)
+        chosen = names if names is not None else list(self.keys)[: kms.config.ceremony_approvals]
+        files = [
+            approvals.load_approval(
+                approvals.sign_request(request, name, self.keys[name], None), f"{name}.json"
+            )
+            for name in chosen
+        ]
+        return request, files
+
+
+def officer_key_pem(curve: ec.EllipticCurve | None = None) -> bytes:
+    key = ec.generate_private_key(curve or ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_pem(private_pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(private_pem, None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.fixture
+def officers(kms: Kms) -> Officers:
+    """N = 3 officers (one with a P-384 key), registered while the registry bootstraps."""
+    keys = {
+        "alice": officer_key_pem(),
+        "bob": officer_key_pem(ec.SECP384R1()),
+        "carol": officer_key_pem(),
+    }
+    found = Officers(keys)
+    for name, pem in keys.items():
+        request: CeremonyRequest | None = None
+        files: list[ApprovalFile] = []
+        if name == "carol":  # M = 2 are registered: the third is an approved ceremony
+            fingerprint = approvals.officer_key_fingerprint(public_pem(pem))
+            request, files = found.approve(
+                kms, "add-officer", {"name": name, "public_key_sha256": fingerprint}
+            )
+        approvals.add_officer(
+            kms.db,
+            kms.config,
+            "pytest",
+            name,
+            public_pem(pem),
+            request=request,
+            approvals=files,
+        )
+    return found
+
+
+@dataclass
+class Pki:
+    kms: Kms
+    officers: Officers
+
+
+@pytest.fixture
+def pki(kms: Kms, officers: Officers) -> Pki:
+    """A root CA and the issuing CAs of suites 1 and 2, made through the ceremonies."""
+    request, files = officers.approve(kms, "create-root-ca", {})
+    certificate_authority.create_root_ca(kms.hsm, kms.db, kms.config, "pytest", request, files)
+    for suite in (1, 2):
+        request, files = officers.approve(kms, "create-issuing-ca", {"suite": suite})
+        certificate_authority.create_issuing_ca(
+            kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(suite)
+        )
+    return Pki(kms, officers)

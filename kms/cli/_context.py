@@ -8,6 +8,7 @@ built from metadata only.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -79,6 +80,22 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
+
+
+def pass_owned_context(command: Callable[..., T]) -> Callable[..., T]:
+    """Like :data:`pass_context`, for commands that also run on their own (the ceremony
+    scripts): the Context is closed when the command ends, unless the ``kms`` group owns it."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        click_ctx = click.get_current_context()
+        ctx = click_ctx.find_object(Context)
+        if ctx is None:
+            ctx = click_ctx.ensure_object(Context)
+            click_ctx.call_on_close(ctx.close)
+        return command(ctx, *args, **kwargs)
+
+    return wrapper
 
 
 def run(json_output: bool, action: Callable[[], T]) -> T:

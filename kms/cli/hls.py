@@ -1,8 +1,9 @@
-"""``kms hls``: HLS authentication of the head-end to a meter (mechanisms 5 and 6), in the token.
+"""``kms hls``: HLS authentication of the head-end to a meter (mechanisms 5, 6 and 7), in the token.
 
 ``challenge`` makes CtoS, ``answer`` computes f(StoC) for the meter's challenge and ``check``
 verifies the meter's f(CtoS); ``secret import`` brings a meter's mechanism-6 secret in (an
-audited ceremony). Mechanism 7 (HLS-ECDSA) comes with the PKI work.
+audited ceremony). Mechanism 7 (HLS-ECDSA) signs with the head-end's signing key (``kms entity
+create --type signing``) and verifies with the meter's signing certificate (``kms cert issue``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _MECHANISM = click.option(
 
 @click.group("hls")
 def hls() -> None:
-    """HLS authentication (mechanisms 5 and 6) with the meter's keys, in the token."""
+    """HLS authentication (mechanisms 5, 6 and 7) with the meter's keys, in the token."""
 
 
 @hls.command("challenge")
@@ -64,7 +65,9 @@ def challenge(ctx: Context, length: int, json_output: bool) -> None:
 @setup_option
 @_MECHANISM
 @click.option("--server-challenge", required=True, help="The meter's StoC (from the AARE), hex.")
-@click.option("--client-challenge", help="Our CtoS (from the AARQ), hex; mechanism 6 needs it.")
+@click.option(
+    "--client-challenge", help="Our CtoS (from the AARQ), hex; mechanisms 6 and 7 need it."
+)
 @json_option
 @pass_context
 def answer(
@@ -99,7 +102,7 @@ def answer(
 @setup_option
 @_MECHANISM
 @click.option("--client-challenge", required=True, help="Our CtoS (from the AARQ), hex.")
-@click.option("--server-challenge", help="The meter's StoC, hex; mechanism 6 needs it.")
+@click.option("--server-challenge", help="The meter's StoC, hex; mechanisms 6 and 7 need it.")
 @click.option("--response", required=True, help="The meter's f(CtoS), hex.")
 @json_option
 @pass_context

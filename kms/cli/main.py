@@ -14,6 +14,9 @@ from kms.cli.admin import db_group, init, selftest
 from kms.cli.apdu import apdu
 from kms.cli.association import association
 from kms.cli.audit import audit
+from kms.cli.ceremony import ca, ceremony, officer
+from kms.cli.cert import cert, crl
+from kms.cli.entity import entity
 from kms.cli.hls import hls
 from kms.cli.meter import meter
 from kms.cli.provision import provision
@@ -43,6 +46,12 @@ for command in (
     apdu,
     association,
     hls,
+    ceremony,
+    officer,
+    ca,
+    cert,
+    crl,
+    entity,
     audit,
 ):
     cli.add_command(command)

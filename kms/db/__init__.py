@@ -19,13 +19,31 @@ from kms.db.models import (
     RootKeyPurpose,
     SecuritySetup,
 )
+from kms.db.pki_models import (
+    Approval,
+    AuthorityRole,
+    AuthorityState,
+    Certificate,
+    CertificateAuthority,
+    CertificateKind,
+    CertificateStatus,
+    Officer,
+    OfficerState,
+)
 from kms.db.session import Database, after_commit, lock_audit_chain
 
 __all__ = [
+    "Approval",
     "Association",
     "AssociationState",
     "AuditCheckpoint",
     "AuditEvent",
+    "AuthorityRole",
+    "AuthorityState",
+    "Certificate",
+    "CertificateAuthority",
+    "CertificateKind",
+    "CertificateStatus",
     "Database",
     "Direction",
     "InvocationCounter",
@@ -35,6 +53,8 @@ __all__ = [
     "Meter",
     "MeterState",
     "ModelBase",
+    "Officer",
+    "OfficerState",
     "RootKey",
     "RootKeyPurpose",
     "SecuritySetup",

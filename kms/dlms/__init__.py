@@ -20,7 +20,10 @@ Malformed *input* (bytes from a meter, text from a manifest) raises
 of the wrong type or length from KMS code) raises ``TypeError`` or ``ValueError``.
 
 Modules: :mod:`~kms.dlms.suites`, :mod:`~kms.dlms.system_title`, :mod:`~kms.dlms.obis`,
-:mod:`~kms.dlms.axdr`, :mod:`~kms.dlms.key_transfer`, :mod:`~kms.dlms.security_control`,
-:mod:`~kms.dlms.ciphered_apdu`, :mod:`~kms.dlms.general_ciphering`,
-:mod:`~kms.dlms.exception_response`, :mod:`~kms.dlms.protection`.
+:mod:`~kms.dlms.axdr`, :mod:`~kms.dlms.action_request`, :mod:`~kms.dlms.key_transfer`,
+:mod:`~kms.dlms.key_agreement`, :mod:`~kms.dlms.kdf`, :mod:`~kms.dlms.security_setup`,
+:mod:`~kms.dlms.security_control`, :mod:`~kms.dlms.ciphered_apdu`,
+:mod:`~kms.dlms.general_ciphering`, :mod:`~kms.dlms.general_signing`, :mod:`~kms.dlms.hls`,
+:mod:`~kms.dlms.initiate_request`, :mod:`~kms.dlms.exception_response`,
+:mod:`~kms.dlms.protection`.
 """

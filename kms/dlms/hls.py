@@ -16,14 +16,21 @@ the AARE; the client proves itself with f(StoC) in an ACTION on the association 
   f(CtoS) = SHA-256(secret || ST_S || ST_C || CtoS || StoC). :func:`sha256_message` builds the
   part after the secret; the secret itself is hashed in the token (``C_DigestKey``).
   (jDLMS computes SHA-256(challenge || AK), an older variant that is not this mechanism.)
-* Mechanism 7 (HLS-ECDSA) signs the same input as mechanism 6 with the parties' signing keys;
-  it comes with the PKI work.
+* Mechanism 7 (HLS-ECDSA): f(StoC) = ECDSA_C(ST_C || ST_S || StoC || CtoS) and
+  f(CtoS) = ECDSA_S(ST_S || ST_C || CtoS || StoC), the same input as mechanism 6 without the
+  secret, signed with each party's digital-signature key (certificate type 0): SHA-256 and P-256
+  in suite 1, SHA-384 and P-384 in suite 2, the signature raw r || s
+  (:func:`ecdsa_response_length` bytes). :func:`ecdsa_message` builds the signed bytes; the
+  signing and the verifying are the token's (or pyca's). gurux-dlms 1.0.203 signs and verifies
+  exactly these bytes (``GXDLMSClient.getApplicationAssociationRequest`` and
+  ``parseApplicationAssociationResponse``).
 
-Challenges are 8 to 64 bytes (32 to 64 for mechanism 7).
+Challenges are 8 to 64 bytes (32 to 64 for mechanism 7: :func:`ecdsa_message` checks both).
 
 Exports: :class:`Mechanism`, :data:`MIN_CHALLENGE`, :data:`MAX_CHALLENGE`,
-:func:`check_challenge`, :func:`gmac_response`, :func:`parse_gmac_response`,
-:func:`verify_gmac_response`, :func:`sha256_message`.
+:data:`MIN_ECDSA_CHALLENGE`, :func:`check_challenge`, :func:`gmac_response`,
+:func:`parse_gmac_response`, :func:`verify_gmac_response`, :func:`sha256_message`,
+:func:`ecdsa_message`, :func:`ecdsa_response_length`.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import enum
 
 from kms.dlms.axdr import Reader
+from kms.dlms.key_agreement import signature_length
 from kms.dlms.protection import TAG_LENGTH, AuthenticatedEncryption, protect, unprotect
 from kms.dlms.security_control import SecurityControl, read_security_header
 from kms.dlms.suites import SecuritySuite
@@ -40,8 +48,11 @@ from kms.errors import InputError
 __all__ = [
     "MAX_CHALLENGE",
     "MIN_CHALLENGE",
+    "MIN_ECDSA_CHALLENGE",
     "Mechanism",
     "check_challenge",
+    "ecdsa_message",
+    "ecdsa_response_length",
     "gmac_response",
     "parse_gmac_response",
     "sha256_message",
@@ -50,7 +61,7 @@ __all__ = [
 
 MIN_CHALLENGE = 8
 MAX_CHALLENGE = 64
-_MIN_ECDSA_CHALLENGE = 32
+MIN_ECDSA_CHALLENGE = 32
 #: SC || IC || T of mechanism 5.
 GMAC_RESPONSE_LENGTH = 5 + TAG_LENGTH
 
@@ -72,7 +83,7 @@ def check_challenge(challenge: bytes, mechanism: Mechanism, field: str = "challe
     """``challenge`` as bytes, or :class:`~kms.errors.InputError` if its length is out of range."""
     if not isinstance(challenge, bytes | bytearray | memoryview):
         raise TypeError(f"{field} must be bytes, not {type(challenge).__name__}")
-    low = _MIN_ECDSA_CHALLENGE if mechanism is Mechanism.HLS_ECDSA else MIN_CHALLENGE
+    low = MIN_ECDSA_CHALLENGE if mechanism is Mechanism.HLS_ECDSA else MIN_CHALLENGE
     if not low <= len(challenge) <= MAX_CHALLENGE:
         raise InputError(
             f"a challenge for mechanism {int(mechanism)} is {low} to {MAX_CHALLENGE} bytes, "
@@ -164,6 +175,42 @@ def sha256_message(
     The client answering StoC passes (ST_C, ST_S, StoC, CtoS); the server answering CtoS passes
     (ST_S, ST_C, CtoS, StoC). The secret is prepended in the token.
     """
+    return _hls_message(own_system_title, peer_system_title, peer_challenge, own_challenge)
+
+
+def ecdsa_message(
+    own_system_title: bytes,
+    peer_system_title: bytes,
+    peer_challenge: bytes,
+    own_challenge: bytes,
+) -> bytes:
+    """The bytes mechanism 7's responder signs, in the order of :func:`sha256_message`.
+
+    The client answering StoC passes (ST_C, ST_S, StoC, CtoS), which gives f(StoC)'s
+    ST_C || ST_S || StoC || CtoS; the server answering CtoS passes (ST_S, ST_C, CtoS, StoC). The
+    verifier of f() builds the same bytes from the signer's side. Both challenges must be 32 to
+    64 bytes (:class:`~kms.errors.InputError` naming ``peer_challenge`` or ``own_challenge``): a
+    short challenge weakens the signature as a proof of freshness.
+    """
+    check_challenge(peer_challenge, Mechanism.HLS_ECDSA, "peer_challenge")
+    check_challenge(own_challenge, Mechanism.HLS_ECDSA, "own_challenge")
+    return _hls_message(own_system_title, peer_system_title, peer_challenge, own_challenge)
+
+
+def ecdsa_response_length(suite: SecuritySuite) -> int:
+    """Length of f() in mechanism 7: a raw r || s, 64 bytes (suite 1) or 96 (suite 2).
+
+    Suite 0 has no signatures: :class:`~kms.errors.InputError`.
+    """
+    return signature_length(suite)
+
+
+def _hls_message(
+    own_system_title: bytes,
+    peer_system_title: bytes,
+    peer_challenge: bytes,
+    own_challenge: bytes,
+) -> bytes:
     for name, title in (("own", own_system_title), ("peer", peer_system_title)):
         if len(title) != SYSTEM_TITLE_LENGTH:
             raise ValueError(f"{name} system title must be 8 bytes, got {len(title)}")

@@ -29,8 +29,9 @@ module accepts is one the KMS could have sent:
   same array is not settled (Gurux's ``invoke`` and ``applyKeys`` disagree; notes section 11), so
   the KMS never asks: the new KEK goes in one request, the keys under it in the next;
 * every ``key_wrapped`` 24 or 40 bytes, all of one length (all keys of a setup share a suite);
-* the instance is a security setup, ``0.0.43.0.e.255``;
-* the reserved bits 4 and 5 of invoke-id-and-priority are zero.
+* the instance is a security setup, ``0.0.43.0.e.255``, and the reserved bits 4 and 5 of
+  invoke-id-and-priority are zero (the envelope of :mod:`kms.dlms.action_request`, shared with
+  the other security setup methods).
 
 ``security_policy`` is carried as a bare enum byte: its meaning differs between version 0 (values
 0..3) and version 1 (a bit map with bits 0 and 1 reserved) of the class, and the same bytes are
@@ -49,6 +50,16 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kms.dlms.action_request import (
+    ACTION_REQUEST,
+    ACTION_REQUEST_NORMAL,
+    DEFAULT_INVOKE_ID_AND_PRIORITY,
+    SECURITY_SETUP_CLASS_ID,
+    check_invoke_id_and_priority,
+    check_security_setup_logical_name,
+    read_security_setup_action_header,
+    security_setup_action_request,
+)
 from kms.dlms.axdr import (
     DataType,
     Reader,
@@ -56,11 +67,6 @@ from kms.dlms.axdr import (
     encode_enum,
     encode_octet_string,
     encode_structure,
-)
-from kms.dlms.obis import (
-    LOGICAL_NAME_LENGTH,
-    format_logical_name,
-    is_security_setup_logical_name,
 )
 
 __all__ = [
@@ -82,19 +88,12 @@ __all__ = [
     "security_activate_request",
 ]
 
-ACTION_REQUEST = 0xC3
-ACTION_REQUEST_NORMAL = 0x01
-SECURITY_SETUP_CLASS_ID = 64
 METHOD_SECURITY_ACTIVATE = 1
 METHOD_KEY_TRANSFER = 2
-# Invoke id 1, confirmed service class (bit 6), high priority (bit 7): what Gurux sends.
-DEFAULT_INVOKE_ID_AND_PRIORITY = 0xC1
 # RFC 3394 output of a 16-byte key (suites 0 and 1) and of a 32-byte key (suite 2).
 WRAPPED_KEY_LENGTHS = (24, 40)
 MAX_KEY_TRANSFER_ENTRIES = 4
 
-_RESERVED_INVOKE_BITS = 0x30
-_PARAMETERS_PRESENT = 0x01
 _KEY_DATA_FIELDS = 2
 
 
@@ -141,8 +140,10 @@ class KeyTransferRequest:
     entries: tuple[KeyTransferEntry, ...]
 
     def __post_init__(self) -> None:
-        _check_invoke(self.invoke_id_and_priority)
-        object.__setattr__(self, "logical_name", _check_logical_name(self.logical_name))
+        check_invoke_id_and_priority(self.invoke_id_and_priority)
+        object.__setattr__(
+            self, "logical_name", check_security_setup_logical_name(self.logical_name)
+        )
         entries = tuple(self.entries)
         object.__setattr__(self, "entries", entries)
         if not 1 <= len(entries) <= MAX_KEY_TRANSFER_ENTRIES:
@@ -166,7 +167,7 @@ class KeyTransferRequest:
                 for entry in self.entries
             ]
         )
-        return _action_request(
+        return security_setup_action_request(
             self.invoke_id_and_priority, self.logical_name, METHOD_KEY_TRANSFER, parameters
         )
 
@@ -180,8 +181,10 @@ class SecurityActivateRequest:
     security_policy: int
 
     def __post_init__(self) -> None:
-        _check_invoke(self.invoke_id_and_priority)
-        object.__setattr__(self, "logical_name", _check_logical_name(self.logical_name))
+        check_invoke_id_and_priority(self.invoke_id_and_priority)
+        object.__setattr__(
+            self, "logical_name", check_security_setup_logical_name(self.logical_name)
+        )
         policy = self.security_policy
         if isinstance(policy, bool) or not isinstance(policy, int):
             raise TypeError(f"security_policy must be int, not {type(policy).__name__}")
@@ -190,7 +193,7 @@ class SecurityActivateRequest:
 
     def to_bytes(self) -> bytes:
         """The APDU: :func:`security_activate_request` of this request's fields."""
-        return _action_request(
+        return security_setup_action_request(
             self.invoke_id_and_priority,
             self.logical_name,
             METHOD_SECURITY_ACTIVATE,
@@ -229,7 +232,9 @@ def parse_key_transfer_request(apdu: bytes) -> KeyTransferRequest:
     nothing else for any ``bytes`` input.
     """
     reader = Reader(apdu, source="key_transfer action-request")
-    invoke, logical_name = _read_header(reader, METHOD_KEY_TRANSFER, "key_transfer")
+    invoke, logical_name = read_security_setup_action_header(
+        reader, METHOD_KEY_TRANSFER, "key_transfer"
+    )
     array_at = reader.offset
     reader.expect_tag(DataType.ARRAY, "key_data")
     count = reader.length("key_data")
@@ -291,53 +296,15 @@ def parse_security_activate_request(apdu: bytes) -> SecurityActivateRequest:
     for any ``bytes`` input.
     """
     reader = Reader(apdu, source="security_activate action-request")
-    invoke, logical_name = _read_header(reader, METHOD_SECURITY_ACTIVATE, "security_activate")
+    invoke, logical_name = read_security_setup_action_header(
+        reader, METHOD_SECURITY_ACTIVATE, "security_activate"
+    )
     security_policy = reader.enum("security_policy")
     reader.done()
     return SecurityActivateRequest(invoke, logical_name, security_policy)
 
 
-# --- shared by both methods -------------------------------------------------------------------
-
-
-def _action_request(invoke: int, logical_name: bytes, method_id: int, parameters: bytes) -> bytes:
-    return (
-        bytes([ACTION_REQUEST, ACTION_REQUEST_NORMAL, invoke])
-        + SECURITY_SETUP_CLASS_ID.to_bytes(2, "big")
-        + logical_name
-        + bytes([method_id, _PARAMETERS_PRESENT])
-        + parameters
-    )
-
-
-def _read_header(reader: Reader, method_id: int, method_name: str) -> tuple[int, bytes]:
-    """Read up to the method parameters; return (invoke-id-and-priority, logical name)."""
-    reader.expect_byte(ACTION_REQUEST, "tag", "action-request")
-    reader.expect_byte(ACTION_REQUEST_NORMAL, "action_request_type", "action-request-normal")
-    invoke_at = reader.offset
-    invoke = reader.u8("invoke_id_and_priority")
-    if invoke & _RESERVED_INVOKE_BITS:
-        raise reader.error(
-            f"reserved bits 4-5 set in 0x{invoke:02x}", "invoke_id_and_priority", invoke_at
-        )
-    class_at = reader.offset
-    class_id = reader.u16("class_id")
-    if class_id != SECURITY_SETUP_CLASS_ID:
-        raise reader.error(
-            f"expected class_id 64 (security setup), got {class_id}", "class_id", class_at
-        )
-    ln_at = reader.offset
-    logical_name = reader.take(LOGICAL_NAME_LENGTH, "instance_id")
-    if not is_security_setup_logical_name(logical_name):
-        raise reader.error(
-            f"logical name {format_logical_name(logical_name)} is not a security setup "
-            "(0.0.43.0.e.255)",
-            "instance_id",
-            ln_at,
-        )
-    reader.expect_byte(method_id, "method_id", method_name)
-    reader.expect_byte(_PARAMETERS_PRESENT, "method_invocation_parameters", "parameters present")
-    return invoke, logical_name
+# --- shared by the builder and the parser -----------------------------------------------------
 
 
 def _key_ids_problem(key_ids: Sequence[KeyId]) -> str | None:
@@ -348,24 +315,3 @@ def _key_ids_problem(key_ids: Sequence[KeyId]) -> str | None:
     if KeyId.MASTER_KEY in key_ids and len(key_ids) > 1:
         return "MASTER_KEY must be alone in its key_transfer request"
     return None
-
-
-def _check_invoke(invoke: int) -> None:
-    if isinstance(invoke, bool) or not isinstance(invoke, int):
-        raise TypeError(f"invoke_id_and_priority must be int, not {type(invoke).__name__}")
-    if not 0 <= invoke <= 0xFF:
-        raise ValueError(f"invoke_id_and_priority must be 0..255, got {invoke}")
-    if invoke & _RESERVED_INVOKE_BITS:
-        raise ValueError(f"invoke_id_and_priority 0x{invoke:02x} sets reserved bits 4-5")
-
-
-def _check_logical_name(logical_name: bytes) -> bytes:
-    if not isinstance(logical_name, bytes | bytearray | memoryview):
-        raise TypeError(f"logical_name must be bytes, not {type(logical_name).__name__}")
-    logical_name = bytes(logical_name)
-    if not is_security_setup_logical_name(logical_name):
-        raise ValueError(
-            f"logical name {format_logical_name(logical_name)} is not a security setup "
-            "(0.0.43.0.e.255)"
-        )
-    return logical_name

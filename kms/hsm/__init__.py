@@ -1,6 +1,6 @@
 """PKCS#11 token access: the only package that imports ``pkcs11`` (DESIGN.md section 3)."""
 
-from kms.hsm.adapter import Hsm, Key, SessionKey, TokenKey, open_hsm
+from kms.hsm.adapter import Hsm, Key, SessionKey, TokenKey, TokenSigner, open_hsm
 from kms.hsm.gcm import TokenGcm
 from kms.hsm.profile import Profile, load_profile
 from kms.hsm.templates import KeyUse
@@ -13,6 +13,7 @@ __all__ = [
     "SessionKey",
     "TokenGcm",
     "TokenKey",
+    "TokenSigner",
     "load_profile",
     "open_hsm",
 ]

@@ -8,6 +8,8 @@ is written out in :mod:`kms.hsm.templates`; every mechanism comes from the HSM p
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import pkcs11.exceptions as p11e
@@ -16,12 +18,12 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from kms import errors
 from kms.config import Config
-from kms.hsm import templates
+from kms.hsm import ecdh, templates
 from kms.hsm.gcm import TokenGcm
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
 
-__all__ = ["Hsm", "Key", "SessionKey", "TokenKey", "open_hsm"]
+__all__ = ["Hsm", "Key", "SessionKey", "TokenKey", "TokenSigner", "open_hsm"]
 
 #: Per-meter key templates, built once: python-pkcs11 merges them into a new dict per call and
 #: never changes them, and they sit on the provisioning hot path.
@@ -93,8 +95,13 @@ class Hsm(TokenSession):
         )
         return TokenKey(label)
 
-    def create_ec_key_pair(self, label: str, key_id: bytes, curve: str) -> TokenKey:
-        """Generate an EC key pair as token objects; returns the private half."""
+    def create_ec_key_pair(
+        self, label: str, key_id: bytes, curve: str, *, backup: bool = False
+    ) -> TokenKey:
+        """Generate an EC key pair as token objects; returns the private half.
+
+        ``backup`` makes the private key wrappable under a trusted key only (CA keys).
+        """
         oid = _CURVE_OIDS[curve]
 
         def generate() -> None:
@@ -106,7 +113,7 @@ class Hsm(TokenSession):
                 capabilities=MechanismFlag(0),
                 mechanism=self.profile.mechanism("ec_key_pair_gen"),
                 public_template=templates.ec_public_key(label, key_id),
-                private_template=templates.ec_private_key(label, key_id),
+                private_template=templates.ec_private_key(label, key_id, backup=backup),
             )
 
         self._call(f"generate {curve} key pair", generate)
@@ -381,6 +388,26 @@ class Hsm(TokenSession):
             )
         )
 
+    def signer(self, key: TokenKey, curve: str) -> TokenSigner:
+        """``key`` as a :class:`kms.pki.ecdsa.Signer`: certificates and CRLs signed in the token."""
+        if curve not in _CURVE_OIDS:
+            raise ValueError(f"unknown curve {curve!r}")
+        if key.object_class != "private":
+            raise ValueError("a signer is the private half of a key pair")
+        return TokenSigner(self, key, curve)
+
+    def destroy_key_pair(self, key: TokenKey) -> None:
+        """Destroy both halves of a token key pair (a ceremony undoing its own half-made key)."""
+
+        def destroy() -> None:
+            for object_class in ("private", "public"):
+                half = TokenKey(key.label, object_class)
+                with contextlib.suppress(errors.TokenKeyNotFound):
+                    self._resolve(half).destroy()
+                self._handles.pop((key.label, object_class), None)
+
+        self._call("destroy key pair", destroy)
+
     def gcm_encrypt(
         self, key: SessionKey, iv: bytes, aad: bytes, plaintext: bytes, tag_bits: int
     ) -> bytes:
@@ -418,6 +445,46 @@ class Hsm(TokenSession):
             )
         )
 
+    # --- EC key agreement (suites 1 and 2; the work is in kms.hsm.ecdh) ------------------------
+
+    def generate_ephemeral_key_pair(self, curve: str) -> tuple[SessionKey, bytes]:
+        """An ephemeral EC key pair: the private half as a derive-only, sensitive, unextractable
+        session object (destroy it with :meth:`destroy`), and the public point raw ``x || y``
+        (64 or 96 bytes, no 04 prefix: DLMS carries x || y)."""
+        return ecdh.generate_ephemeral_key_pair(self, curve)
+
+    def create_key_agreement_key_pair(self, label: str, key_id: bytes, curve: str) -> TokenKey:
+        """A static EC key-agreement key pair as token objects; returns the private half, which
+        can only derive (CKM_ECDH1_DERIVE), is sensitive and never extractable."""
+        return ecdh.create_key_agreement_key_pair(self, label, key_id, curve)
+
+    def public_point(self, key: TokenKey) -> bytes:
+        """Raw ``x || y`` of the public half of a token EC key pair."""
+        return ecdh.public_point(self, key)
+
+    def load_known_ephemeral_key(self, curve: str, value: bytes) -> SessionKey:
+        """An EC private key of known value as a derive-only session object, for known-answer
+        self-tests of key agreement only."""
+        return ecdh.load_known_ephemeral_key(self, curve, value)
+
+    def agree_key(
+        self,
+        private: Key,
+        peer_public: bytes,
+        curve: str,
+        other_info: bytes,
+        key_length: int,
+        use: KeyUse,
+    ) -> ecdh.AgreedKey:
+        """ECDH (CKD_NULL) of ``private`` with the peer's ``x || y``, then the SP 800-56A
+        concatenation KDF over Z and ``other_info`` where the profile's ``kdf`` flag says, into a
+        sensitive AES session key for ``use``. Z never leaves the token unless the profile says
+        ``host``; the result records which. A peer point that is not on the curve is an
+        :class:`~kms.errors.InputError`, raised before the token sees it."""
+        return ecdh.agree_key(self, private, peer_public, curve, other_info, key_length, use)
+
+    # --- end of EC key agreement ---------------------------------------------------------------
+
     # --- data objects ------------------------------------------------------------------------
 
     def _data_objects(self, label: str) -> list[Any]:
@@ -446,6 +513,18 @@ class Hsm(TokenSession):
                 obj.destroy()
 
         self._call(f"write data object {label}", replace)
+
+
+@dataclass(frozen=True)
+class TokenSigner:
+    """A token private key that signs host-computed digests (CKM_ECDSA, raw r||s)."""
+
+    hsm: Hsm
+    key: TokenKey
+    curve: str
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        return self.hsm.sign_digest(self.key, digest)
 
 
 def open_hsm(config: Config) -> Hsm:

@@ -5,7 +5,9 @@ rule is that a key gets only what its job needs. Root keys are token objects, ``
 and not extractable (DESIGN.md invariant 2). Per-meter keys are sensitive session objects that
 *are* extractable, because ``C_WrapKey`` (under the storage key or the meter's KEK) is their only
 way out of the token; the AK is the named exception of DESIGN.md section 6 (readable when
-unwrapped for use, never when generated).
+unwrapped for use, never when generated). Key agreement (:mod:`kms.hsm.ecdh`) adds derive-only EC
+private keys (static token objects and ephemeral session objects), Z as a secret that can do
+nothing, and agreed keys ``*_FOR_USE`` that never leave the token.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class KeyUse(enum.Enum):
     AK_FOR_USE = "AK_FOR_USE"  # the AK unwrapped for use: readable by the protecting process
     DEDICATED = "DEDICATED"  # a dedicated key being made: read once into the initiate request
     SECRET = "SECRET"  # noqa: S105 - an HLS secret (mechanism 6), fed to C_DigestKey
+    KEK_FOR_USE = "KEK_FOR_USE"  # an agreed KEK: wraps and unwraps, never extractable
+    EPHEMERAL = "EPHEMERAL"  # an ephemeral EC private key (key agreement): ECDH derive only
 
 
 _NONE = {
@@ -90,6 +94,9 @@ def transport_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
     return _token_wrapping_key(label, key_id)
 
 
+_NEVER_EXTRACTABLE_USES = (KeyUse.EK_FOR_USE, KeyUse.KEK_FOR_USE, KeyUse.EPHEMERAL)
+
+
 def session_key(use: KeyUse) -> dict[Attribute, Any]:
     """A per-meter key as a session object, by what it is for."""
     template = {
@@ -97,10 +104,11 @@ def session_key(use: KeyUse) -> dict[Attribute, Any]:
         Attribute.KEY_TYPE: KeyType.GENERIC_SECRET if use is KeyUse.SECRET else KeyType.AES,
         Attribute.SENSITIVE: use not in (KeyUse.AK_FOR_USE, KeyUse.DEDICATED),
         # A key in use has no reason to leave the token again: only keys being provisioned,
-        # wrapped under the storage key and the meter's KEK, are extractable.
-        Attribute.EXTRACTABLE: use is not KeyUse.EK_FOR_USE,
+        # wrapped under the storage key and the meter's KEK, are extractable. EPHEMERAL is an EC
+        # key (kms.hsm.ecdh makes it from ephemeral_private_key): as an AES key it gets nothing.
+        Attribute.EXTRACTABLE: use not in _NEVER_EXTRACTABLE_USES,
     }
-    if use is KeyUse.KEK:
+    if use in (KeyUse.KEK, KeyUse.KEK_FOR_USE):
         template[Attribute.WRAP] = True
         template[Attribute.UNWRAP] = True
     elif use in (KeyUse.EK, KeyUse.EK_FOR_USE):
@@ -135,13 +143,20 @@ def known_answer_key() -> dict[Attribute, Any]:
     }
 
 
-def ec_private_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
-    """Signing half of a token EC key pair (audit key, later CA keys)."""
+def ec_private_key(label: str, key_id: bytes, *, backup: bool = False) -> dict[Attribute, Any]:
+    """Signing half of a token EC key pair (the audit key, CA keys, the KMS's signing keys).
+
+    ``backup``: a CA key may leave the token once, wrapped under a ``CKA_TRUSTED`` key in a
+    backup ceremony. PKCS#11 has no "extractable only to trusted keys" short of
+    ``CKA_EXTRACTABLE`` with ``CKA_WRAP_WITH_TRUSTED``, which the token enforces (measured,
+    DESIGN.md section 6); ``CKA_TRUSTED`` can only be set by the security officer.
+    """
     return {
         Attribute.TOKEN: True,
         Attribute.PRIVATE: True,
         Attribute.SENSITIVE: True,
-        Attribute.EXTRACTABLE: False,
+        Attribute.EXTRACTABLE: backup,
+        Attribute.WRAP_WITH_TRUSTED: backup,
         Attribute.MODIFIABLE: False,
         Attribute.LABEL: label,
         Attribute.ID: key_id,
@@ -179,4 +194,96 @@ def data_object(label: str, value: bytes) -> dict[Attribute, Any]:
         Attribute.LABEL: label,
         Attribute.APPLICATION: "dlms-kms",
         Attribute.VALUE: value,
+    }
+
+
+# --- EC key agreement (kms.hsm.ecdh) -----------------------------------------------------------
+# A key-agreement private key does CKM_ECDH1_DERIVE and nothing else: DLMS signs an ephemeral
+# public key with the party's separate static *signing* key, never with a key-agreement key.
+
+
+def key_agreement_private_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """Private half of a static key-agreement key pair (the KMS's own, a token object)."""
+    return {
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.LABEL: label,
+        Attribute.ID: key_id,
+        Attribute.DECRYPT: False,
+        Attribute.UNWRAP: False,
+        Attribute.SIGN: False,
+        Attribute.SIGN_RECOVER: False,
+        Attribute.DERIVE: True,
+    }
+
+
+def key_agreement_public_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """Public half of a static key-agreement key pair: only its point is ever read."""
+    return {
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.LABEL: label,
+        Attribute.ID: key_id,
+        Attribute.ENCRYPT: False,
+        Attribute.WRAP: False,
+        Attribute.VERIFY: False,
+        Attribute.VERIFY_RECOVER: False,
+        Attribute.DERIVE: False,
+    }
+
+
+def ephemeral_private_key() -> dict[Attribute, Any]:
+    """An ephemeral EC private key: a session object, derive only, never leaves the token."""
+    return {
+        Attribute.TOKEN: False,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.DECRYPT: False,
+        Attribute.UNWRAP: False,
+        Attribute.SIGN: False,
+        Attribute.SIGN_RECOVER: False,
+        Attribute.DERIVE: True,
+    }
+
+
+def ephemeral_public_key() -> dict[Attribute, Any]:
+    """The public half of an ephemeral pair: read once for its point, then destroyed."""
+    return {
+        Attribute.TOKEN: False,
+        Attribute.PRIVATE: False,
+        Attribute.ENCRYPT: False,
+        Attribute.WRAP: False,
+        Attribute.VERIFY: False,
+        Attribute.VERIFY_RECOVER: False,
+        Attribute.DERIVE: False,
+    }
+
+
+def known_answer_ec_private_key() -> dict[Attribute, Any]:
+    """A throwaway EC private key of known value (a session object), for known-answer tests of
+    key agreement only; the caller adds CKA_EC_PARAMS and CKA_VALUE."""
+    return {
+        **ephemeral_private_key(),
+        Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+        Attribute.KEY_TYPE: KeyType.EC,
+        Attribute.LABEL: "kms-selftest",
+    }
+
+
+def shared_secret(*, readable: bool = False) -> dict[Attribute, Any]:
+    """Z, the ECDH shared secret, as a generic-secret session object that can do nothing.
+
+    Sensitive and unextractable when the KDF hashes it in the token (C_DigestKey needs no
+    capability); ``readable`` only for the profile's audited host KDF, which reads it once.
+    """
+    return {
+        **_secret(None, None, token=False),
+        Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+        Attribute.SENSITIVE: not readable,
+        Attribute.EXTRACTABLE: readable,
     }

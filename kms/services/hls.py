@@ -14,7 +14,11 @@ f(StoC) (:meth:`answer`) and checks the meter's f(CtoS) (:meth:`check`). Formula
   token with ``C_DigestKey``. On a token whose RFC 5649 unwrap keeps the padding (SoftHSM 2.6.1,
   profile flag ``wrap_pad_unwrap_keeps_padding``), a secret whose length RFC 3394 cannot wrap is
   hashed on the host instead, and the audit record of its use says ``host_hash``.
-* Mechanism 7 (HLS-ECDSA) needs the PKI work: refused with ``UnsupportedMechanism``.
+* Mechanism 7 (HLS-ECDSA) signs with the head-end's own signing key (a token key pair of
+  ``kms entity create --type signing`` on the suite's curve) and verifies the meter's f(CtoS)
+  with the public key of the meter's newest valid signing certificate; f is a raw r || s over
+  ST || ST' || challenge || challenge' (:func:`kms.dlms.hls.ecdsa_message`), hashed on the host
+  (SHA-256 or SHA-384 by curve) and signed in the token.
 
 A response that does not verify raises :class:`~kms.errors.AuthenticationFailed`, saying nothing
 of why; malformed input names its field.
@@ -34,12 +38,14 @@ from kms.dlms.hls import Mechanism
 from kms.errors import (
     AuthenticationFailed,
     InputError,
+    InvalidSignature,
     InvalidTag,
     KeyStateError,
-    UnsupportedMechanism,
-    UnsupportedReason,
 )
 from kms.hsm import SessionKey
+from kms.pki import ecdsa, profiles
+from kms.pki.profiles import CertificateType
+from kms.services import certificates, end_entities
 from kms.services.working_keys import KeyRef, SetupKeys, WorkingKeys
 
 __all__ = ["HlsAnswer", "HlsAuthentication", "TokenHlsAuthentication", "hls_factory"]
@@ -127,6 +133,16 @@ class TokenHlsAuthentication:
                 )
             return HlsAnswer(response, ic)
         ctos = hls.check_challenge(client_challenge, mechanism, "client_challenge")
+        if mechanism is Mechanism.HLS_ECDSA:
+            message = hls.ecdsa_message(client, system_title, stoc, ctos)
+            curve = profiles.curve_for_suite(keys.suite)
+            with self._keys.database.begin() as session:
+                own = end_entities.own_key(
+                    session, client, CertificateType.DIGITAL_SIGNATURE, curve
+                )
+            with self._keys.lock:
+                signature = self._keys.hsm.sign_digest(own.key, ecdsa.digest(curve, message))
+            return HlsAnswer(signature, None)
         message = hls.sha256_message(client, system_title, stoc, ctos)
         return HlsAnswer(self._sha256(keys, message), None)
 
@@ -147,6 +163,9 @@ class TokenHlsAuthentication:
         if mechanism is Mechanism.HLS_GMAC:
             return self._check_gmac(keys, ctos, response)
         stoc = hls.check_challenge(server_challenge, mechanism, "server_challenge")
+        if mechanism is Mechanism.HLS_ECDSA:
+            self._check_ecdsa(keys, client, ctos, stoc, response)
+            return None
         expected = self._sha256(keys, hls.sha256_message(system_title, client, ctos, stoc))
         if not hmac.compare_digest(expected, bytes(response)):
             raise AuthenticationFailed("the meter's HLS-SHA-256 response did not verify")
@@ -166,6 +185,27 @@ class TokenHlsAuthentication:
                 raise AuthenticationFailed("the meter's HLS-GMAC response did not verify") from None
         self._keys.accept_received(ek_ref, ic)
         return ic
+
+    def _check_ecdsa(
+        self, keys: SetupKeys, client: bytes, ctos: bytes, stoc: bytes, response: bytes
+    ) -> None:
+        message = hls.ecdsa_message(keys.system_title, client, ctos, stoc)
+        curve = profiles.curve_for_suite(keys.suite)
+        with self._keys.database.begin() as session:
+            public_key, _serial = certificates.peer_public_key(
+                session, keys.system_title, CertificateType.DIGITAL_SIGNATURE, curve
+            )
+        if len(response) != hls.ecdsa_response_length(keys.suite):
+            raise AuthenticationFailed("the meter's HLS-ECDSA response did not verify")
+        try:
+            ecdsa.verify(
+                public_key,
+                ecdsa.der_from_raw(bytes(response)),
+                message,
+                ecdsa.hash_for_curve(curve),
+            )
+        except InvalidSignature:
+            raise AuthenticationFailed("the meter's HLS-ECDSA response did not verify") from None
 
     def _sha256(self, keys: SetupKeys, message: bytes) -> bytes:
         ref: KeyRef = keys.key(KeyRole.HLS_SECRET)
@@ -199,12 +239,6 @@ def _host_sha256(secret: bytearray, message: bytes) -> bytes:
 def _supported(mechanism: Mechanism) -> None:
     if not isinstance(mechanism, Mechanism):
         raise TypeError(f"mechanism must be a Mechanism, not {type(mechanism).__name__}")
-    if mechanism is Mechanism.HLS_ECDSA:
-        raise UnsupportedMechanism(
-            "HLS-ECDSA (mechanism 7) needs the meter's and the head-end's certificates and "
-            "signing keys, which come with the PKI work: not yet",
-            UnsupportedReason.NOT_YET_IMPLEMENTED,
-        )
 
 
 def hls_factory(keys: WorkingKeys, config: Config) -> TokenHlsAuthentication:

@@ -105,6 +105,11 @@ class WorkingKeys:
         """The token these keys live in."""
         return self._hsm
 
+    @property
+    def database(self) -> Database:
+        """The metadata database the keys are recorded in (certificates for HLS-ECDSA)."""
+        return self._db
+
     # --- metadata ----------------------------------------------------------------------------
 
     def setup(self, system_title: bytes, instance: int) -> SetupKeys:

@@ -34,6 +34,13 @@ from kms.db import (
 )
 from kms.db import repository as repo
 from kms.db.base import utcnow
+from kms.db.pki_models import (
+    AuthorityRole,
+    AuthorityState,
+    CertificateKind,
+    CertificateStatus,
+    OfficerState,
+)
 from kms.errors import DatabaseError
 
 TITLE_A = bytes.fromhex("4D4D4D0000000001")
@@ -294,6 +301,11 @@ ENUM_COLUMNS = {
     ("invocation_counter", "direction"): Direction,
     ("root_key", "purpose"): RootKeyPurpose,
     ("association", "state"): AssociationState,
+    ("certificate", "kind"): CertificateKind,
+    ("certificate", "status"): CertificateStatus,
+    ("certificate_authority", "role"): AuthorityRole,
+    ("certificate_authority", "state"): AuthorityState,
+    ("officer", "state"): OfficerState,
 }
 
 
@@ -416,6 +428,10 @@ ALLOWED = {
     ("association", "key_length"): "an integer, 16 or 32",
     ("association", "wrapping_key_label"): "a token label",
     ("association", "wrapping_key_version"): "an integer",
+    ("certificate", "key_label"): "a token label (the KMS's own end entities)",
+    ("certificate_authority", "key_label"): "a token label (the CA's private key)",
+    ("officer", "public_key"): "an officer's public key (SubjectPublicKeyInfo)",
+    ("officer", "key_fingerprint"): "SHA-256 of the officer's public key",
 }
 #: Every binary column, and what it holds. A new one must be reviewed and added here.
 BINARY_COLUMNS = {
@@ -432,6 +448,10 @@ BINARY_COLUMNS = {
     ("audit_checkpoint", "signature"): None,
     ("association", "wrapped_key"): None,
     ("association", "binding_mac"): None,
+    ("certificate", "system_title"): 8,
+    ("certificate", "der"): None,
+    ("officer", "public_key"): None,
+    ("approval", "signature"): None,
 }
 
 

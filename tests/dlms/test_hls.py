@@ -1,5 +1,6 @@
 """kms.dlms.hls: the Green Book HLS-GMAC vector (8.2) with pyca as the cipher, dlms-cosem's gmac
-as a second oracle, strict parsing of f(), challenge lengths and mechanism 6's message."""
+as a second oracle, strict parsing of f(), challenge lengths and the messages of mechanisms 6 and
+7 (gurux-dlms signs and verifies mechanism 7's in tests/interop/test_security_setup_interop.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kms.dlms.hls import (
+    MIN_ECDSA_CHALLENGE,
     Mechanism,
     check_challenge,
+    ecdsa_message,
+    ecdsa_response_length,
     gmac_response,
     parse_gmac_response,
     sha256_message,
@@ -133,6 +137,42 @@ def test_sha256_message_orders_the_fields_as_the_green_book() -> None:
     assert sha256_message(st_s, st_c, ctos, stoc) == st_s + st_c + ctos + stoc
     with pytest.raises(ValueError, match="8 bytes"):
         sha256_message(st_c[:7], st_s, stoc, ctos)
+
+
+ST_C = bytes.fromhex("4D4D4D0000000001")
+ST_S = bytes.fromhex("4D4D4D0000BC614E")
+
+
+def test_ecdsa_message_orders_the_fields_as_the_green_book() -> None:
+    ctos, stoc = b"C" * 32, b"S" * 64
+    # f(StoC) signs ST_C || ST_S || StoC || CtoS (the client); f(CtoS) the mirror (the server).
+    assert ecdsa_message(ST_C, ST_S, stoc, ctos) == ST_C + ST_S + stoc + ctos
+    assert ecdsa_message(ST_S, ST_C, ctos, stoc) == ST_S + ST_C + ctos + stoc
+    # The same bytes as mechanism 6 hashes after its secret.
+    assert ecdsa_message(ST_C, ST_S, stoc, ctos) == sha256_message(ST_C, ST_S, stoc, ctos)
+    assert MIN_ECDSA_CHALLENGE == 32
+
+
+@pytest.mark.parametrize(
+    ("peer", "own", "field", "length"),
+    [(31, 32, "peer_challenge", 31), (32, 65, "own_challenge", 65), (8, 64, "peer_challenge", 8)],
+)
+def test_ecdsa_message_needs_32_to_64_byte_challenges(
+    peer: int, own: int, field: str, length: int
+) -> None:
+    with pytest.raises(InputError) as info:
+        ecdsa_message(ST_C, ST_S, bytes(peer), bytes(own))
+    assert info.value.field == field
+    assert info.value.detail == f"a challenge for mechanism 7 is 32 to 64 bytes, got {length}"
+    with pytest.raises(ValueError, match="own system title must be 8 bytes"):
+        ecdsa_message(ST_C[:7], ST_S, bytes(32), bytes(32))
+
+
+def test_ecdsa_response_length() -> None:
+    assert ecdsa_response_length(SecuritySuite.ECDH_ECDSA_AES_GCM_128_SHA_256) == 64
+    assert ecdsa_response_length(SecuritySuite.ECDH_ECDSA_AES_GCM_256_SHA_384) == 96
+    with pytest.raises(InputError, match="suite 0 has no public-key algorithms"):
+        ecdsa_response_length(SUITE0)
 
 
 def test_mechanism_names() -> None:

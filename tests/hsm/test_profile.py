@@ -123,3 +123,64 @@ def test_a_refused_profile_leaves_no_logged_in_session_behind(
     # CKR_USER_ALREADY_LOGGED_IN and the adapter would take a wrong PIN.
     with pytest.raises(PinIncorrect):
         Hsm(dataclasses.replace(kms_config, user_pin=Pin("wrong-pin-5f3c9a"))).close()
+
+
+# --- key agreement: the KDF location and the optional jobs -------------------------------------
+
+KEY_AGREEMENT_JOBS = ("ec_derive", "kdf_digest_256", "kdf_digest_384")
+
+
+def _with_flags(flags: str) -> str:
+    """The reference profile with its ``kdf`` flag line replaced by ``flags``."""
+    assert REFERENCE.count('\nkdf = "digest_key"\n') == 1
+    return REFERENCE.replace('\nkdf = "digest_key"\n', f"\n{flags}\n")
+
+
+def test_the_softhsm2_profile_keeps_the_kdf_in_the_token_with_offered_mechanisms(
+    hsm: Hsm,
+) -> None:
+    profile = load_profile("softhsm2")
+    assert (profile.kdf, profile.host_kdf) == ("digest_key", False)
+    offered = set(hsm.mechanisms())
+    for job in KEY_AGREEMENT_JOBS:
+        assert profile.optional_mechanism(job).name in offered, job
+        assert job not in REQUIRED_JOBS
+
+
+@pytest.mark.parametrize(
+    ("flags", "kdf"),
+    [
+        ('kdf = "host"', "host"),
+        ('kdf = "digest_key"', "digest_key"),
+        ("host_kdf = true", "host"),  # the older flag still reads
+        ("host_kdf = false", "digest_key"),
+        ('kdf = "host"\nhost_kdf = true', "host"),
+        ("", "digest_key"),  # reading Z onto the host is opt-in
+    ],
+)
+def test_the_kdf_flag(tmp_path: Path, flags: str, kdf: str) -> None:
+    profile = load_profile(str(_write(tmp_path, _with_flags(flags))))
+    assert (profile.kdf, profile.host_kdf) == (kdf, kdf == "host")
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ('kdf = "in_token"', "in_token"),
+        ("kdf = 1", "kdf"),
+        ('kdf = "digest_key"\nhost_kdf = true', "contradicts"),
+        ('host_kdf = "yes"', "host_kdf"),
+    ],
+)
+def test_a_bad_kdf_flag_is_refused_naming_it(tmp_path: Path, flags: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_profile(str(_write(tmp_path, _with_flags(flags))))
+
+
+@pytest.mark.parametrize("job", KEY_AGREEMENT_JOBS)
+def test_a_profile_may_leave_a_key_agreement_job_out(tmp_path: Path, job: str) -> None:
+    profile = load_profile(str(_write(tmp_path, _with_mechanism(job, None))))
+    with pytest.raises(UnsupportedMechanism) as info:
+        profile.optional_mechanism(job)
+    assert info.value.reason is UnsupportedReason.MISSING_FROM_PROFILE
+    assert job in str(info.value)

@@ -28,7 +28,15 @@ CAPABILITIES = (
     Attribute.DERIVE,
 )
 #: Templates that are not secret keys, and so are outside the seven-capability rule.
-KEY_PAIR_TEMPLATES = {"ec_private_key", "ec_public_key"}
+KEY_PAIR_TEMPLATES = {
+    "ec_private_key",
+    "ec_public_key",
+    "key_agreement_private_key",
+    "key_agreement_public_key",
+    "ephemeral_private_key",
+    "ephemeral_public_key",
+    "known_answer_ec_private_key",
+}
 DATA_TEMPLATES = {"data_object"}
 
 _ARGUMENTS: dict[str, Any] = {"label": "kms-test", "key_id": b"kms-test", "value": b"v"}
@@ -69,6 +77,10 @@ GRANTED = {
     "session_key(AK_FOR_USE)": set(),
     "session_key(SECRET)": set(),
     "session_key(DEDICATED)": set(),
+    "session_key(KEK_FOR_USE)": {Attribute.WRAP, Attribute.UNWRAP},
+    # An EC key: session_key makes no AES key for it, so the AES template it gets grants nothing.
+    "session_key(EPHEMERAL)": set(),
+    "shared_secret": set(),  # Z: C_DigestKey needs no capability
     "secret_for_use": set(),
     "known_answer_key": {Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP},
 }
@@ -103,7 +115,13 @@ def test_a_secret_key_template_states_token_sensitive_and_extractable(
     else:
         # Per-meter keys leave the token only by C_WrapKey; only the AK for use is readable,
         # and an EK unwrapped to protect APDUs never leaves it again.
-        in_use = {"session_key(EK_FOR_USE)", "secret_for_use"}
+        in_use = {
+            "session_key(EK_FOR_USE)",
+            "session_key(KEK_FOR_USE)",
+            "session_key(EPHEMERAL)",
+            "secret_for_use",
+            "shared_secret",
+        }
         assert template[Attribute.EXTRACTABLE] is (name not in in_use)
         readable = {"session_key(AK_FOR_USE)", "session_key(DEDICATED)"}
         assert template[Attribute.SENSITIVE] is (name not in readable)
@@ -114,3 +132,40 @@ def test_the_data_object_template_is_private_and_holds_no_key_capability() -> No
     assert template[Attribute.CLASS] == ObjectClass.DATA
     assert (template[Attribute.TOKEN], template[Attribute.PRIVATE]) == (True, True)
     assert not {Attribute.WRAP, Attribute.SIGN, Attribute.ENCRYPT} & set(template)
+
+
+#: Capability attributes of an EC private key template.
+PRIVATE_CAPABILITIES = (
+    Attribute.DECRYPT,
+    Attribute.UNWRAP,
+    Attribute.SIGN,
+    Attribute.SIGN_RECOVER,
+    Attribute.DERIVE,
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["key_agreement_private_key", "ephemeral_private_key", "known_answer_ec_private_key"]
+)
+def test_a_key_agreement_private_key_can_only_derive_and_never_leaves_the_token(name: str) -> None:
+    template = _call(getattr(templates, name))
+    assert {a for a in PRIVATE_CAPABILITIES if template[a]} == {Attribute.DERIVE}
+    assert all(isinstance(template[a], bool) for a in PRIVATE_CAPABILITIES)
+    assert (template[Attribute.SENSITIVE], template[Attribute.EXTRACTABLE]) == (True, False)
+    assert template[Attribute.TOKEN] is (name == "key_agreement_private_key")
+
+
+@pytest.mark.parametrize("name", ["key_agreement_public_key", "ephemeral_public_key"])
+def test_a_key_agreement_public_key_can_do_nothing(name: str) -> None:
+    template = _call(getattr(templates, name))
+    public = (Attribute.ENCRYPT, Attribute.WRAP, Attribute.VERIFY, Attribute.VERIFY_RECOVER)
+    assert [template[a] for a in (*public, Attribute.DERIVE)] == [False] * 5
+
+
+def test_z_is_readable_only_for_the_host_kdf() -> None:
+    assert (
+        templates.shared_secret()[Attribute.SENSITIVE],
+        templates.shared_secret()[Attribute.EXTRACTABLE],
+    ) == (True, False)
+    readable = templates.shared_secret(readable=True)
+    assert (readable[Attribute.SENSITIVE], readable[Attribute.EXTRACTABLE]) == (False, True)

@@ -1,6 +1,7 @@
 """HLS in the token (issue 4 section 3): mechanism 5 both ways with pyca as the meter, mechanism 6
 with the secret in the token (C_DigestKey) or on the host where the profile says so (audited),
-the refused mechanism 7, replay and failure handling."""
+mechanism 7 with the head-end's token key and the meter's certificate (pyca as the meter),
+replay and failure handling."""
 
 from __future__ import annotations
 
@@ -10,26 +11,35 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from kms.db import AuditEvent, Direction, KeyRole, KeyState
 from kms.db import repository as repo
 from kms.dlms.hls import Mechanism
+from kms.dlms.suites import SecuritySuite
 from kms.errors import (
     AuthenticationFailed,
     InputError,
     InvocationCounterError,
     KeyStateError,
     NotFoundError,
-    UnsupportedMechanism,
-    UnsupportedReason,
 )
+from kms.pki.profiles import CertificateType
+from kms.services import certificates, end_entities
 from kms.services.hls import TokenHlsAuthentication, hls_factory
 from kms.services.hls_secret import import_hls_secret, read_secret_file
 from kms.services.working_keys import WorkingKeys
 from tests.conftest import CLIENT_SYSTEM_TITLE
-from tests.kms_fixtures import FieldMeter, Kms, field_meter
+from tests.kms_fixtures import FieldMeter, Kms, Pki, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 CTOS = bytes.fromhex("4B35366956616759")
@@ -148,16 +158,16 @@ def test_a_new_secret_retires_the_old_and_is_used_at_once(kms: Kms, tmp_path: Pa
     )
 
 
-def test_no_secret_mechanism_7_and_bad_challenges(
+def test_no_secret_no_ecdsa_key_and_bad_challenges(
     kms: Kms, tmp_path: Path, service: TokenHlsAuthentication
 ) -> None:
-    meter = field_meter(kms, tmp_path, 52, 0)
+    meter = field_meter(kms, tmp_path, 52, 1)
     with pytest.raises(NotFoundError, match="HLS_SECRET"):
         service.answer(meter.system_title, Mechanism.HLS_SHA256, STOC, CTOS)
-    with pytest.raises(UnsupportedMechanism) as caught:
+    with pytest.raises(NotFoundError, match="no valid signing key on P-256"):
         service.answer(meter.system_title, Mechanism.HLS_ECDSA, STOC * 4, CTOS * 4)
-    assert caught.value.reason is UnsupportedReason.NOT_YET_IMPLEMENTED
-    assert "not yet" in caught.value.message
+    with pytest.raises(InputError, match="32 to 64"):
+        service.answer(meter.system_title, Mechanism.HLS_ECDSA, STOC, CTOS * 4)
     with pytest.raises(InputError, match="8 to 64 bytes"):
         service.answer(meter.system_title, Mechanism.HLS_GMAC, b"short", CTOS)
     with pytest.raises(InputError):
@@ -187,3 +197,64 @@ def test_hls_refuses_a_pending_meter(
     ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, tmp_path / "p.jsonl")
     with pytest.raises(KeyStateError, match="PENDING"):
         service.answer(bytes.fromhex("4D4D4D0000000062"), Mechanism.HLS_GMAC, STOC, CTOS)
+
+
+# --- mechanism 7: HLS-ECDSA ---------------------------------------------------------------------
+
+ECDSA_CURVES = {1: (ec.SECP256R1(), hashes.SHA256()), 2: (ec.SECP384R1(), hashes.SHA384())}
+
+
+@pytest.mark.parametrize("suite", [1, 2])
+def test_mechanism_7_both_ways(
+    pki: Pki, tmp_path: Path, service: TokenHlsAuthentication, suite: int
+) -> None:
+    kms = pki.kms
+    curve, hash_ = ECDSA_CURVES[suite]
+    meter = field_meter(kms, tmp_path, 60 + suite, suite)
+    hes = end_entities.create_end_entity(
+        kms.hsm, kms.db, kms.config, "pytest", system_title=CLIENT, suite=SecuritySuite(suite),
+        certificate_type=CertificateType.DIGITAL_SIGNATURE, purpose="hes-client",
+    )  # fmt: skip
+    hes_key = x509.load_pem_x509_certificate(str(hes["certificate"]).encode()).public_key()
+    meter_key = ec.generate_private_key(curve)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, meter.system_title.hex().upper())])
+        )
+        .sign(meter_key, hash_)
+        .public_bytes(serialization.Encoding.DER)
+    )
+    certificates.issue(
+        kms.hsm, kms.db, kms.config, "pytest",
+        [certificates.CsrItem(csr, "meter.csr", CertificateType.DIGITAL_SIGNATURE)],
+    )  # fmt: skip
+    stoc, ctos = bytes(range(32)), bytes(range(100, 148))
+
+    answer = service.answer(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos)
+    assert answer.invocation_counter is None and len(answer.response) == 32 * suite + 32
+    half = len(answer.response) // 2
+    der = encode_dss_signature(
+        int.from_bytes(answer.response[:half], "big"), int.from_bytes(answer.response[half:], "big")
+    )
+    hes_key.verify(der, CLIENT + meter.system_title + stoc + ctos, ec.ECDSA(hash_))  # type: ignore[call-arg,union-attr]
+
+    signed = meter_key.sign(meter.system_title + CLIENT + ctos + stoc, ec.ECDSA(hash_))
+    r, s = decode_dss_signature(signed)
+    size = 32 if suite == 1 else 48
+    response = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    assert service.check(meter.system_title, Mechanism.HLS_ECDSA, ctos, stoc, response) is None
+    for bad in (response[:-1] + bytes([response[-1] ^ 1]), response[:-1], b""):
+        with pytest.raises(AuthenticationFailed, match="HLS-ECDSA response did not verify"):
+            service.check(meter.system_title, Mechanism.HLS_ECDSA, ctos, stoc, bad)
+    with pytest.raises(AuthenticationFailed):  # signed over the other order: not f(CtoS)
+        service.check(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos, response)
+
+
+def test_mechanism_7_needs_a_valid_meter_certificate(
+    pki: Pki, tmp_path: Path, service: TokenHlsAuthentication
+) -> None:
+    kms = pki.kms
+    meter = field_meter(kms, tmp_path, 70, 1)
+    with pytest.raises(NotFoundError, match="no valid signing certificate on P-256"):
+        service.check(meter.system_title, Mechanism.HLS_ECDSA, CTOS * 4, STOC * 4, bytes(64))

@@ -1,0 +1,369 @@
+"""``kms cert`` and ``kms crl``: meter certificates from CSRs, the chain, revocation and CRLs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
+from kms.db import CertificateKind, CertificateStatus
+from kms.dlms.suites import SecuritySuite
+from kms.dlms.system_title import parse_system_title
+from kms.errors import InputError
+from kms.pki.encoding import certificate_pem, load_certificate
+from kms.pki.profiles import CertificateType
+from kms.services import certificates
+from kms.services.certificates import CsrItem, IssuedCertificate
+
+_CSR_SUFFIXES = {".der", ".pem", ".csr", ".p10"}
+_TYPES = click.Choice(["signing", "key-agreement", "tls"])
+suite_option = click.option(
+    "--suite", type=click.Choice(["1", "2"]), help="DLMS security suite (1: P-256, 2: P-384)."
+)
+
+
+@click.group("cert")
+def cert() -> None:
+    """Certificates: issue from meter CSRs, print the chain, list, show and revoke."""
+
+
+@cert.command("issue")
+@click.option(
+    "--csr",
+    "csr_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A CSR (DER or PEM), a folder of CSRs, or a JSONL file of CSRs.",
+)
+@click.option("--type", "cert_type", type=_TYPES, default="signing", show_default=True)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Certificate file (PEM; DER if it ends in .der), a folder for a folder, or a JSONL file.",
+)
+@json_option
+@pass_context
+def issue(ctx: Context, csr_path: Path, cert_type: str, out: Path, json_output: bool) -> None:
+    """Issue certificates for meters' CSRs (security setup method 5's output).
+
+    Each CSR's signature, subject (CN = the meter's system title) and curve are checked against
+    the meter's record and suite; the certificate is signed in the token by the suite's issuing
+    CA. A batch is all or nothing: one bad CSR is named and nothing is issued.
+
+    A folder takes every *.der, *.pem, *.csr and *.p10 file in it and writes
+    <SYSTEM_TITLE>-<type>.pem into the --out folder. A JSONL file holds one object per line,
+    {"csr": PEM text or base64 DER, "type": optional}, and --out gets one line per certificate
+    with its PEM.
+    """
+
+    def body() -> None:
+        default = CertificateType.parse(cert_type)
+        mode, items = _read_items(csr_path, default)
+        _check_writable(out, mode)
+        db = ctx.database()
+        hsm = ctx.hsm()
+        if json_output or len(items) == 1:
+            issued = certificates.issue(hsm, db, ctx.config, ctx.config.actor, items)
+        else:
+            with Progress(
+                TextColumn("issuing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("issue", total=len(items))
+                issued = certificates.issue(
+                    hsm,
+                    db,
+                    ctx.config,
+                    ctx.config.actor,
+                    items,
+                    progress=lambda n: bar.advance(task, n),
+                )
+        _write(out, mode, issued)
+        if json_output:
+            emit_json([c.to_dict() for c in issued] if mode != "file" else issued[0].to_dict())
+        else:
+            for c in issued[:20]:
+                click.echo(
+                    f"issued {c.certificate_type} certificate {c.serial} for {c.system_title} "
+                    f"(issuer {c.issuer}, until {c.not_after:%Y-%m-%d})"
+                )
+            if len(issued) > 20:
+                click.echo(f"... {len(issued)} certificates in all, written to {out}")
+
+    run(json_output, body)
+
+
+def _read_items(path: Path, default: CertificateType) -> tuple[str, list[CsrItem]]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _CSR_SUFFIXES)
+        if not files:
+            raise InputError(
+                "the folder holds no *.der, *.pem, *.csr or *.p10 file", source=str(path)
+            )
+        return "folder", [CsrItem(_read(p), str(p), default) for p in files]
+    if path.suffix.lower() == ".jsonl":
+        return "jsonl", _read_jsonl(path, default)
+    return "file", [CsrItem(_read(path), str(path), default)]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
+
+
+def _read_jsonl(path: Path, default: CertificateType) -> list[CsrItem]:
+    items = []
+    for number, line in enumerate(_read(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError("not a JSON object", source=str(path), row=number) from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("csr"), str):
+            raise InputError('each line is {"csr": ..., "type": ...}', source=str(path), row=number)
+        text = obj["csr"]
+        if "-----BEGIN" in text:
+            data = text.encode()
+        else:
+            try:
+                data = base64.b64decode(text, validate=True)
+            except binascii.Error:
+                raise InputError(
+                    "csr is neither PEM nor base64 DER", source=str(path), row=number, field="csr"
+                ) from None
+        kind = obj.get("type")
+        cert_type = CertificateType.parse(kind) if isinstance(kind, str) else default
+        items.append(CsrItem(data, f"{path}:{number}", cert_type))
+    if not items:
+        raise InputError("the JSONL file holds no CSR", source=str(path))
+    return items
+
+
+def _check_writable(out: Path, mode: str) -> None:
+    """Refuse an unwritable destination before anything is issued."""
+    directory = out if mode == "folder" else (out.parent if str(out.parent) else Path("."))
+    if mode == "folder":
+        if out.exists() and not out.is_dir():
+            raise InputError("--out must be a folder when --csr is a folder", source=str(out))
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kms-probe.", dir=directory)
+    except OSError as exc:
+        raise InputError(f"cannot write there: {exc.strerror}", source=str(out)) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _write(out: Path, mode: str, issued: Sequence[IssuedCertificate]) -> None:
+    if mode == "file":
+        _write_atomically(out, certificates.pem_or_der(issued[0].der, "CERTIFICATE", out.suffix))
+    elif mode == "folder":
+        for c in issued:
+            target = out / f"{c.system_title}-{c.certificate_type}.pem"
+            _write_atomically(target, certificates.pem_or_der(c.der, "CERTIFICATE", ".pem"))
+    else:
+        lines = [
+            json.dumps(
+                {
+                    **c.to_dict(),
+                    "certificate": certificate_pem(load_certificate(c.der)).decode(),
+                },
+                sort_keys=True,
+            )
+            for c in issued
+        ]
+        _write_atomically(out, ("\n".join(lines) + "\n").encode())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@cert.command("chain")
+@click.option("--suite", type=click.Choice(["1", "2"]), required=True, help="DLMS suite.")
+@json_option
+@pass_context
+def chain(ctx: Context, suite: str, json_output: bool) -> None:
+    """Print the issuing CA and root certificates (PEM) a verifier of the suite needs."""
+
+    def body() -> None:
+        ders = certificates.chain(ctx.database(), SecuritySuite(int(suite)))
+        pems = [certificate_pem(load_certificate(der)).decode() for der in ders]
+        if json_output:
+            emit_json({"suite": int(suite), "certificates": pems})
+        else:
+            click.echo("".join(pems), nl=False)
+
+    run(json_output, body)
+
+
+@cert.command("list")
+@click.option("--system-title", help="Only this meter's certificates (16 hex digits).")
+@click.option("--type", "cert_type", type=click.Choice(["signing", "key-agreement", "tls", "ca"]))
+@click.option("--status", type=click.Choice(["valid", "revoked"]))
+@click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
+@json_option
+@pass_context
+def list_certs(
+    ctx: Context,
+    system_title: str | None,
+    cert_type: str | None,
+    status: str | None,
+    limit: int | None,
+    json_output: bool,
+) -> None:
+    """List issued certificates (CA certificates included)."""
+
+    def body() -> None:
+        rows = certificates.list_certificates(
+            ctx.database(),
+            system_title=parse_system_title(system_title) if system_title else None,
+            kind=CertificateKind(cert_type.upper().replace("-", "_")) if cert_type else None,
+            status=CertificateStatus(status.upper()) if status else None,
+            limit=limit,
+        )
+        if json_output:
+            emit_json(rows)
+        else:
+            table(
+                "Certificates",
+                ["serial", "type", "subject", "status", "not after"],
+                [
+                    [
+                        str(r["serial"]),
+                        str(r["type"]),
+                        str(r["subject"]),
+                        str(r["status"]),
+                        str(r["not_after"])[:10],
+                    ]
+                    for r in rows
+                ],
+            )
+
+    run(json_output, body)
+
+
+@cert.command("show")
+@click.option("--serial", required=True, help="Serial number in hex.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the certificate (PEM; DER if the name ends in .der).",
+)
+@json_option
+@pass_context
+def show(ctx: Context, serial: str, out: Path | None, json_output: bool) -> None:
+    """Show one certificate; print its PEM, or write it with --out."""
+
+    def body() -> None:
+        info, der = certificates.show(ctx.database(), serial)
+        if out is not None:
+            _write_atomically(out, certificates.pem_or_der(der, "CERTIFICATE", out.suffix))
+        if json_output:
+            emit_json(
+                {
+                    **info,
+                    "certificate": certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode(),
+                }
+            )
+        else:
+            for key, value in info.items():
+                click.echo(f"{key}: {value}")
+            if out is None:
+                click.echo(certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode(), nl=False)
+
+    run(json_output, body)
+
+
+@cert.command("revoke")
+@click.option("--serial", required=True, help="Serial number in hex.")
+@click.option(
+    "--reason",
+    type=click.Choice([r.replace("_", "-") for r in certificates.REVOCATION_REASONS]),
+    default="unspecified",
+    show_default=True,
+)
+@json_option
+@pass_context
+def revoke(ctx: Context, serial: str, reason: str, json_output: bool) -> None:
+    """Revoke a certificate; the next CRL of its issuer lists it (kms crl issue)."""
+
+    def body() -> None:
+        info = certificates.revoke(
+            ctx.database(), ctx.config.actor, serial, reason.replace("-", "_")
+        )
+        if json_output:
+            emit_json(info)
+        else:
+            click.echo(f"revoked certificate {info['serial']} ({reason})")
+
+    run(json_output, body)
+
+
+@click.group("crl")
+def crl() -> None:
+    """Certificate revocation lists, signed in the token."""
+
+
+@crl.command("issue")
+@suite_option
+@click.option("--ca", "ca_name", help="A named CA instead (e.g. root-v1, or a retired suite CA).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CRL file (PEM; DER if it ends in .der).",
+)
+@json_option
+@pass_context
+def crl_issue(
+    ctx: Context, suite: str | None, ca_name: str | None, out: Path, json_output: bool
+) -> None:
+    """Issue the CRL of the suite's active issuing CA (or of --ca), with the next cRLNumber."""
+
+    def body() -> None:
+        if (suite is None) == (ca_name is None):
+            raise InputError("give exactly one of --suite and --ca")
+        der, info = certificates.issue_crl(
+            ctx.hsm(),
+            ctx.database(),
+            ctx.config,
+            ctx.config.actor,
+            suite=SecuritySuite(int(suite)) if suite else None,
+            authority_name=ca_name,
+        )
+        _write_atomically(out, certificates.pem_or_der(der, "X509 CRL", out.suffix))
+        if json_output:
+            emit_json({**info, "out": str(out)})
+        else:
+            click.echo(
+                f"CRL {info['crl_number']} of {info['ca']} ({info['revoked']} revoked) "
+                f"written to {out}"
+            )
+
+    run(json_output, body)

@@ -1,0 +1,157 @@
+"""The KMS's own end entities: the head-end (HES) client, data concentrators, the site's signing
+and key-agreement keys. Their key pairs are generated in the token (signing keys sign only,
+key-agreement keys derive only, neither ever extractable) and their certificates come from the
+suite's issuing CA, with CN = the entity's system title like a meter's.
+
+These are the keys the KMS uses for HLS-ECDSA (mechanism 7), general-signing, and the static
+half of key agreement; a meter is given their certificates (security setup method 6) so it can
+verify them. A new key for the same entity and type is a new version: the older certificate
+stays valid until revoked, and the newest valid one is used.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from asn1crypto import keys  # type: ignore[import-untyped, unused-ignore]
+
+from kms.config import Config
+from kms.db import AuthorityRole, Certificate, CertificateKind, CertificateStatus, Database, Session
+from kms.db import pki_repository as pki_repo
+from kms.db import repository as repo
+from kms.db.base import utcnow
+from kms.dlms.suites import SecuritySuite
+from kms.dlms.system_title import format_system_title
+from kms.errors import InputError, NotFoundError
+from kms.hsm import Hsm, TokenKey
+from kms.pki import ca, encoding, path, profiles
+from kms.pki.profiles import CertificateType
+from kms.services import audit
+from kms.services.certificate_authority import (
+    authority_certificate,
+    authority_signer,
+    certificate_row,
+    require_usable,
+)
+from kms.services.certificates import KIND_OF_TYPE
+
+PURPOSES = ("hes-client", "data-concentrator", "site")
+
+
+@dataclass(frozen=True)
+class OwnKey:
+    """One of the KMS's own key pairs in the token, with its current certificate."""
+
+    key: TokenKey
+    curve: str
+    certificate_der: bytes
+    serial: str
+    system_title: bytes
+
+
+def create_end_entity(
+    hsm: Hsm,
+    db: Database,
+    config: Config,
+    actor: str,
+    *,
+    system_title: bytes,
+    suite: SecuritySuite,
+    certificate_type: CertificateType,
+    purpose: str,
+) -> dict[str, object]:
+    """Generate a key pair in the token and certify it with the suite's issuing CA."""
+    if purpose not in PURPOSES:
+        raise InputError(f"purpose is one of {', '.join(PURPOSES)}", field="purpose")
+    curve = profiles.curve_for_suite(suite)
+    kind = KIND_OF_TYPE[certificate_type]
+    made: TokenKey | None = None
+    try:
+        with db.begin() as session:
+            now = utcnow()
+            authority = pki_repo.active_authority(session, AuthorityRole.ISSUING, int(suite))
+            root = pki_repo.active_authority(session, AuthorityRole.ROOT)
+            if authority is None or root is None:
+                raise NotFoundError(
+                    f"no active issuing CA for suite {int(suite)}: run the CA ceremonies first"
+                )
+            require_usable(authority, now)
+            version = 1 + len(_own_certificates(session, system_title, kind))
+            title = format_system_title(system_title)
+            label = f"kms-ee-{title}-{certificate_type.cli_name}-v{version}"
+            if certificate_type is CertificateType.KEY_AGREEMENT:
+                made = hsm.create_key_agreement_key_pair(label, label.encode(), curve)
+            else:
+                made = hsm.create_ec_key_pair(label, label.encode(), curve)
+            issuer = authority_certificate(authority)
+            start = now.replace(microsecond=0)
+            end = min(
+                start + datetime.timedelta(days=config.certificate_validity_days),
+                authority.certificate.not_after,
+            )
+            tbs = profiles.end_entity_tbs(
+                serial_number=profiles.serial_number_from(hsm.random(16)),
+                issuer=issuer,
+                system_title=system_title,
+                public_key=keys.PublicKeyInfo.load(hsm.public_key_der(made)),
+                certificate_type=certificate_type,
+                validity=profiles.Validity(start, end),
+            )
+            cert = ca.sign_certificate(tbs, authority_signer(hsm, authority))
+            profiles.check_certificate(
+                cert,
+                issuer=issuer,
+                certificate_type=certificate_type,
+                system_title=system_title,
+                is_ca=False,
+            )
+            path.validate_path(cert, [issuer], authority_certificate(root), at=now)
+            row = certificate_row(cert, kind, issuer_id=authority.certificate_id, key_label=label)
+            repo.add(session, row)
+            info: dict[str, object] = {
+                "purpose": purpose,
+                "system_title": title,
+                "suite": int(suite),
+                "type": certificate_type.cli_name,
+                "key_label": label,
+                "serial": row.serial,
+                "issuer": authority.name,
+                "not_after": row.not_after.isoformat(),
+            }
+            audit.append(session, actor, [audit.AuditRecord("end_entity.create", title, info)])
+            info["certificate"] = encoding.certificate_pem(cert).decode()
+    except BaseException:
+        if made is not None:
+            hsm.destroy_key_pair(made)
+        raise
+    return info
+
+
+def _own_certificates(
+    session: Session, system_title: bytes, kind: CertificateKind
+) -> list[Certificate]:
+    return [
+        c
+        for c in pki_repo.list_certificates(session, system_title=system_title, kind=kind)
+        if c.key_label is not None
+    ]
+
+
+def own_key(
+    session: Session, system_title: bytes, certificate_type: CertificateType, curve: str
+) -> OwnKey:
+    """The newest valid key pair of the KMS's own entity ``system_title`` of that type and curve,
+    or NotFoundError naming the command that makes one."""
+    kind = KIND_OF_TYPE[certificate_type]
+    now = utcnow()
+    for row in reversed(_own_certificates(session, system_title, kind)):
+        if row.status is CertificateStatus.VALID and row.curve == curve and row.not_after > now:
+            assert row.key_label is not None
+            return OwnKey(
+                TokenKey(row.key_label, "private"), row.curve, row.der, row.serial, system_title
+            )
+    raise NotFoundError(
+        f"the KMS has no valid {certificate_type.cli_name} key on {curve} for "
+        f"{format_system_title(system_title)}: run `kms entity create`"
+    )

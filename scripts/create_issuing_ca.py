@@ -1,0 +1,17 @@
+"""Ceremony: create issuing ca (M-of-N approved; see `kms ceremony --help`).
+
+Usage: .venv/bin/python scripts/create_issuing_ca.py --suite N --request REQUEST.json \
+       --approval A.json --approval B.json [--json]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kms.cli.ca_ceremonies import create_issuing_ca
+
+if __name__ == "__main__":
+    create_issuing_ca()

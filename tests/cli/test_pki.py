@@ -1,0 +1,208 @@
+"""The PKI from the command line, black box: officers, an approved ceremony per CA (the scripts
+under scripts/), meter certificates from CSRs (one, a folder, a JSONL), the chain, revocation and
+the CRL, checked with `openssl verify -crl_check` and pyca; bad input refused with its exit
+status and nothing written."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.cli.helpers import Cli, describe, initialised_kms, stderr_json
+from tests.kms_fixtures import meter_row, officer_key_pem, public_pem, write_manifest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+OFFICERS = ("alice", "bob")
+
+
+def script(cli: Cli, name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / f"{name}.py"), *(str(a) for a in args)],
+        env=cli.env,
+        cwd=cli.cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    cli.runs.append(proc)
+    return proc
+
+
+def approved(cli: Cli, ceremony: str, *params: str) -> list[str | Path]:
+    """Request ``ceremony``, have both officers approve it; the script arguments."""
+    request = cli.cwd / f"{ceremony}-{len(cli.runs)}.json"
+    cli.ok("ceremony", "request", ceremony, *params, "--out", request)
+    args: list[str | Path] = ["--request", request]
+    for name in OFFICERS:
+        approval = cli.cwd / f"{request.stem}.{name}.json"
+        cli.ok(
+            "ceremony", "approve", "--request", request, "--officer", name,
+            "--key", cli.cwd / f"{name}.key", "--out", approval,
+        )  # fmt: skip
+        args += ["--approval", approval]
+    return args
+
+
+def pki_ready(cli: Cli) -> None:
+    initialised_kms(cli)
+    for name in OFFICERS:
+        pem = officer_key_pem()
+        (cli.cwd / f"{name}.key").write_bytes(pem)
+        (cli.cwd / f"{name}.pub").write_bytes(public_pem(pem))
+        cli.ok("officer", "add", "--name", name, "--public-key", cli.cwd / f"{name}.pub")
+    proc = script(cli, "create_root_ca", *approved(cli, "create-root-ca"), "--json")
+    assert proc.returncode == 0, describe(proc)
+    assert json.loads(proc.stdout)["curve"] == "P-384"
+    for suite in ("1", "2"):
+        args = approved(cli, "create-issuing-ca", "--suite", suite)
+        proc = script(cli, "create_issuing_ca", "--suite", suite, *args, "--json")
+        assert proc.returncode == 0, describe(proc)
+
+
+def provision(cli: Cli, *rows: dict[str, str]) -> None:
+    manifest = write_manifest(cli.cwd / f"m{len(cli.runs)}.csv", list(rows))
+    cli.ok("provision", "--manifest", manifest, "--out", cli.cwd / f"r{len(cli.runs)}.jsonl")
+
+
+def csr_for(title: str, curve: ec.EllipticCurve, encoding=serialization.Encoding.DER) -> bytes:  # type: ignore[no-untyped-def]
+    key = ec.generate_private_key(curve)
+    hash_ = hashes.SHA384() if isinstance(curve, ec.SECP384R1) else hashes.SHA256()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, title)])
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .sign(key, hash_)
+        .public_bytes(encoding)
+    )
+
+
+@pytest.mark.slow
+def test_from_officers_to_a_revoked_meter_certificate(cli: Cli) -> None:
+    pki_ready(cli)
+    row = meter_row(1, 1)
+    provision(cli, row)
+    title = row["system_title"]
+    (cli.cwd / "meter.der").write_bytes(csr_for(title, ec.SECP256R1()))
+
+    issued = cli.json("cert", "issue", "--csr", "meter.der", "--out", "meter.pem")
+    assert issued["system_title"] == title and issued["type"] == "signing"
+    chain = cli.ok("cert", "chain", "--suite", "1").stdout
+    (cli.cwd / "issuing.pem").write_text(chain[: chain.index("-----END CERTIFICATE-----") + 26])
+    (cli.cwd / "root.pem").write_text(chain[chain.index("-----END CERTIFICATE-----") + 26 :])
+    cli.ok("crl", "issue", "--suite", "1", "--out", "crl.pem")
+    verify = ("verify", "-CAfile", "root.pem", "-untrusted", "issuing.pem", "-crl_check")
+    done = subprocess.run(
+        ["openssl", *verify, "-CRLfile", "crl.pem", "meter.pem"],
+        cwd=cli.cwd, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    listed = cli.json("cert", "list", "--system-title", title)
+    assert [c["serial"] for c in listed] == [issued["serial"]]
+    shown = cli.json("cert", "show", "--serial", issued["serial"])
+    assert shown["status"] == "VALID" and "BEGIN CERTIFICATE" in shown["certificate"]
+    cli.ok("cert", "revoke", "--serial", issued["serial"], "--reason", "key-compromise")
+    crl = cli.json("crl", "issue", "--suite", "1", "--out", "crl2.der")
+    assert crl["crl_number"] == 2 and crl["revoked"] == 1
+    parsed = x509.load_der_x509_crl((cli.cwd / "crl2.der").read_bytes())
+    assert parsed.get_revoked_certificate_by_serial_number(int(issued["serial"], 16))
+    (cli.cwd / "crl2.pem").write_bytes(parsed.public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(
+        ["openssl", *verify, "-CRLfile", "crl2.pem", "meter.pem"],
+        cwd=cli.cwd, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "revoked" in done.stdout + done.stderr
+    cas = cli.json("ca", "list")
+    assert {c["name"] for c in cas} == {"root-v1", "suite1-v1", "suite2-v1"}
+
+
+@pytest.mark.slow
+def test_batches_from_a_folder_and_a_jsonl_file(cli: Cli) -> None:
+    pki_ready(cli)
+    rows = [meter_row(i, 2) for i in range(1, 5)]
+    provision(cli, *rows)
+    folder = cli.cwd / "csrs"
+    folder.mkdir()
+    for row in rows[:2]:
+        (folder / f"{row['system_title']}.pem").write_bytes(
+            csr_for(row["system_title"], ec.SECP384R1(), serialization.Encoding.PEM)
+        )
+    issued = cli.json("cert", "issue", "--csr", folder, "--type", "key-agreement", "--out", "certs")
+    assert len(issued) == 2
+    for row in rows[:2]:
+        cert = x509.load_pem_x509_certificate(
+            (cli.cwd / "certs" / f"{row['system_title']}-key-agreement.pem").read_bytes()
+        )
+        assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_agreement
+
+    lines = [
+        json.dumps(
+            {
+                "csr": base64.b64encode(csr_for(r["system_title"], ec.SECP384R1())).decode(),
+                "type": "tls",
+            }
+        )
+        for r in rows[2:]
+    ]
+    (cli.cwd / "csrs.jsonl").write_text("\n".join(lines) + "\n")
+    out = cli.json("cert", "issue", "--csr", "csrs.jsonl", "--out", "certs.jsonl")
+    written = [json.loads(x) for x in (cli.cwd / "certs.jsonl").read_text().splitlines()]
+    assert [w["serial"] for w in written] == [o["serial"] for o in out]
+    assert all(w["type"] == "tls" and "BEGIN CERTIFICATE" in w["certificate"] for w in written)
+
+
+@pytest.mark.slow
+def test_bad_input_is_named_and_nothing_is_written(cli: Cli) -> None:
+    pki_ready(cli)
+    row = meter_row(1, 1)
+    provision(cli, row)
+    cases = {
+        "garbage.der": (b"\x30\x82\x01", 2, "usage.input"),
+        "wrong-curve.der": (
+            csr_for(row["system_title"], ec.SECP384R1()),
+            2,
+            "usage.certificate_profile",
+        ),
+        "unknown.der": (csr_for("4D4D4D00000000AA", ec.SECP256R1()), 2, "usage.not_found"),
+        "not-a-title.der": (csr_for("meter one", ec.SECP256R1()), 2, "usage.certificate_profile"),
+    }
+    for name, (data, status, code) in cases.items():
+        (cli.cwd / name).write_bytes(data)
+        proc = cli("cert", "issue", "--csr", name, "--out", f"{name}.pem", "--json")
+        assert proc.returncode == status, describe(proc)
+        assert stderr_json(proc)["error"] == code, describe(proc)
+        assert not (cli.cwd / f"{name}.pem").exists()
+    assert cli.json("cert", "list", "--type", "signing") == []
+
+    refused = script(cli, "create_root_ca", *approved(cli, "create-root-ca"))
+    assert refused.returncode == 2 and "already exists" in refused.stderr
+    one_approval = approved(cli, "rotate-issuing-ca", "--suite", "1")[:4]
+    refused = script(cli, "rotate_issuing_ca", "--suite", "1", *one_approval, "--json")
+    assert refused.returncode == 2 and json.loads(refused.stderr)["error"] == "usage.approval"
+    assert [c["state"] for c in cli.json("ca", "list") if c["suite"] == 1] == ["ACTIVE"]
+
+
+def test_every_pki_command_explains_itself(cli: Cli) -> None:
+    for args in (
+        ("cert", "--help"), ("cert", "issue", "--help"), ("cert", "chain", "--help"),
+        ("cert", "list", "--help"), ("cert", "show", "--help"), ("cert", "revoke", "--help"),
+        ("crl", "issue", "--help"), ("ceremony", "request", "--help"),
+        ("ceremony", "approve", "--help"), ("officer", "add", "--help"), ("ca", "list", "--help"),
+        ("entity", "create", "--help"),
+    ):  # fmt: skip
+        proc = cli.ok(*args)
+        usage, summary = proc.stdout.split("\n\n")[:2]
+        assert usage.startswith("Usage:") and len(summary.strip()) > 20, describe(proc)
+    for name in ("create_root_ca", "create_issuing_ca", "rotate_issuing_ca"):
+        proc = script(cli, name, "--help")
+        assert proc.returncode == 0 and "--approval" in proc.stdout, describe(proc)
