@@ -221,3 +221,30 @@ def pki(kms: Kms, officers: Officers) -> Pki:
             kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(suite)
         )
     return Pki(kms, officers)
+
+
+def provision_meter(kms: Kms, tmp_path: Path, index: int, suite: int) -> bytes:
+    """A meter of ``suite`` recorded by the provisioning service (PENDING, not confirmed)."""
+    from kms.services.provisioning import ProvisioningService
+
+    row = meter_row(index, suite)
+    manifest = write_manifest(tmp_path / f"m{index}.csv", [row])
+    out = tmp_path / f"m{index}.jsonl"
+    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, out)
+    return bytes.fromhex(row["system_title"])
+
+
+def meter_csr(
+    system_title: bytes, curve: ec.EllipticCurve, *, cn: str | None = None, der: bool = True
+) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    """A meter's PKCS#10 CSR (CN = its system title, or ``cn``) made by pyca, and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(curve)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn or system_title.hex().upper())])
+    hash_ = hashes.SHA384() if isinstance(curve, ec.SECP384R1) else hashes.SHA256()
+    request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hash_)
+    encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
+    return request.public_bytes(encoding), key

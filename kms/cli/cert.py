@@ -59,6 +59,9 @@ def issue(ctx: Context, csr_path: Path, cert_type: str, out: Path, json_output: 
     the meter's record and suite; the certificate is signed in the token by the suite's issuing
     CA. A batch is all or nothing: one bad CSR is named and nothing is issued.
 
+    --json (and each JSONL line) carries "import_certificate", the security setup method 6
+    action-request the station sends to give the meter its certificate.
+
     A folder takes every *.der, *.pem, *.csr and *.p10 file in it and writes
     <SYSTEM_TITLE>-<type>.pem into the --out folder. A JSONL file holds one object per line,
     {"csr": PEM text or base64 DER, "type": optional}, and --out gets one line per certificate
@@ -278,7 +281,11 @@ def list_certs(
 @json_option
 @pass_context
 def show(ctx: Context, serial: str, out: Path | None, json_output: bool) -> None:
-    """Show one certificate; print its PEM, or write it with --out."""
+    """Show one certificate; print its PEM, or write it with --out.
+
+    --json adds "import_certificate": the security setup method 6 action-request that gives the
+    certificate to a meter (the meter's own, or a CA or head-end certificate it must trust).
+    """
 
     def body() -> None:
         info, der = certificates.show(ctx.database(), serial)

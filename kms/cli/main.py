@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+import kms.cli.signing  # noqa: F401 (adds `kms apdu sign` and `kms apdu verify-signature`)
 from kms.cli._context import Context
 from kms.cli.admin import db_group, init, selftest
 from kms.cli.apdu import apdu
@@ -18,6 +19,7 @@ from kms.cli.ceremony import ca, ceremony, officer
 from kms.cli.cert import cert, crl
 from kms.cli.entity import entity
 from kms.cli.hls import hls
+from kms.cli.key_agreement import key_agreement_group
 from kms.cli.meter import meter
 from kms.cli.provision import provision
 from kms.cli.transport_key import transport_key
@@ -52,6 +54,7 @@ for command in (
     cert,
     crl,
     entity,
+    key_agreement_group,
     audit,
 ):
     cli.add_command(command)

@@ -20,6 +20,7 @@ from kms.db.models import (
     SecuritySetup,
 )
 from kms.db.pki_models import (
+    AgreementState,
     Approval,
     AuthorityRole,
     AuthorityState,
@@ -27,12 +28,14 @@ from kms.db.pki_models import (
     CertificateAuthority,
     CertificateKind,
     CertificateStatus,
+    KeyAgreement,
     Officer,
     OfficerState,
 )
 from kms.db.session import Database, after_commit, lock_audit_chain
 
 __all__ = [
+    "AgreementState",
     "Approval",
     "Association",
     "AssociationState",
@@ -47,6 +50,7 @@ __all__ = [
     "Database",
     "Direction",
     "InvocationCounter",
+    "KeyAgreement",
     "KeyRole",
     "KeyState",
     "KeyVersion",

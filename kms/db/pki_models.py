@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kms.db.base import ModelBase, datetime_now, intpk
-from kms.db.models import Meter
+from kms.db.models import Meter, SecuritySetup
 
 
 class AuthorityRole(enum.Enum):
@@ -148,3 +148,32 @@ class Approval(ModelBase):
     verified_at: Mapped[datetime_now]
 
     officer: Mapped[Officer] = relationship()
+
+
+class AgreementState(enum.Enum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+class KeyAgreement(ModelBase):
+    """A key_agreement (security setup method 3) between the request the KMS made and the
+    meter's reply: the KMS's ephemeral key pairs wait in the token as derive-only token objects
+    (labels in ``entries``), destroyed when the agreement completes, is cancelled or expires."""
+
+    __tablename__ = "key_agreement"
+
+    id: Mapped[intpk]
+    handle: Mapped[str] = mapped_column(String(32), unique=True, comment="public name (hex)")
+    security_setup_id: Mapped[int] = mapped_column(
+        ForeignKey("security_setup.id", ondelete="CASCADE")
+    )
+    state: Mapped[AgreementState]
+    entries: Mapped[str] = mapped_column(
+        Text, comment="JSON: key_id, token label of the ephemeral key pair, its public point"
+    )
+    created_at: Mapped[datetime_now]
+    expires_at: Mapped[datetime.datetime]
+    finished_at: Mapped[datetime.datetime | None]
+
+    setup: Mapped[SecuritySetup] = relationship()

@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from kms.db.pki_models import (
+    AgreementState,
     Approval,
     AuthorityRole,
     AuthorityState,
@@ -16,6 +17,7 @@ from kms.db.pki_models import (
     CertificateAuthority,
     CertificateKind,
     CertificateStatus,
+    KeyAgreement,
     Officer,
     OfficerState,
 )
@@ -144,3 +146,19 @@ def serials_taken(session: Session, serials: Sequence[str]) -> set[str]:
         return set()
     query = select(Certificate.serial).where(Certificate.serial.in_(serials))
     return set(session.scalars(query))
+
+
+# --- key agreements ---------------------------------------------------------------------------
+
+
+def lock_key_agreement(session: Session, handle: str) -> KeyAgreement | None:
+    """A pending or finished key agreement by handle, locked for the transaction."""
+    query = select(KeyAgreement).where(KeyAgreement.handle == handle).with_for_update()
+    return session.scalar(query)
+
+
+def expired_key_agreements(session: Session, now: datetime.datetime) -> list[KeyAgreement]:
+    query = select(KeyAgreement).where(
+        KeyAgreement.state == AgreementState.PENDING, KeyAgreement.expires_at <= now
+    )
+    return list(session.scalars(query))

@@ -23,7 +23,9 @@ Building with a bad value is a caller bug (``ValueError`` / ``TypeError``); read
 Exports: :data:`ACTION_REQUEST`, :data:`ACTION_REQUEST_NORMAL`, :data:`SECURITY_SETUP_CLASS_ID`,
 :data:`DEFAULT_INVOKE_ID_AND_PRIORITY`, :data:`DEFAULT_SECURITY_SETUP`,
 :func:`security_setup_action_request`, :func:`read_security_setup_action_header`,
-:func:`check_invoke_id_and_priority`, :func:`check_security_setup_logical_name`.
+:func:`check_invoke_id_and_priority`, :func:`check_security_setup_logical_name`,
+:func:`action_response_return_data` (the meter's answer: ``C7 01 <invoke> <result> 01 00 <Data>``,
+Action-Response-Normal with its return data, the form gurux-dlms writes).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from kms.dlms.obis import (
 __all__ = [
     "ACTION_REQUEST",
     "ACTION_REQUEST_NORMAL",
+    "ACTION_RESPONSE",
     "DEFAULT_INVOKE_ID_AND_PRIORITY",
     "DEFAULT_SECURITY_SETUP",
     "SECURITY_SETUP_CLASS_ID",
+    "action_response_return_data",
     "check_invoke_id_and_priority",
     "check_security_setup_logical_name",
     "read_security_setup_action_header",
@@ -56,6 +60,10 @@ DEFAULT_INVOKE_ID_AND_PRIORITY = 0xC1
 #: ``0.0.43.0.0.255``, the security setup of the management association.
 DEFAULT_SECURITY_SETUP = security_setup_logical_name(0)
 
+ACTION_RESPONSE = 0xC7
+_ACTION_RESPONSE_NORMAL = 0x01
+_RETURN_DATA_PRESENT = 0x01
+_GET_DATA_RESULT_DATA = 0x00
 _RESERVED_INVOKE_BITS = 0x30
 _PARAMETERS_PRESENT = 0x01
 
@@ -136,3 +144,22 @@ def check_security_setup_logical_name(logical_name: bytes) -> bytes:
             "(0.0.43.0.e.255)"
         )
     return logical_name
+
+
+def action_response_return_data(apdu: bytes, *, source: str = "action-response") -> bytes:
+    """The COSEM Data a successful Action-Response-Normal returns:
+    ``C7 01 <invoke> 00 01 00 <Data>`` (action-result success, return parameters present, the
+    data choice of Get-Data-Result). A refusal names its Action-Result code; a response without
+    data, or anything else, is an :class:`~kms.errors.InputError` naming the field and offset."""
+    reader = Reader(apdu, source=source)
+    reader.expect_tag(ACTION_RESPONSE, "action-response tag")
+    reader.expect_byte(_ACTION_RESPONSE_NORMAL, "action-response choice", "action-response-normal")
+    reader.u8("invoke-id-and-priority")
+    result = reader.u8("action-result")
+    if result != 0:
+        raise reader.error(
+            f"the meter refused the action (Action-Result {result})", "action-result"
+        )
+    reader.expect_byte(_RETURN_DATA_PRESENT, "return-parameters", "present")
+    reader.expect_byte(_GET_DATA_RESULT_DATA, "get-data-result", "data")
+    return reader.take(reader.remaining, "data")

@@ -84,9 +84,10 @@ KDF_LOCATION_TOKEN = "token-digest"  # noqa: S105 - a place, not a password
 KDF_LOCATION_HOST = "host"
 
 #: Uses an agreed key may be made for: AES keys that cipher or wrap. ``*_FOR_USE`` never leave the
-#: token again; ``EK`` and ``KEK`` are extractable, to be sealed under the storage key when the
-#: agreed key becomes a meter's stored key (security setup method 3).
-AGREED_KEY_USES = (KeyUse.EK_FOR_USE, KeyUse.KEK_FOR_USE, KeyUse.EK, KeyUse.KEK)
+#: token again; ``EK``, ``AK`` and ``KEK`` are extractable, to be sealed under the storage key when
+#: the agreed key becomes a meter's stored key (security setup method 3; the AK is AAD material
+#: with no mechanism of its own, so its session object can do nothing but be wrapped).
+AGREED_KEY_USES = (KeyUse.EK_FOR_USE, KeyUse.KEK_FOR_USE, KeyUse.EK, KeyUse.KEK, KeyUse.AK)
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def agree_key(
     if isinstance(private, TokenKey) and private.object_class != "private":
         raise ValueError("key agreement needs the private half of a key pair")
     if use not in AGREED_KEY_USES:
-        raise ValueError(f"an agreed key is an AES EK or KEK, not a {use.value} key")
+        raise ValueError(f"an agreed key is an AES EK, AK or KEK, not a {use.value} key")
     if key_length not in (16, 32) or key_length > spec.hash_length:
         raise ValueError(f"an agreed AES key is 16 or 32 bytes, not {key_length}")
     if not isinstance(other_info, bytes | bytearray):

@@ -38,6 +38,7 @@ __all__ = [
     "digest",
     "hash_for_curve",
     "public_key_curve",
+    "public_point",
     "raw_from_der",
     "sign",
     "verify",
@@ -169,6 +170,17 @@ def public_key_curve(public_key: keys.PublicKeyInfo) -> str:
     if curve is None:
         raise CertificateProfileError(f"public key curve {named} is not P-256 or P-384")
     return curve
+
+
+def public_point(public_key: keys.PublicKeyInfo) -> bytes:
+    """The raw ``x || y`` of an EC public key (its uncompressed point without the 04 prefix):
+    the form DLMS key agreement carries and :meth:`kms.hsm.Hsm.agree_key` takes. The point is
+    checked to be on its curve (:class:`~kms.errors.InputError` otherwise)."""
+    key = _pyca_public_key(public_key)
+    encoded = key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return encoded[1:]
 
 
 def _pyca_public_key(public_key: keys.PublicKeyInfo) -> ec.EllipticCurvePublicKey:

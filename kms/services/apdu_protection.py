@@ -11,7 +11,9 @@ the AAD as bytes (DESIGN.md section 6), and the byte layouts come from the pure 
 Forms (``Form``): the service-specific ``glo`` APDU (the plain APDU's tag + 8 or + 32, no system
 title), ``general-glo`` (0xDB, carrying the originator's system title), and their dedicated-key
 twins ``ded`` (tag + 16 or + 64) and ``general-ded`` (0xDC), which use the dedicated key of an
-open association (:mod:`kms.services.association`) instead of the GUEK. The originator of what
+open association (:mod:`kms.services.association`) instead of the GUEK; and general-ciphering
+(0xDD) under a key agreed for the one APDU, ``general-agreed-1e1s`` and ``general-agreed-0e2s``
+(:mod:`kms.services.agreed_ciphering`; verify recognises 0xDD). The originator of what
 the KMS protects is the head-end (``client_system_title``); of what it verifies, the meter. The
 invocation counter of each protected APDU comes from a block reserved in the database; a
 received one must be above the last accepted for that key, and the floor moves, in the
@@ -53,6 +55,7 @@ from kms.dlms.ciphered_apdu import (
     parse_general_ciphering,
     plain_tag_for,
 )
+from kms.dlms.general_ciphering import GENERAL_CIPHERING
 from kms.dlms.protection import PreparedProtection, unprotect
 from kms.dlms.security_control import SecurityControl
 from kms.dlms.system_title import format_system_title
@@ -90,6 +93,9 @@ class Form(enum.Enum):
     DED = "ded"
     GENERAL_GLO = "general-glo"
     GENERAL_DED = "general-ded"
+    #: general-ciphering (0xDD) under a key agreed for the APDU (kms.services.agreed_ciphering)
+    GENERAL_AGREED_1E1S = "general-agreed-1e1s"
+    GENERAL_AGREED_0E2S = "general-agreed-0e2s"
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,13 @@ class TokenApduProtection:
         form: Form = Form.GLO,
         association: str | None = None,
     ) -> ApduResult:
+        if form in (Form.GENERAL_AGREED_1E1S, Form.GENERAL_AGREED_0E2S):
+            from kms.services.agreed_ciphering import SCHEMES, AgreedKeyCiphering
+
+            scheme = SCHEMES[form.value.rsplit("-", 1)[1]]
+            return AgreedKeyCiphering(self._keys, self._config).protect(
+                system_title, apdu, security_control, scheme, setup=setup
+            )
         name = (system_title, setup, security_control, form, association)
         with self._keys.lock:
             sender = self._senders.get(name)
@@ -319,6 +332,12 @@ class TokenApduProtection:
         allow_unauthenticated: bool = False,
     ) -> ApduResult:
         try:
+            if apdu[:1] == bytes([GENERAL_CIPHERING]):
+                from kms.services.agreed_ciphering import AgreedKeyCiphering
+
+                return AgreedKeyCiphering(self._keys, self._config).verify(
+                    system_title, apdu, setup=setup
+                )
             return self._verify(system_title, apdu, setup, association, allow_unauthenticated)
         except InvalidTag as exc:
             exc.exception_response = exception_response.deciphering_error().to_bytes()

@@ -38,6 +38,7 @@ from kms.db import (
 from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.db.base import utcnow
+from kms.dlms.security_setup import import_certificate_request
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import format_system_title
 from kms.errors import (
@@ -105,7 +106,14 @@ class IssuedCertificate:
             "issuer": self.issuer,
             "not_after": self.not_after.isoformat(),
             "source": self.source,
+            "import_certificate": import_certificate_apdu(self.der).hex().upper(),
         }
+
+
+def import_certificate_apdu(der: bytes) -> bytes:
+    """The action-request a station sends to give a meter a certificate: security setup
+    (0.0.43.0.0.255) method 6, import_certificate."""
+    return import_certificate_request(der)
 
 
 @dataclass
@@ -207,7 +215,11 @@ def issue(
                     audit.AuditRecord(
                         "certificate.issue",
                         result.system_title,
-                        {k: v for k, v in result.to_dict().items() if k != "source"},
+                        {
+                            k: v
+                            for k, v in result.to_dict().items()
+                            if k not in ("source", "import_certificate")
+                        },
                     )
                 )
             session.flush()

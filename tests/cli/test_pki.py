@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kms.dlms.security_setup import parse_import_certificate_request
 from tests.cli.helpers import Cli, describe, initialised_kms, stderr_json
 from tests.kms_fixtures import meter_row, officer_key_pem, public_pem, write_manifest
 
@@ -96,6 +97,13 @@ def test_from_officers_to_a_revoked_meter_certificate(cli: Cli) -> None:
 
     issued = cli.json("cert", "issue", "--csr", "meter.der", "--out", "meter.pem")
     assert issued["system_title"] == title and issued["type"] == "signing"
+    # The station's import_certificate (method 6) carries exactly the certificate written.
+    meter_der = x509.load_pem_x509_certificate((cli.cwd / "meter.pem").read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    apdu = bytes.fromhex(issued["import_certificate"])
+    assert apdu[:13] == bytes.fromhex("C301C1004000002B0000FF0601")
+    assert parse_import_certificate_request(apdu).parameter == meter_der
     chain = cli.ok("cert", "chain", "--suite", "1").stdout
     (cli.cwd / "issuing.pem").write_text(chain[: chain.index("-----END CERTIFICATE-----") + 26])
     (cli.cwd / "root.pem").write_text(chain[chain.index("-----END CERTIFICATE-----") + 26 :])

@@ -35,6 +35,7 @@ from kms.db import (
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.db.pki_models import (
+    AgreementState,
     AuthorityRole,
     AuthorityState,
     CertificateKind,
@@ -306,6 +307,7 @@ ENUM_COLUMNS = {
     ("certificate_authority", "role"): AuthorityRole,
     ("certificate_authority", "state"): AuthorityState,
     ("officer", "state"): OfficerState,
+    ("key_agreement", "state"): AgreementState,
 }
 
 

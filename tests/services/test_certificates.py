@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
@@ -27,36 +27,13 @@ from kms.errors import (
 from kms.pki.profiles import CertificateType
 from kms.services import certificates
 from kms.services.certificates import CsrItem
-from tests.kms_fixtures import Kms, Pki, meter_row, write_manifest
+from tests.kms_fixtures import Kms, Pki, meter_csr, provision_meter
 
 CURVES = {1: ec.SECP256R1(), 2: ec.SECP384R1()}
 
 
-def provision(kms: Kms, tmp_path: Path, index: int, suite: int) -> bytes:
-    """A meter of ``suite`` recorded in the KMS (provisioned, not yet confirmed)."""
-    from kms.services.provisioning import ProvisioningService
-
-    row = meter_row(index, suite)
-    manifest = write_manifest(tmp_path / f"m{index}.csv", [row])
-    ProvisioningService(kms.hsm, kms.db, kms.config).provision(
-        manifest, tmp_path / f"m{index}.jsonl"
-    )
-    return bytes.fromhex(row["system_title"])
-
-
-def make_csr(
-    system_title: bytes,
-    curve: ec.EllipticCurve,
-    *,
-    cn: str | None = None,
-    der: bool = True,
-) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(curve)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn or system_title.hex().upper())])
-    hash_ = hashes.SHA384() if isinstance(curve, ec.SECP384R1) else hashes.SHA256()
-    request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hash_)
-    encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
-    return request.public_bytes(encoding), key
+provision = provision_meter
+make_csr = meter_csr
 
 
 def issue_one(pki: Pki, data: bytes, kind: CertificateType = CertificateType.DIGITAL_SIGNATURE):
