@@ -58,65 +58,51 @@ def create_root_ca(
     run(json_output, body)
 
 
-@click.command("create-issuing-ca")
-@_suite_option
-@request_option
-@approval_option
-@json_option
-@pass_owned_context
-def create_issuing_ca(
-    ctx: Context,
-    suite: str,
-    request_path: Path,
-    approval_paths: tuple[Path, ...],
-    json_output: bool,
-) -> None:
-    """Create the issuing CA of a suite, its certificate signed by the root in the token."""
+def _issuing_command(name: str, summary: str) -> click.Command:
+    """create-issuing-ca and rotate-issuing-ca: the same options, one service each."""
+    service = {
+        "create-issuing-ca": certificate_authority.create_issuing_ca,
+        "rotate-issuing-ca": certificate_authority.rotate_issuing_ca,
+    }[name]
 
-    def body() -> None:
-        req = approvals.load_request(read_file(request_path), str(request_path))
-        files = load_approvals(approval_paths)
-        report = certificate_authority.create_issuing_ca(
-            ctx.hsm(),
-            ctx.database(),
-            ctx.config,
-            ctx.config.actor,
-            req,
-            files,
-            SecuritySuite(int(suite)),
-        )
-        _print(report, json_output)
+    @click.command(name, help=summary)
+    @_suite_option
+    @request_option
+    @approval_option
+    @json_option
+    @pass_owned_context
+    def command(
+        ctx: Context,
+        suite: str,
+        request_path: Path,
+        approval_paths: tuple[Path, ...],
+        json_output: bool,
+    ) -> None:
+        def body() -> None:
+            req = approvals.load_request(read_file(request_path), str(request_path))
+            files = load_approvals(approval_paths)
+            report = service(
+                ctx.hsm(),
+                ctx.database(),
+                ctx.config,
+                ctx.config.actor,
+                req,
+                files,
+                SecuritySuite(int(suite)),
+            )
+            _print(report, json_output)
 
-    run(json_output, body)
+        run(json_output, body)
+
+    return command
 
 
-@click.command("rotate-issuing-ca")
-@_suite_option
-@request_option
-@approval_option
-@json_option
-@pass_owned_context
-def rotate_issuing_ca(
-    ctx: Context,
-    suite: str,
-    request_path: Path,
-    approval_paths: tuple[Path, ...],
-    json_output: bool,
-) -> None:
-    """Replace the issuing CA of a suite with a new version; the old one is retired."""
-
-    def body() -> None:
-        req = approvals.load_request(read_file(request_path), str(request_path))
-        files = load_approvals(approval_paths)
-        report = certificate_authority.rotate_issuing_ca(
-            ctx.hsm(),
-            ctx.database(),
-            ctx.config,
-            ctx.config.actor,
-            req,
-            files,
-            SecuritySuite(int(suite)),
-        )
-        _print(report, json_output)
-
-    run(json_output, body)
+create_issuing_ca = _issuing_command(
+    "create-issuing-ca",
+    "Create the issuing CA of a suite, its certificate signed by the root in the token.",
+)
+rotate_issuing_ca = _issuing_command(
+    "rotate-issuing-ca",
+    "Replace the issuing CA of a suite with a new version; the old one is retired (it still "
+    "signs CRLs for what it issued). A revoked issuing CA is replaced the same way.",
+)

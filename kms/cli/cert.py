@@ -212,13 +212,25 @@ def _write_atomically(path: Path, data: bytes) -> None:
 @json_option
 @pass_context
 def chain(ctx: Context, suite: str, json_output: bool) -> None:
-    """Print the issuing CA and root certificates (PEM) a verifier of the suite needs."""
+    """Print the issuing CA and root certificates (PEM) a verifier of the suite needs.
+
+    --json adds "import_certificate": one security setup method 6 action-request per
+    certificate, for the station to give a meter the CA certificates it must trust.
+    """
 
     def body() -> None:
         ders = certificates.chain(ctx.database(), SecuritySuite(int(suite)))
         pems = [certificate_pem(load_certificate(der)).decode() for der in ders]
         if json_output:
-            emit_json({"suite": int(suite), "certificates": pems})
+            emit_json(
+                {
+                    "suite": int(suite),
+                    "certificates": pems,
+                    "import_certificate": [
+                        certificates.import_certificate_apdu(der).hex().upper() for der in ders
+                    ],
+                }
+            )
         else:
             click.echo("".join(pems), nl=False)
 

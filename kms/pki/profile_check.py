@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from asn1crypto import core, x509  # type: ignore[import-untyped, unused-ignore]
 
+from kms.dlms.security_setup import CertificateEntity
 from kms.errors import CertificateProfileError, InvalidSignature
 from kms.pki._asn1 import (
     HASH_OF_ALGORITHM,
@@ -35,7 +36,6 @@ from kms.pki.rules import (
     CA_OPTIONAL_KEY_USAGE,
     KEY_USAGE,
     TLS_EXTENDED_KEY_USAGE,
-    CertificateEntity,
     CertificateType,
 )
 
@@ -164,7 +164,7 @@ def entity_of(
     """
     extensions = extensions_of(certificate["tbs_certificate"])
     if _is_ca(extensions):
-        return CertificateEntity.CA
+        return CertificateEntity.CERTIFICATION_AUTHORITY
     if server_system_title is not None:
         try:
             title = name_system_title(certificate.subject)

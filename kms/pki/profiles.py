@@ -33,6 +33,7 @@ from typing import Any
 
 from asn1crypto import keys, x509  # type: ignore[import-untyped, unused-ignore]
 
+from kms.dlms.security_setup import CertificateEntity
 from kms.errors import CertificateProfileError
 from kms.pki._asn1 import signature_algorithm, x509_time
 from kms.pki.ecdsa import hash_for_curve, public_key_curve
@@ -53,7 +54,6 @@ from kms.pki.rules import (
     CA_KEY_USAGE,
     KEY_USAGE,
     TLS_EXTENDED_KEY_USAGE,
-    CertificateEntity,
     CertificateType,
     Validity,
     curve_for_suite,

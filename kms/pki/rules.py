@@ -10,7 +10,6 @@ Exports:
 
 * :class:`CertificateType` -- security setup ``certificate_type`` (0 signing, 1 key agreement,
   2 TLS), with the CLI words.
-* :class:`CertificateEntity` -- security setup ``certificate_entity`` (server, client, CA, other).
 * :func:`curve_for_suite` -- P-256 for suite 1, P-384 for suite 2.
 * :class:`Validity` -- a certificate's notBefore/notAfter, aware UTC, whole seconds.
 * :data:`KEY_USAGE` / :data:`CA_KEY_USAGE` / :data:`TLS_EXTENDED_KEY_USAGE` -- the extension
@@ -33,7 +32,6 @@ __all__ = [
     "CA_OPTIONAL_KEY_USAGE",
     "KEY_USAGE",
     "TLS_EXTENDED_KEY_USAGE",
-    "CertificateEntity",
     "CertificateType",
     "Validity",
     "curve_for_suite",
@@ -43,10 +41,12 @@ _DIGITS = re.compile(r"[0-9]{1,2}", re.ASCII)
 
 
 class CertificateType(enum.IntEnum):
-    """The ``certificate_type`` enum of security setup methods 4, 5 and 7 (notes section 4).
+    """The ``certificate_type`` enum of security setup methods 4, 5 and 7 (notes section 4), as
+    far as the profile issues it: with the CLI's words.
 
-    Type 3 ("other") exists on the wire but the profile gives it no key usage, so the KMS neither
-    issues nor classifies it.
+    Type 3 ("other") exists on the wire (:class:`kms.dlms.security_setup.CertificateType`, the
+    codec's enum, has it) but the profile gives it no key usage, so the KMS neither issues nor
+    classifies it; the values are the wire's, so ``int()`` of either is what a meter sees.
     """
 
     DIGITAL_SIGNATURE = 0
@@ -91,15 +91,6 @@ _CLI_NAMES = {
     CertificateType.KEY_AGREEMENT: "key-agreement",
     CertificateType.TLS: "tls",
 }
-
-
-class CertificateEntity(enum.IntEnum):
-    """The ``certificate_entity`` enum of security setup attribute 6 (notes section 4)."""
-
-    SERVER = 0
-    CLIENT = 1
-    CA = 2
-    OTHER = 3
 
 
 def curve_for_suite(suite: SecuritySuite) -> str:

@@ -190,27 +190,7 @@ def create_issuing_ca(
     suite: SecuritySuite,
 ) -> AuthorityReport:
     """The first issuing CA of ``suite``, signed by the root in the token."""
-
-    def make(session: Session, now: datetime.datetime) -> _Plan:
-        curve = profiles.curve_for_suite(suite)
-        if pki_repo.authorities(session, AuthorityRole.ISSUING, int(suite)):
-            raise ConflictError(
-                f"suite {int(suite)} already has an issuing CA; rotate it instead "
-                "(scripts/rotate_issuing_ca.py)"
-            )
-        approved = verify_approvals(
-            session,
-            config,
-            request,
-            approvals,
-            ceremony="create-issuing-ca",
-            parameters={"suite": int(suite)},
-        )
-        return _Plan(
-            f"suite{int(suite)}-v1", AuthorityRole.ISSUING, suite, curve, 1, None, approved
-        )
-
-    return _ceremony(hsm, db, config, actor, request, make, "ca.create")
+    return _issuing(hsm, db, config, actor, request, approvals, suite, rotate=False)
 
 
 def rotate_issuing_ca(
@@ -223,35 +203,47 @@ def rotate_issuing_ca(
     suite: SecuritySuite,
 ) -> AuthorityReport:
     """A new version of the issuing CA of ``suite``; the old one is retired (CRLs only)."""
+    return _issuing(hsm, db, config, actor, request, approvals, suite, rotate=True)
+
+
+def _issuing(
+    hsm: Hsm,
+    db: Database,
+    config: Config,
+    actor: str,
+    request: CeremonyRequest,
+    approvals: Sequence[ApprovalFile],
+    suite: SecuritySuite,
+    *,
+    rotate: bool,
+) -> AuthorityReport:
+    number = int(suite)
 
     def make(session: Session, now: datetime.datetime) -> _Plan:
         curve = profiles.curve_for_suite(suite)
-        current = pki_repo.active_authority(session, AuthorityRole.ISSUING, int(suite))
-        if current is None:
+        # Newest first; a revoked CA is replaced by rotating too (its successor is a new version).
+        latest = next(iter(pki_repo.authorities(session, AuthorityRole.ISSUING, number)), None)
+        if rotate and latest is None:
             raise NotFoundError(
-                f"suite {int(suite)} has no active issuing CA to rotate; create one first "
+                f"suite {number} has no issuing CA to rotate; create one first "
                 "(scripts/create_issuing_ca.py)"
             )
+        if not rotate and latest is not None:
+            raise ConflictError(
+                f"suite {number} already has an issuing CA; rotate it instead "
+                "(scripts/rotate_issuing_ca.py)"
+            )
+        ceremony = "rotate-issuing-ca" if rotate else "create-issuing-ca"
         approved = verify_approvals(
-            session,
-            config,
-            request,
-            approvals,
-            ceremony="rotate-issuing-ca",
-            parameters={"suite": int(suite)},
+            session, config, request, approvals, ceremony=ceremony, parameters={"suite": number}
         )
-        version = current.version + 1
-        return _Plan(
-            f"suite{int(suite)}-v{version}",
-            AuthorityRole.ISSUING,
-            suite,
-            curve,
-            version,
-            current,
-            approved,
-        )
+        version = latest.version + 1 if latest is not None else 1
+        active = latest is not None and latest.state is AuthorityState.ACTIVE
+        retiring = latest if active else None
+        name = f"suite{number}-v{version}"
+        return _Plan(name, AuthorityRole.ISSUING, suite, curve, version, retiring, approved)
 
-    return _ceremony(hsm, db, config, actor, request, make, "ca.rotate")
+    return _ceremony(hsm, db, config, actor, request, make, "ca.rotate" if rotate else "ca.create")
 
 
 @dataclass

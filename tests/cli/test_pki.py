@@ -105,6 +105,14 @@ def test_from_officers_to_a_revoked_meter_certificate(cli: Cli) -> None:
     assert apdu[:13] == bytes.fromhex("C301C1004000002B0000FF0601")
     assert parse_import_certificate_request(apdu).parameter == meter_der
     chain = cli.ok("cert", "chain", "--suite", "1").stdout
+    chain_json = cli.json("cert", "chain", "--suite", "1")
+    assert [
+        parse_import_certificate_request(bytes.fromhex(a)).parameter
+        for a in chain_json["import_certificate"]
+    ] == [
+        x509.load_pem_x509_certificate(p.encode()).public_bytes(serialization.Encoding.DER)
+        for p in chain_json["certificates"]
+    ]
     (cli.cwd / "issuing.pem").write_text(chain[: chain.index("-----END CERTIFICATE-----") + 26])
     (cli.cwd / "root.pem").write_text(chain[chain.index("-----END CERTIFICATE-----") + 26 :])
     cli.ok("crl", "issue", "--suite", "1", "--out", "crl.pem")

@@ -22,26 +22,49 @@ sections 4 and 11):
   whose reserved bits 0 and 1 must be clear. Whether a policy may be lowered is not settled
   (notes section 4), so this meter allows it.
 
-Responses are action-response-normal without return data: ``C7 01 <invoke> <result> 00``, the
-invoke-id-and-priority byte echoed as received, the result an :class:`ActionResult`. Why a request
-was refused is kept in :attr:`SimulatedMeter.last_refusal` for test diagnostics (a real meter says
-less). An APDU that is not an action-request-normal at all raises ``ValueError``: a simulated
-meter only models the ACTION service, so that is a fault in the test harness.
+Suites 1 and 2 (methods 4..6 and HLS mechanism 7; the key pairs, certificates and signatures
+are :mod:`tests.interop.meter_pki`'s, pyca/cryptography only):
+
+* ``generate_key_pair`` (method 4) and ``generate_certificate_request`` (method 5) take one enum,
+  0..2; method 5 answers the CSR as an octet-string. ``import_certificate`` (method 6) takes one
+  octet-string of DER. A suite 0 meter has no such methods (read-write-denied), like methods 3, 7
+  and 8 in every suite.
+* HLS-ECDSA: :meth:`SimulatedMeter.associate` stands for the AARQ (mechanism 7) carrying CtoS and
+  returns the meter's StoC (the AARE), or None when the meter rejects the association. The
+  client then invokes reply_to_HLS_authentication (Association LN, class_id 15, 0.0.40.0.0.255,
+  method 1) with f(StoC) as an octet-string; the meter answers f(CtoS) as an octet-string, or
+  other-reason without data when f(StoC) does not verify (Gurux's server would answer success
+  without data; which result a strict meter gives is not settled [U]). One reply per
+  association: the challenge is spent either way.
+
+Responses are action-response-normal, ``C7 01 <invoke> <result> 00`` without return data and
+``C7 01 <invoke> 00 01 00 <Data>`` with it, the invoke-id-and-priority byte echoed as received,
+the result an :class:`ActionResult`. Why a request was refused is kept in
+:attr:`SimulatedMeter.last_refusal` for test diagnostics (a real meter says less). An APDU that
+is not an action-request-normal at all raises ``ValueError``: a simulated meter only models the
+ACTION service, so that is a fault in the test harness.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from dlms_cosem import enumerations
 from dlms_cosem.protocol.xdlms.action import ActionRequestNormal
 
-__all__ = ["MANAGEMENT_SETUP", "ActionResult", "SimulatedMeter"]
+from .meter_pki import KeyPairType, MeterPki, PkiRefused
+
+__all__ = ["ASSOCIATION_LN", "MANAGEMENT_SETUP", "ActionResult", "KeyPairType", "SimulatedMeter"]
 
 MANAGEMENT_SETUP = bytes.fromhex("00002B0000FF")
+#: The current association (Association LN, class_id 15): reply_to_HLS_authentication is method 1.
+ASSOCIATION_LN = bytes.fromhex("0000280000FF")
+_ASSOCIATION_LN_CLASS = 15
 
 _ACTION_REQUEST = 0xC3
 _ACTION_RESPONSE = 0xC7
@@ -83,11 +106,23 @@ class _Refused(Exception):
 
 
 class _SecuritySetup:
-    __slots__ = ("keys", "security_policy")
+    __slots__ = ("keys", "pki", "security_policy")
 
-    def __init__(self, kek: bytes) -> None:
+    def __init__(self, kek: bytes, pki: MeterPki | None) -> None:
         self.keys: dict[str, bytes] = {"KEK": kek}
         self.security_policy = 0
+        self.pki = pki
+
+
+@dataclass
+class _Association:
+    """An association opened with mechanism 7 and waiting for reply_to_HLS_authentication."""
+
+    client: bytes
+    ctos: bytes
+    stoc: bytes
+    pki: MeterPki
+    authenticated: bool = False
 
 
 class SimulatedMeter:
@@ -101,6 +136,7 @@ class SimulatedMeter:
         setups: Iterable[bytes] = (MANAGEMENT_SETUP,),
         *,
         version: int = 0,
+        trust_anchors: Iterable[bytes] = (),
     ) -> None:
         if len(system_title) != 8:
             raise ValueError(f"system title must be 8 bytes, got {len(system_title)}")
@@ -117,16 +153,19 @@ class SimulatedMeter:
         self.version = version
         self.key_length = _SUITE_KEY_LENGTH[suite]
         self._setups: dict[bytes, _SecuritySetup] = {}
+        anchors = tuple(bytes(der) for der in trust_anchors)
         for logical_name in setups:
             name = bytes(logical_name)
             if len(name) != 6 or name[:4] != b"\x00\x00\x2b\x00" or name[5] != 0xFF:
                 raise ValueError(f"{name.hex()} is not a security setup logical name")
             if name in self._setups:
                 raise ValueError(f"security setup {name.hex()} listed twice")
-            self._setups[name] = _SecuritySetup(bytes(initial_kek))
+            pki = MeterPki(self.system_title, suite, anchors) if suite else None
+            self._setups[name] = _SecuritySetup(bytes(initial_kek), pki)
         if not self._setups:
             raise ValueError("a meter needs at least one security setup")
         self.last_refusal: str | None = None
+        self._association: _Association | None = None
 
     # --- inspection -------------------------------------------------------------------------
 
@@ -143,6 +182,67 @@ class SimulatedMeter:
         """The security policy last activated on a security setup (0 at start)."""
         return self._setups[bytes(logical_name)].security_policy
 
+    def pki(self, logical_name: bytes = MANAGEMENT_SETUP) -> MeterPki:
+        """The key pairs and certificates of a suite 1 or 2 security setup."""
+        pki = self._setups[bytes(logical_name)].pki
+        if pki is None:
+            raise ValueError("a suite 0 meter has no key pairs")
+        return pki
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the current association's client proved itself with f(StoC)."""
+        return self._association is not None and self._association.authenticated
+
+    # --- HLS-ECDSA ----------------------------------------------------------------------------
+
+    def associate(
+        self,
+        client_system_title: bytes,
+        ctos: bytes,
+        *,
+        logical_name: bytes = MANAGEMENT_SETUP,
+        stoc: bytes | None = None,
+    ) -> bytes | None:
+        """An AARQ with mechanism 7 and CtoS: the meter's StoC, or None if it rejects it."""
+        self._association = None
+        pki = self._setups[bytes(logical_name)].pki
+        reason = None
+        if pki is None:
+            reason = "HLS-ECDSA needs suite 1 or 2"
+        elif not 32 <= len(ctos) <= 64:
+            reason = f"CtoS is {len(ctos)} bytes, not 32..64"
+        elif pki.public_key(KeyPairType.DIGITAL_SIGNATURE) is None:
+            reason = "no digital signature key pair"
+        if reason is not None or pki is None:
+            self.last_refusal = reason
+            return None
+        challenge = os.urandom(32) if stoc is None else bytes(stoc)
+        self._association = _Association(bytes(client_system_title), bytes(ctos), challenge, pki)
+        self.last_refusal = None
+        return challenge
+
+    def _reply_to_hls_authentication(self, apdu: bytes) -> bytes:
+        if int.from_bytes(apdu[3:5], "big") != _ASSOCIATION_LN_CLASS:
+            raise _Refused(ActionResult.OBJECT_CLASS_INCONSISTENT, "not an association LN")
+        if apdu[11] != 1:
+            raise _Refused(ActionResult.READ_WRITE_DENIED, f"association method {apdu[11]}")
+        f_stoc = _octet_string(apdu[13:] if apdu[12] else None, "reply_to_HLS_authentication")
+        association = self._association
+        if association is None or association.authenticated:
+            raise _Refused(ActionResult.READ_WRITE_DENIED, "no HLS authentication pending")
+        self._association = None  # one answer per challenge
+        try:
+            association.pki.check_f_stoc(
+                association.client, association.stoc, association.ctos, f_stoc
+            )
+        except PkiRefused as refused:
+            raise _Refused(ActionResult.OTHER_REASON, str(refused)) from None
+        association.authenticated = True
+        self._association = association
+        f_ctos = association.pki.f_ctos(association.client, association.ctos, association.stoc)
+        return _encode_octet_string(f_ctos)
+
     # --- the ACTION service -----------------------------------------------------------------
 
     def apply(self, apdu: bytes) -> bytes:
@@ -152,19 +252,22 @@ class SimulatedMeter:
             raise ValueError("not an action-request-normal (C3 01 ...)")
         invoke = apdu[2]
         try:
-            self._apply(apdu)
+            data = self._apply(apdu)
         except _Refused as refusal:
             self.last_refusal = refusal.reason
             return bytes([_ACTION_RESPONSE, _NORMAL, invoke, refusal.result, 0x00])
         self.last_refusal = None
-        return bytes([_ACTION_RESPONSE, _NORMAL, invoke, ActionResult.SUCCESS, 0x00])
+        head = bytes([_ACTION_RESPONSE, _NORMAL, invoke, ActionResult.SUCCESS])
+        return head + (b"\x00" if data is None else b"\x01\x00" + data)
 
-    def _apply(self, apdu: bytes) -> None:
+    def _apply(self, apdu: bytes) -> bytes | None:
         if len(apdu) < _HEADER_LENGTH:
             raise _Refused(ActionResult.TYPE_UNMATCHED, "truncated cosem-method-descriptor")
         if apdu[12] not in (0, 1):
             raise _Refused(ActionResult.TYPE_UNMATCHED, "method-invocation-parameters flag")
         logical_name = apdu[5:11]
+        if logical_name == ASSOCIATION_LN:
+            return self._reply_to_hls_authentication(apdu)
         setup = self._setups.get(logical_name)
         try:
             request = ActionRequestNormal.from_bytes(apdu)
@@ -182,8 +285,30 @@ class SimulatedMeter:
             self._security_activate(setup, parameters)
         elif method.method == 2:
             self._key_transfer(setup, parameters)
+        elif method.method in (4, 5, 6) and setup.pki is not None:
+            return self._public_key_method(setup.pki, method.method, parameters)
         else:
             raise _Refused(ActionResult.READ_WRITE_DENIED, f"method {method.method}")
+        return None
+
+    def _public_key_method(
+        self, pki: MeterPki, method: int, parameters: bytes | None
+    ) -> bytes | None:
+        try:
+            if method == 6:
+                pki.import_certificate(_octet_string(parameters, "import_certificate"))
+                return None
+            if parameters is None or len(parameters) != 2 or parameters[0] != _TAG_ENUM:
+                raise _Refused(ActionResult.TYPE_UNMATCHED, f"method {method} takes one enum")
+            if parameters[1] > KeyPairType.TLS:
+                raise _Refused(ActionResult.OTHER_REASON, f"key pair type {parameters[1]}")
+            kind = KeyPairType(parameters[1])
+            if method == 4:
+                pki.generate_key_pair(kind)
+                return None
+            return _encode_octet_string(pki.certificate_request(kind))
+        except PkiRefused as refused:
+            raise _Refused(ActionResult.OTHER_REASON, str(refused)) from None
 
     def _security_activate(self, setup: _SecuritySetup, parameters: bytes | None) -> None:
         if parameters is None or len(parameters) != 2 or parameters[0] != _TAG_ENUM:
@@ -267,6 +392,33 @@ def _parse_key_data(data: bytes) -> list[tuple[int, bytes]]:
     if position != len(data):
         raise _Refused(ActionResult.TYPE_UNMATCHED, "trailing bytes after key_transfer array")
     return entries
+
+
+def _octet_string(parameters: bytes | None, method: str) -> bytes:
+    """One octet-string filling the parameters exactly (A-XDR length 1, 0x81, 0x82 or 0x84 form)."""
+    if not parameters or parameters[0] != _TAG_OCTET_STRING or len(parameters) < 2:
+        raise _Refused(ActionResult.TYPE_UNMATCHED, f"{method} takes one octet-string")
+    first, start = parameters[1], 2
+    size = first
+    if first >= 0x80:
+        start = 2 + (first & 0x7F)
+        if first not in (0x81, 0x82, 0x84) or len(parameters) < start:
+            raise _Refused(ActionResult.TYPE_UNMATCHED, f"{method}: bad length")
+        size = int.from_bytes(parameters[2:start], "big")
+    if start + size != len(parameters):
+        raise _Refused(ActionResult.TYPE_UNMATCHED, f"{method}: length disagrees with the data")
+    return parameters[start:]
+
+
+def _encode_octet_string(value: bytes) -> bytes:
+    size = len(value)
+    if size < 0x80:
+        length = bytes([size])
+    elif size < 0x100:
+        length = bytes([0x81, size])
+    else:
+        length = b"\x82" + size.to_bytes(2, "big")
+    return bytes([_TAG_OCTET_STRING]) + length + value
 
 
 def _check_value(key: bytes) -> str:

@@ -207,8 +207,8 @@ def test_certificate_type_and_entity_derivation(pki: Pki) -> None:
         assert profiles.entity_of(leaf, OTHER_ST) is CertificateEntity.CLIENT
         assert profiles.entity_of(leaf) is CertificateEntity.CLIENT
     assert profiles.certificate_type_of(pki.root) is None
-    assert profiles.entity_of(pki.root, METER_ST) is CertificateEntity.CA
-    assert profiles.entity_of(pki.issuing["P-256"]) is CertificateEntity.CA
+    assert profiles.entity_of(pki.root, METER_ST) is CertificateEntity.CERTIFICATION_AUTHORITY
+    assert profiles.entity_of(pki.issuing["P-256"]) is CertificateEntity.CERTIFICATION_AUTHORITY
 
 
 def test_validity_is_carried_exactly(pki: Pki) -> None:

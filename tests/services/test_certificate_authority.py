@@ -21,7 +21,7 @@ from kms.db import repository as repo
 from kms.dlms.suites import SecuritySuite
 from kms.errors import ApprovalError, ConflictError, InputError, NotFoundError
 from kms.hsm import TokenKey
-from kms.services import approvals, certificate_authority
+from kms.services import approvals, certificate_authority, certificates
 from tests.kms_fixtures import Kms, Officers, Pki, officer_key_pem, public_pem
 
 
@@ -257,3 +257,20 @@ def test_an_officer_key_must_be_ec_p256_or_p384(kms: Kms) -> None:
     )
     with pytest.raises(InputError, match="P-256 or P-384"):
         approvals.add_officer(kms.db, kms.config, "pytest", "eve", pem)
+
+
+def test_a_revoked_issuing_ca_is_replaced_by_rotation(pki: Pki) -> None:
+    kms = pki.kms
+    with kms.db.begin() as session:
+        current = pki_repo.active_authority(session, AuthorityRole.ISSUING, 2)
+        assert current is not None
+        serial = current.certificate.serial
+    certificates.revoke(kms.db, "pytest", serial, "ca_compromise")
+    request, files = pki.officers.approve(kms, "rotate-issuing-ca", {"suite": 2})
+    report = certificate_authority.rotate_issuing_ca(
+        kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(2)
+    )
+    assert (report.name, report.retired) == ("suite2-v2", None)
+    states = {a.name: a.state for a in _authorities(kms)}
+    assert states["suite2-v1"] is AuthorityState.REVOKED
+    assert states["suite2-v2"] is AuthorityState.ACTIVE
