@@ -13,6 +13,9 @@ Recognised environment variables (the names are a contract other tools rely on):
                         of every APDU the KMS protects, the fixed field of its IVs
 ``KMS_CEREMONY_APPROVALS``  M: officer approvals every ceremony needs (default 2)
 ``KMS_CEREMONY_OFFICERS``   N: officers who may be registered (default 3; M <= N)
+``KMS_SO_PIN``          the token's security officer PIN, or ``KMS_SO_PIN_FILE``: read only by
+                        the ceremony that makes the CA backup wrapping key
+                        (:func:`security_officer_pin`), never part of :class:`Config`
 
 PKI settings live in kms.toml only: ``pki_organization`` (O= of the CA names),
 ``root_ca_validity_days`` (default 10950), ``issuing_ca_validity_days`` (7300),
@@ -284,3 +287,23 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def security_officer_pin(environ: Mapping[str, str] | None = None) -> Pin:
+    """The SO PIN from ``KMS_SO_PIN`` or ``KMS_SO_PIN_FILE``, for the one ceremony that needs it.
+
+    Kept out of :class:`Config` so that no long-running KMS process ever holds it.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("KMS_SO_PIN"):
+        return Pin(env["KMS_SO_PIN"])
+    if env.get("KMS_SO_PIN_FILE"):
+        try:
+            text = Path(env["KMS_SO_PIN_FILE"]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the SO PIN file: {exc.strerror}") from None
+        lines = text.splitlines()
+        if lines and lines[0].strip():
+            return Pin(lines[0].strip())
+        raise ConfigError("the SO PIN file is empty")
+    raise ConfigError("no security officer PIN: set KMS_SO_PIN or KMS_SO_PIN_FILE")

@@ -66,7 +66,11 @@ def ceremony() -> None:
 @ceremony.command("request")
 @click.argument("name", type=click.Choice(sorted(approvals.CEREMONIES)))
 @click.option("--suite", type=click.Choice(["1", "2"]), help="Issuing-CA ceremonies: the suite.")
-@click.option("--ca", "ca_name", help="backup-ca-key: the CA whose key is backed up.")
+@click.option(
+    "--ca",
+    "ca_name",
+    help="backup-ca-key, restore-ca-key: the CA whose key is backed up or restored.",
+)
 @click.option("--officer-name", help="add-officer: the new officer's name.")
 @click.option(
     "--officer-key",

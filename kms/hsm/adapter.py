@@ -17,8 +17,8 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from kms import errors
-from kms.config import Config
-from kms.hsm import ecdh, templates
+from kms.config import Config, Pin
+from kms.hsm import ecdh, templates, trusted_wrap
 from kms.hsm.gcm import TokenGcm
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
@@ -432,6 +432,49 @@ class Hsm(TokenSession):
         if key.use not in (KeyUse.EK, KeyUse.EK_FOR_USE):
             raise ValueError(f"GCM needs an encryption key, not a {key.use.value} key")
         return TokenGcm(self, key, self.profile.mechanism("gcm"))
+
+    # --- CA key backup (the work is in kms.hsm.trusted_wrap) ---------------------------------
+
+    def create_trusted_wrapping_key(
+        self, so_pin: Pin, label: str, key_id: bytes, value: bytearray
+    ) -> TokenKey:
+        """The AES-256 backup wrapping key of known ``value``: a private token object with
+        CKA_TRUSTED (set by the security officer, whose PIN this takes), wrap only, sensitive and
+        never extractable. The process is logged out and in again on the way, so every session
+        key of this Hsm dies; the caller zeroises ``value``."""
+        return trusted_wrap.create_trusted_wrapping_key(self, so_pin, label, key_id, value)
+
+    def wrap_private_key(self, wrapping_key: TokenKey, key: TokenKey) -> bytes:
+        """A token private key (a CA key) wrapped as PKCS#8 under the profile's ``ca_key_wrap``
+        mechanism; the token refuses a CKA_WRAP_WITH_TRUSTED key under an untrusted key."""
+        return trusted_wrap.wrap_private_key(self, wrapping_key, key)
+
+    def load_unwrapping_key(self, value: bytearray) -> SessionKey:
+        """The backup wrapping key rebuilt from ``value`` as an unwrap-only session key."""
+        return trusted_wrap.load_unwrapping_key(self, value)
+
+    def unwrap_private_key(
+        self, unwrapping_key: SessionKey, wrapped: bytes, label: str, key_id: bytes
+    ) -> TokenKey:
+        """A backed-up CA private key unwrapped into the token as ``label``, with the template
+        of a CA key; a bad blob raises InvalidUnwrap and leaves nothing behind."""
+        return trusted_wrap.unwrap_private_key(self, unwrapping_key, wrapped, label, key_id)
+
+    def create_public_key(self, label: str, key_id: bytes, public_key_der: bytes) -> TokenKey:
+        """The public half of a restored key pair, from its DER SubjectPublicKeyInfo."""
+        return trusted_wrap.create_public_key(self, label, key_id, public_key_der)
+
+    def destroy_token_key(self, key: TokenKey) -> None:
+        """Destroy a token key that a ceremony made but could not record (nothing half-made)."""
+
+        def destroy() -> None:
+            with contextlib.suppress(errors.TokenKeyNotFound):
+                self._resolve(key).destroy()
+            self._handles.pop((key.label, key.object_class), None)
+
+        self._call(f"destroy {key.label}", destroy)
+
+    # --- end of CA key backup ------------------------------------------------------------------
 
     def random(self, length: int) -> bytes:
         """``length`` bytes from the token's random number generator (challenges, ids)."""

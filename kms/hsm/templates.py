@@ -16,6 +16,7 @@ import enum
 from typing import Any
 
 from pkcs11 import Attribute, KeyType, ObjectClass
+from pkcs11.constants import DEFAULT
 
 
 class KeyUse(enum.Enum):
@@ -286,4 +287,89 @@ def shared_secret(*, readable: bool = False) -> dict[Attribute, Any]:
         Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
         Attribute.SENSITIVE: not readable,
         Attribute.EXTRACTABLE: readable,
+    }
+
+
+# --- CA key backup (kms.hsm.trusted_wrap) ------------------------------------------------------
+# A CA private key made with ``ec_private_key(backup=True)`` leaves the token only under a
+# CKA_TRUSTED key, and only the security officer (SO) can set CKA_TRUSTED. SoftHSM 2.6.1 lets the
+# SO make public objects only (a private one is CKR_USER_NOT_LOGGED_IN) and keeps a public token
+# object's CKA_VALUE in clear in the token file (both measured), so the SO makes the key as a
+# public *session* object, which never reaches the disk, and the user copies it into a private
+# token object: C_CopyObject keeps CKA_TRUSTED, and takes CKA_PRIVATE and CKA_TOKEN from the copy
+# template only while the source is CKA_MODIFIABLE (else CKR_ATTRIBUTE_READ_ONLY).
+
+
+def trusted_wrapping_key_by_so(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """The backup wrapping key as the SO makes it: an AES session object, public (the SO can
+    make nothing else), trusted, wrap only, and modifiable so that the user can copy it private.
+    The caller adds CKA_VALUE."""
+    return {
+        **_secret(label, key_id, token=False),
+        Attribute.PRIVATE: False,
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.TRUSTED: True,
+        Attribute.WRAP: True,
+        Attribute.MODIFIABLE: True,
+    }
+
+
+def trusted_wrapping_key_copy() -> dict[Attribute, Any]:
+    """C_CopyObject template that turns the SO's session key into the lasting token key.
+
+    SoftHSM applies a copy template in order, and once CKA_MODIFIABLE is false it refuses every
+    later attribute (measured): CKA_MODIFIABLE stays last.
+    """
+    return {Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.MODIFIABLE: False}
+
+
+def backup_unwrapping_key() -> dict[Attribute, Any]:
+    """The backup wrapping key rebuilt at a restore: a session object that can only unwrap (it
+    dies with the ceremony's session). The caller adds CKA_VALUE."""
+    return {
+        **_secret(None, None, token=False),
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.UNWRAP: True,
+    }
+
+
+def restored_ec_private_key(label: str, key_id: bytes) -> dict[Attribute, Any]:
+    """C_UnwrapKey template of a restored CA private key: :func:`ec_private_key` with ``backup``,
+    as a session object, to be copied into the token with :func:`restored_key_copy`.
+
+    SoftHSM refuses CKA_MODIFIABLE in an unwrap template (CKR_ATTRIBUTE_READ_ONLY), so the key
+    is unwrapped modifiable and only its copy is not; python-pkcs11 adds CKA_ENCRYPT, CKA_VERIFY
+    and CKA_WRAP to every unwrap template, which an EC private key does not have
+    (CKR_ATTRIBUTE_TYPE_INVALID): ``DEFAULT`` drops them again.
+    """
+    return {
+        **ec_private_key(label, key_id, backup=True),
+        Attribute.TOKEN: False,
+        Attribute.MODIFIABLE: DEFAULT,
+        Attribute.ENCRYPT: DEFAULT,
+        Attribute.VERIFY: DEFAULT,
+        Attribute.WRAP: DEFAULT,
+    }
+
+
+def restored_key_copy() -> dict[Attribute, Any]:
+    """C_CopyObject template making a restored key a lasting, unmodifiable token object."""
+    return {Attribute.TOKEN: True, Attribute.MODIFIABLE: False}
+
+
+def ec_public_key_object(
+    label: str, key_id: bytes, ec_params: bytes, ec_point: bytes
+) -> dict[Attribute, Any]:
+    """C_CreateObject template of a CA's public key brought back from its certificate (the
+    public half a restored private key pairs with)."""
+    return {
+        **ec_public_key(label, key_id),
+        Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+        Attribute.KEY_TYPE: KeyType.EC,
+        Attribute.EC_PARAMS: ec_params,
+        Attribute.EC_POINT: ec_point,
     }

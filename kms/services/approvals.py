@@ -51,6 +51,7 @@ CEREMONIES: Mapping[str, frozenset[str]] = {
     "create-issuing-ca": frozenset({"suite"}),
     "rotate-issuing-ca": frozenset({"suite"}),
     "backup-ca-key": frozenset({"ca"}),
+    "restore-ca-key": frozenset({"ca"}),
     "add-officer": frozenset({"name", "public_key_sha256"}),
 }
 DEFAULT_LIFETIME = datetime.timedelta(hours=24)

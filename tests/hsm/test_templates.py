@@ -36,10 +36,20 @@ KEY_PAIR_TEMPLATES = {
     "ephemeral_private_key",
     "ephemeral_public_key",
     "known_answer_ec_private_key",
+    "restored_ec_private_key",
+    "ec_public_key_object",
 }
 DATA_TEMPLATES = {"data_object"}
+#: C_CopyObject templates: the attributes a copy changes, nothing more.
+COPY_TEMPLATES = {"trusted_wrapping_key_copy", "restored_key_copy"}
 
-_ARGUMENTS: dict[str, Any] = {"label": "kms-test", "key_id": b"kms-test", "value": b"v"}
+_ARGUMENTS: dict[str, Any] = {
+    "label": "kms-test",
+    "key_id": b"kms-test",
+    "value": b"v",
+    "ec_params": b"p",
+    "ec_point": b"q",
+}
 
 
 def _instances() -> list[tuple[str, dict[Attribute, Any]]]:
@@ -83,13 +93,16 @@ GRANTED = {
     "shared_secret": set(),  # Z: C_DigestKey needs no capability
     "secret_for_use": set(),
     "known_answer_key": {Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP},
+    # CA key backup: the trusted key only wraps where it is made, the rebuilt one only unwraps.
+    "trusted_wrapping_key_by_so": {Attribute.WRAP},
+    "backup_unwrapping_key": {Attribute.UNWRAP},
 }
 
 
 def test_every_template_is_either_a_secret_key_or_a_known_key_pair_half() -> None:
     names = {name.split("(")[0] for name, _ in INSTANCES}
     secret = {name.split("(")[0] for name, _ in SECRET}
-    assert names - secret == KEY_PAIR_TEMPLATES | DATA_TEMPLATES
+    assert names - secret == KEY_PAIR_TEMPLATES | DATA_TEMPLATES | COPY_TEMPLATES
     assert {name for name, _ in SECRET} == set(GRANTED)
 
 
@@ -121,6 +134,8 @@ def test_a_secret_key_template_states_token_sensitive_and_extractable(
             "session_key(EPHEMERAL)",
             "secret_for_use",
             "shared_secret",
+            "trusted_wrapping_key_by_so",
+            "backup_unwrapping_key",
         }
         assert template[Attribute.EXTRACTABLE] is (name not in in_use)
         readable = {"session_key(AK_FOR_USE)", "session_key(DEDICATED)"}
@@ -169,3 +184,22 @@ def test_z_is_readable_only_for_the_host_kdf() -> None:
     ) == (True, False)
     readable = templates.shared_secret(readable=True)
     assert (readable[Attribute.SENSITIVE], readable[Attribute.EXTRACTABLE]) == (False, True)
+
+
+def test_the_so_makes_the_backup_key_public_trusted_and_modifiable_for_the_copy() -> None:
+    template = templates.trusted_wrapping_key_by_so("kms-test", b"kms-test")
+    assert template[Attribute.TRUSTED] is True
+    assert (template[Attribute.TOKEN], template[Attribute.PRIVATE]) == (False, False)
+    assert template[Attribute.MODIFIABLE] is True
+    copy = templates.trusted_wrapping_key_copy()
+    assert copy == {Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.MODIFIABLE: False}
+    assert list(copy)[-1] is Attribute.MODIFIABLE  # SoftHSM refuses what follows it
+
+
+def test_a_restored_ca_key_gets_the_template_of_a_ca_key() -> None:
+    restored = templates.restored_ec_private_key("kms-test", b"kms-test")
+    made = templates.ec_private_key("kms-test", b"kms-test", backup=True)
+    same = (Attribute.SENSITIVE, Attribute.EXTRACTABLE, Attribute.WRAP_WITH_TRUSTED, Attribute.SIGN)
+    assert all(restored[a] == made[a] for a in (*same, *PRIVATE_CAPABILITIES))
+    assert restored[Attribute.TOKEN] is False  # copied into the token by restored_key_copy()
+    assert templates.restored_key_copy() == {Attribute.TOKEN: True, Attribute.MODIFIABLE: False}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -278,3 +279,40 @@ def test_bad_step_7_settings_are_named(tmp_path: Path, text: str, words: str) ->
     path = _toml(tmp_path, f"[kms]\n{text}\n")
     with pytest.raises(ConfigError, match=words):
         load_config({"KMS_CONFIG": str(path)})
+
+
+# --- the security officer PIN (CA backup key ceremony) -------------------------------------------
+
+
+def test_the_so_pin_comes_from_the_environment_or_a_file_and_never_shows(tmp_path: Path) -> None:
+    from kms.config import security_officer_pin
+
+    assert security_officer_pin({"KMS_SO_PIN": SECRET_PIN}).reveal() == SECRET_PIN
+    pin_file = tmp_path / "so.pin"
+    pin_file.write_text(f"{SECRET_PIN}\nignored\n", encoding="utf-8")
+    pin = security_officer_pin({"KMS_SO_PIN_FILE": str(pin_file)})
+    assert pin.reveal() == SECRET_PIN and SECRET_PIN not in f"{pin} {pin!r}"
+    assert not [f for f in dataclasses.fields(Config) if "so" in f.name.split("_")]  # not held
+
+
+@pytest.mark.parametrize(
+    ("environ", "match"),
+    [
+        ({}, "KMS_SO_PIN or KMS_SO_PIN_FILE"),
+        ({"KMS_SO_PIN_FILE": "/nonexistent/so.pin"}, "cannot read the SO PIN file"),
+    ],
+)
+def test_a_missing_so_pin_is_named(environ: dict[str, str], match: str) -> None:
+    from kms.config import security_officer_pin
+
+    with pytest.raises(ConfigError, match=match):
+        security_officer_pin(environ)
+
+
+def test_an_empty_so_pin_file_is_refused(tmp_path: Path) -> None:
+    from kms.config import security_officer_pin
+
+    empty = tmp_path / "so.pin"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="empty"):
+        security_officer_pin({"KMS_SO_PIN_FILE": str(empty)})
