@@ -71,7 +71,12 @@ def ceremony() -> None:
     "ca_name",
     help="backup-ca-key, restore-ca-key: the CA whose key is backed up or restored.",
 )
-@click.option("--officer-name", help="add-officer: the new officer's name.")
+@click.option(
+    "--wrapping-key-kcv",
+    help="backup-ca-key: the check value of the backup wrapping key (create_backup_key.py "
+    "printed it when the officers' components made it).",
+)
+@click.option("--officer-name", help="add-officer, remove-officer: the officer's name.")
 @click.option(
     "--officer-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -88,6 +93,7 @@ def request(
     name: str,
     suite: str | None,
     ca_name: str | None,
+    wrapping_key_kcv: str | None,
     officer_name: str | None,
     officer_key: Path | None,
     hours: int,
@@ -100,6 +106,7 @@ def request(
         given = {
             "suite": int(suite) if suite else None,
             "ca": ca_name,
+            "wrapping_key_kcv": wrapping_key_kcv.strip().upper() if wrapping_key_kcv else None,
             "name": officer_name,
             "public_key_sha256": (
                 approvals.officer_key_fingerprint(read_file(officer_key), str(officer_key))
@@ -227,6 +234,39 @@ def add(
             emit_json(info)
         else:
             click.echo(f"officer {name} registered (key SHA-256 {str(info['key_sha256'])[:16]}...)")
+
+    run(json_output, body)
+
+
+@officer.command("remove")
+@click.option("--name", required=True, help="The officer to take out.")
+@request_option
+@approval_option
+@json_option
+@pass_context
+def remove(
+    ctx: Context,
+    name: str,
+    request_path: Path,
+    approval_paths: tuple[Path, ...],
+    json_output: bool,
+) -> None:
+    """Take an officer out (lost or compromised key): an approved remove-officer ceremony."""
+
+    def body() -> None:
+        req = approvals.load_request(read_file(request_path), str(request_path))
+        info = approvals.remove_officer(
+            ctx.database(),
+            ctx.config,
+            ctx.config.actor,
+            name,
+            request=req,
+            approvals=load_approvals(approval_paths),
+        )
+        if json_output:
+            emit_json(info)
+        else:
+            click.echo(f"officer {name} removed")
 
     run(json_output, body)
 

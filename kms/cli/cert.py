@@ -195,7 +195,10 @@ def _write(out: Path, mode: str, issued: Sequence[IssuedCertificate]) -> None:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -368,6 +371,7 @@ def crl_issue(
     def body() -> None:
         if (suite is None) == (ca_name is None):
             raise InputError("give exactly one of --suite and --ca")
+        _check_writable(out, "file")  # before a cRLNumber is used up
         der, info = certificates.issue_crl(
             ctx.hsm(),
             ctx.database(),

@@ -177,3 +177,27 @@ class KeyAgreement(ModelBase):
     finished_at: Mapped[datetime.datetime | None]
 
     setup: Mapped[SecuritySetup] = relationship()
+
+
+class CeremonyPolicy(ModelBase):
+    """The M-of-N quorum, fixed in the database when the first officer is registered: a quorum
+    read from each process's configuration would be whatever the operator's environment says."""
+
+    __tablename__ = "ceremony_policy"
+
+    id: Mapped[intpk]
+    approvals: Mapped[int] = mapped_column(comment="M: approvals each ceremony needs")
+    officers: Mapped[int] = mapped_column(comment="N: officers who may be registered")
+    created_at: Mapped[datetime_now]
+
+
+class CeremonyRun(ModelBase):
+    """A ceremony request claimed by the run that executes it, before any token work: a second
+    run of the same request (even with other officers' approvals) fails on the unique id."""
+
+    __tablename__ = "ceremony_run"
+
+    id: Mapped[intpk]
+    request_id: Mapped[str] = mapped_column(String(32), unique=True)
+    ceremony: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime_now]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from kms.db.base import ModelBase
 from kms.db.pki_models import (
     AgreementState,
     Approval,
     AuthorityRole,
     AuthorityState,
+    CeremonyPolicy,
+    CeremonyRun,
     Certificate,
     CertificateAuthority,
     CertificateKind,
@@ -40,7 +44,19 @@ def officer_by_fingerprint(session: Session, fingerprint: str) -> Officer | None
 
 def request_used(session: Session, request_id: str) -> bool:
     query = select(func.count()).select_from(Approval).where(Approval.request_id == request_id)
-    return bool(session.scalar(query))
+    claimed = (
+        select(func.count()).select_from(CeremonyRun).where(CeremonyRun.request_id == request_id)
+    )
+    return bool(session.scalar(query)) or bool(session.scalar(claimed))
+
+
+def officers_ever(session: Session) -> int:
+    """Officers ever registered (an officer is never deleted, only removed)."""
+    return int(session.scalar(select(func.count()).select_from(Officer)) or 0)
+
+
+def ceremony_policy(session: Session) -> CeremonyPolicy | None:
+    return session.scalar(select(CeremonyPolicy).order_by(CeremonyPolicy.id))
 
 
 # --- certificate authorities ------------------------------------------------------------------
@@ -81,11 +97,13 @@ def authority_of_certificate(session: Session, certificate_id: int) -> Certifica
 
 
 def lock_authority(session: Session, authority_id: int) -> CertificateAuthority:
-    """The CA row, locked for the transaction (its cRLNumber moves on)."""
+    """The CA row, locked for the transaction and read afresh (its cRLNumber moves on: a copy
+    loaded earlier in the session must not hide another transaction's number)."""
     query = (
         select(CertificateAuthority)
         .where(CertificateAuthority.id == authority_id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return session.scalars(query).one()
 
@@ -139,6 +157,14 @@ def revoked_by_issuer(session: Session, issuer_id: int) -> list[Certificate]:
         .order_by(Certificate.revoked_at, Certificate.id)
     )
     return list(session.scalars(query))
+
+
+def insert_certificates(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert certificate rows (issuance, a chunk at a time): one executemany through Core
+    rather than an ORM object and a flush per certificate. The ids are not read back; nothing
+    that issues a batch refers to the new rows."""
+    if rows:
+        session.execute(insert(ModelBase.metadata.tables["certificate"]), list(rows))
 
 
 def serials_taken(session: Session, serials: Sequence[str]) -> set[str]:

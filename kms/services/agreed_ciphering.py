@@ -12,7 +12,8 @@ Protect (the head-end, U, to a meter, V):
   and the transaction id (8 random bytes from the token) is the nonce.
 
 The KDF runs where the HSM profile says (:meth:`kms.hsm.Hsm.agree_key`); the agreed key is a
-sensitive session object used once for GCM and destroyed. Verify is the mirror image for what a
+sensitive session object used once for GCM and destroyed. Every agreement is audited, with where
+its KDF ran. Verify is the mirror image for what a
 meter sends (U = the meter): its ephemeral key's signature checked against its signing
 certificate (1e1s), or its static key-agreement certificate (0e2s).
 
@@ -51,7 +52,7 @@ from kms.errors import AuthenticationFailed, InputError, InvalidSignature
 from kms.hsm import Key, KeyUse, SessionKey, TokenKey
 from kms.pki import ecdsa, profiles
 from kms.pki.profiles import CertificateType
-from kms.services import certificates, end_entities
+from kms.services import audit, certificates, end_entities
 from kms.services.apdu_protection import ApduResult, check_security_control, check_suite
 from kms.services.working_keys import SetupKeys, WorkingKeys
 
@@ -120,14 +121,15 @@ class AgreedKeyCiphering:
                         algorithm, client, transaction_id, system_title
                     )
                     private = peer.own_private
-                agreed = hsm.agree_key(
+                result = hsm.agree_key(
                     private,
                     peer.meter_agreement_point,
                     peer.curve,
                     other_info,
                     suite.key_length,
                     KeyUse.EK_FOR_USE,
-                ).key
+                )
+                agreed = result.key
                 header = GeneralCipheringApdu(
                     transaction_id, client, system_title, b"", b"", key_info, sc, ic, b""
                 )
@@ -147,6 +149,7 @@ class AgreedKeyCiphering:
         ciphered = GeneralCipheringApdu(
             transaction_id, client, system_title, b"", b"", key_info, sc, ic, payload
         )
+        self._audit("protect", system_title, scheme, ic, result.kdf_location)
         return ApduResult(ciphered.to_bytes(), client, ic)
 
     def verify(self, system_title: bytes, apdu: bytes, *, setup: int = 0) -> ApduResult:
@@ -191,14 +194,15 @@ class AgreedKeyCiphering:
         with self._keys.lock:
             self._keys.check_received(guek, general.invocation_counter)
             ak = self._ak(setup_keys, True)
-            agreed = hsm.agree_key(
+            result = hsm.agree_key(
                 peer.own_private,
                 point,
                 peer.curve,
                 other_info,
                 setup_keys.suite.key_length,
                 KeyUse.EK_FOR_USE,
-            ).key
+            )
+            agreed = result.key
             try:
                 plain = unprotect(
                     hsm.aead(agreed),
@@ -212,7 +216,26 @@ class AgreedKeyCiphering:
             finally:
                 hsm.destroy(agreed)
             self._keys.accept_received(guek, general.invocation_counter)
+        self._audit("verify", system_title, scheme, general.invocation_counter, result.kdf_location)
         return ApduResult(plain, system_title, general.invocation_counter)
+
+    def _audit(
+        self,
+        direction: str,
+        system_title: bytes,
+        scheme: KeyAgreementScheme,
+        ic: int,
+        kdf_location: str,
+    ) -> None:
+        """Each agreement is audited with where its KDF ran (the issue's rule for every use of
+        the host fallback; the token-digest path passes the derived key through the host too)."""
+        record = audit.AuditRecord(
+            f"apdu.agreed_key.{direction}",
+            format_system_title(system_title),
+            {"scheme": scheme.name, "ic": ic, "kdf": kdf_location},
+        )
+        with self._keys.database.begin() as session:
+            audit.append(session, self._config.actor, [record])
 
     def _ak(self, setup_keys: SetupKeys, authenticated: bool) -> bytearray:
         if not authenticated:

@@ -15,9 +15,10 @@ The flow:
    a forged one is a sign of tampering. The verified approvals are stored in the ceremony's own
    transaction, so a request runs once, and the audit record names the officers.
 
-The officers' keys are theirs, not the KMS's: they never enter the token. Registering officers
-needs no approval until M are registered (bootstrap, audited); from then on adding one is itself
-a ceremony. N caps the registry.
+The officers' keys are theirs, not the KMS's: they never enter the token. M and N are fixed in
+the database when the first officer is registered (the configuration must keep agreeing, or every
+ceremony step refuses). Registering officers needs no approval until M have ever been registered
+(bootstrap, audited); from then on adding one is itself a ceremony. N caps the active officers.
 """
 
 from __future__ import annotations
@@ -35,11 +36,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kms.config import Config
-from kms.db import Approval, Database, Officer, OfficerState, Session
+from kms.db import (
+    Approval,
+    CeremonyPolicy,
+    CeremonyRun,
+    Database,
+    Officer,
+    OfficerState,
+    Session,
+)
 from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.db.base import utcnow
-from kms.errors import ApprovalError, ConflictError, InputError
+from kms.errors import ApprovalError, ConfigError, ConflictError, InputError
 from kms.hsm import Hsm
 from kms.services import audit
 
@@ -50,9 +59,12 @@ CEREMONIES: Mapping[str, frozenset[str]] = {
     "create-root-ca": frozenset(),
     "create-issuing-ca": frozenset({"suite"}),
     "rotate-issuing-ca": frozenset({"suite"}),
-    "backup-ca-key": frozenset({"ca"}),
+    # The wrapping key is named by its check value: officers approve a backup under the key
+    # they saw made from their components, not under whatever trusted key an operator has.
+    "backup-ca-key": frozenset({"ca", "wrapping_key_kcv"}),
     "restore-ca-key": frozenset({"ca"}),
     "add-officer": frozenset({"name", "public_key_sha256"}),
+    "remove-officer": frozenset({"name"}),
 }
 DEFAULT_LIFETIME = datetime.timedelta(hours=24)
 _HASHES = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
@@ -241,6 +253,7 @@ def verify_approvals(
         raise ApprovalError(f"request {request.request_id} expired at {request.expires_at}")
     if pki_repo.request_used(session, request.request_id):
         raise ApprovalError(f"request {request.request_id} was already used by a ceremony")
+    required, _officers = quorum(session, config)
     officers = {o.name: o for o in pki_repo.active_officers(session)}
     seen: set[str] = set()
     rows = []
@@ -270,15 +283,36 @@ def verify_approvals(
                 signature=approval.signature,
             )
         )
-    if len(rows) < config.ceremony_approvals:
+    if len(rows) < required:
         raise ApprovalError(
-            f"{request.ceremony} needs {config.ceremony_approvals} officer approvals "
-            f"(M of N = {config.ceremony_approvals} of {config.ceremony_officers}); "
-            f"{len(rows)} given"
+            f"{request.ceremony} needs {required} officer approvals "
+            f"(M of N = {required} of {_officers}); {len(rows)} given"
         )
+    # Claim the request before any token work: a second run of it, even with other officers'
+    # approvals and on another node, fails here on the unique request id.
+    repo.add(session, CeremonyRun(request_id=request.request_id, ceremony=request.ceremony))
     for row in rows:
         repo.add(session, row)
+    session.flush()
     return rows
+
+
+def quorum(session: Session, config: Config) -> tuple[int, int]:
+    """M and N as the database fixed them at the first ceremony step; the configuration must
+    agree (a quorum each process read from its own environment would be no control)."""
+    row = pki_repo.ceremony_policy(session)
+    wanted = (config.ceremony_approvals, config.ceremony_officers)
+    if row is None:
+        repo.add(session, CeremonyPolicy(approvals=wanted[0], officers=wanted[1]))
+        return wanted
+    if (row.approvals, row.officers) != wanted:
+        raise ConfigError(
+            f"the ceremony quorum was fixed at {row.approvals} of {row.officers} when the first "
+            f"officer was registered, but ceremony_approvals / ceremony_officers (or "
+            f"KMS_CEREMONY_APPROVALS / KMS_CEREMONY_OFFICERS) say {wanted[0]} of {wanted[1]}: "
+            "set them back; the quorum does not change"
+        )
+    return row.approvals, row.officers
 
 
 def register_officer(
@@ -301,17 +335,19 @@ def register_officer(
         raise ConflictError(f"an officer named {name!r} is already registered")
     if pki_repo.officer_by_fingerprint(session, fingerprint) is not None:
         raise ConflictError("another officer already registered this public key")
+    required, cap = quorum(session, config)
     active = pki_repo.active_officers(session)
-    if len(active) >= config.ceremony_officers:
+    if len(active) >= cap:
         raise ConflictError(
-            f"{len(active)} officers are registered, the configured N (ceremony_officers)"
+            f"{len(active)} officers are registered, the quorum's N (ceremony_officers)"
         )
     rows: list[Approval] = []
-    if len(active) >= config.ceremony_approvals:
+    # Bootstrap ends for good once M officers were ever registered, not while M are active.
+    if pki_repo.officers_ever(session) >= required:
         if request is None:
             raise ApprovalError(
                 f"{len(active)} officers are registered: adding one is an add-officer ceremony "
-                f"needing {config.ceremony_approvals} approvals (kms ceremony request add-officer)"
+                f"needing {required} approvals (kms ceremony request add-officer)"
             )
         rows = verify_approvals(
             session,
@@ -358,6 +394,40 @@ def add_officer(
     return info
 
 
+def remove_officer(
+    db: Database,
+    config: Config,
+    actor: str,
+    name: str,
+    *,
+    request: CeremonyRequest,
+    approvals: Sequence[ApprovalFile],
+) -> dict[str, object]:
+    """Take an officer out (a lost or compromised key): a ``remove-officer`` ceremony. Refused
+    when it would leave fewer than M active officers, since no ceremony could run after."""
+    with db.begin() as session:
+        used = verify_approvals(
+            session,
+            config,
+            request,
+            approvals,
+            ceremony="remove-officer",
+            parameters={"name": name},
+        )
+        officer = pki_repo.officer_by_name(session, name)
+        if officer is None or officer.state is not OfficerState.ACTIVE:
+            raise ConflictError(f"{name!r} is not an active officer")
+        required, _cap = quorum(session, config)
+        if len(pki_repo.active_officers(session)) - 1 < required:
+            raise ConflictError(
+                f"removing {name!r} would leave fewer than M = {required} active officers"
+            )
+        officer.state = OfficerState.REMOVED
+        info = describe_officer(officer)
+        audit.append(session, actor, [audit.AuditRecord("officer.remove", name, approvers(used))])
+    return info
+
+
 def describe_officer(officer: Officer) -> dict[str, object]:
     return {
         "name": officer.name,
@@ -368,8 +438,12 @@ def describe_officer(officer: Officer) -> dict[str, object]:
 
 
 def approvers(rows: Sequence[Approval]) -> dict[str, object]:
-    """What the audit record of a ceremony says about its approvals."""
+    """What the audit record of a ceremony says about its approvals: who, and a digest of each
+    signature, so that the approval rows are bound into the hash-chained trail."""
     return {
         "request_id": rows[0].request_id if rows else None,
         "approved_by": sorted(row.officer.name for row in rows),
+        "approval_signatures": {
+            row.officer.name: hashlib.sha256(row.signature).hexdigest() for row in rows
+        },
     }

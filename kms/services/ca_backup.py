@@ -14,10 +14,13 @@ Three ceremonies, each one transaction with its audit record:
     one call that puts it into the token, is their XOR (SoftHSM has no
     ``CKM_XOR_BASE_AND_DATA``), held in a ``bytearray`` zeroised at once. The key can only wrap:
     nothing ever unwraps under it in the token that backs up. No M-of-N approval: the SO PIN and
-    the presence of every component holder are the dual control, and the key by itself lets
-    nothing out (the backup below is approved).
+    the presence of every component holder are the dual control, and a trusted key by itself
+    lets nothing out: a backup names its wrapping key's KCV in the approved request, so a key
+    made from an operator's own components is never one the officers approved.
 ``backup_ca_key``
-    M-of-N approved (``backup-ca-key`` with ``{"ca": name}``): the CA's private key is wrapped in
+    M-of-N approved (``backup-ca-key`` with ``{"ca": name, "wrapping_key_kcv": KCV}``, the KCV
+    officers saw printed when the key was made from their components): the CA's private key is
+    wrapped in
     the token under the trusted key and written to a backup file (:data:`BACKUP_FORMAT`), the
     audit record (``ca.backup``) naming the file's SHA-256 and the wrapping key's KCV.
 ``restore_ca_key``
@@ -280,17 +283,17 @@ def backup_ca_key(
     written = False
     try:
         with db.begin() as session:
+            wrapping_key = TokenKey(wrapping_key_label)
+            kcv = hsm.check_value(wrapping_key).hex().upper()
             approved = verify_approvals(
                 session,
                 config,
                 request,
                 approvals,
                 ceremony="backup-ca-key",
-                parameters={"ca": ca_name},
+                parameters={"ca": ca_name, "wrapping_key_kcv": kcv},
             )
             authority = _authority(session, ca_name)
-            wrapping_key = TokenKey(wrapping_key_label)
-            kcv = hsm.check_value(wrapping_key).hex().upper()
             mechanism = hsm.profile.mechanism_names().get("ca_key_wrap", "")
             wrapped = hsm.wrap_private_key(wrapping_key, TokenKey(authority.key_label, "private"))
             approval_info = approvers(approved)

@@ -5,8 +5,9 @@ Each ceremony verifies its M-of-N approvals (:mod:`kms.services.approvals`) befo
 token, then generates the key pair, has :mod:`kms.pki` build the certificate and the token sign
 it, checks the result against the KMS's own profile checker, and records it with its audit event
 in one transaction. If anything fails after the key pair exists, the key pair is destroyed:
-nothing is half-made. Token labels carry the request id, so a ceremony killed before its commit
-leaves at worst an orphan key nobody records, never a clash with the next attempt.
+nothing is half-made. Token labels end in token-random bytes, so a ceremony killed before its
+commit leaves at worst an orphan key nobody records, never a clash with the next attempt; the
+request itself is claimed before the token is touched, so it runs once.
 
 CA keys are extractable only under a ``CKA_TRUSTED`` wrapping key (``CKA_WRAP_WITH_TRUSTED``), for
 the backup ceremony. Rotating an issuing CA retires the old one: it issues nothing more, but still
@@ -15,6 +16,7 @@ signs CRLs for what it issued, and its certificates stay valid until they expire
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.suites import SecuritySuite
-from kms.errors import ConflictError, InvalidCertificatePath, NotFoundError
+from kms.errors import ConflictError, InvalidCertificatePath, KMSError, NotFoundError
 from kms.hsm import Hsm, TokenKey, TokenSigner
 from kms.pki import ca, encoding, profiles
 from kms.pki.ecdsa import public_key_curve
@@ -170,11 +172,11 @@ def create_root_ca(
     """The root CA: a P-384 key pair in the token and its self-signed certificate; once."""
 
     def make(session: Session, now: datetime.datetime) -> _Plan:
-        if pki_repo.authorities(session, AuthorityRole.ROOT):
-            raise ConflictError("a root CA already exists; the root is created once")
         approved = verify_approvals(
             session, config, request, approvals, ceremony="create-root-ca", parameters={}
         )
+        if pki_repo.authorities(session, AuthorityRole.ROOT):
+            raise ConflictError("a root CA already exists; the root is created once")
         return _Plan("root-v1", AuthorityRole.ROOT, None, ROOT_CURVE, 1, None, approved)
 
     return _ceremony(hsm, db, config, actor, request, make, "ca.create")
@@ -277,7 +279,8 @@ def _ceremony(
                 if root is None:
                     raise NotFoundError("no root CA: run scripts/create_root_ca.py first")
                 require_usable(root, now)
-            label = f"kms-ca-{plan.name}-{request.request_id[:8]}"
+            # Token-random, so a retry after a crash never meets an orphan of the same label.
+            label = f"kms-ca-{plan.name}-{hsm.random(4).hex()}"
             made = hsm.create_ec_key_pair(label, label.encode(), plan.curve, backup=True)
             public = keys.PublicKeyInfo.load(hsm.public_key_der(made))
             serial = profiles.serial_number_from(hsm.random(16))
@@ -368,7 +371,10 @@ def _ceremony(
             )
     except BaseException:
         if made is not None:
-            hsm.destroy_key_pair(made)
+            # The original error is what matters; a failed clean-up leaves an orphan key that
+            # no row records, never a CA.
+            with contextlib.suppress(KMSError):
+                hsm.destroy_key_pair(made)
         raise
     return report
 

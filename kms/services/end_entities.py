@@ -11,6 +11,7 @@ stays valid until revoked, and the newest valid one is used.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import format_system_title
-from kms.errors import InputError, NotFoundError
+from kms.errors import ConflictError, InputError, KMSError, NotFoundError
 from kms.hsm import Hsm, TokenKey
 from kms.pki import ca, encoding, path, profiles
 from kms.pki.profiles import CertificateType
@@ -77,9 +78,15 @@ def create_end_entity(
                     f"no active issuing CA for suite {int(suite)}: run the CA ceremonies first"
                 )
             require_usable(authority, now)
-            version = 1 + len(_own_certificates(session, system_title, kind))
             title = format_system_title(system_title)
-            label = f"kms-ee-{title}-{certificate_type.cli_name}-v{version}"
+            if repo.meter_by_system_title(session, system_title) is not None:
+                raise ConflictError(
+                    f"{title} is a meter's system title: a KMS key certified under it would "
+                    "speak as that meter"
+                )
+            version = 1 + len(_own_certificates(session, system_title, kind))
+            # Token-random suffix: a retry after a crash never meets an orphan of this label.
+            label = f"kms-ee-{title}-{certificate_type.cli_name}-v{version}-{hsm.random(4).hex()}"
             if certificate_type is CertificateType.KEY_AGREEMENT:
                 made = hsm.create_key_agreement_key_pair(label, label.encode(), curve)
             else:
@@ -123,7 +130,8 @@ def create_end_entity(
             info["certificate"] = encoding.certificate_pem(cert).decode()
     except BaseException:
         if made is not None:
-            hsm.destroy_key_pair(made)
+            with contextlib.suppress(KMSError):  # keep the original error
+                hsm.destroy_key_pair(made)
         raise
     return info
 
@@ -138,6 +146,15 @@ def _own_certificates(
     ]
 
 
+def _issuer_valid(session: Session, row: Certificate) -> bool:
+    """Whether the CA that issued ``row`` is neither revoked nor expired: a revoked issuing CA
+    takes every certificate under it out of use."""
+    if row.issuer_id is None:
+        return False
+    issuer = pki_repo.certificate_by_id(session, row.issuer_id)
+    return issuer.status is CertificateStatus.VALID and utcnow() < issuer.not_after
+
+
 def own_key(
     session: Session, system_title: bytes, certificate_type: CertificateType, curve: str
 ) -> OwnKey:
@@ -146,7 +163,8 @@ def own_key(
     kind = KIND_OF_TYPE[certificate_type]
     now = utcnow()
     for row in reversed(_own_certificates(session, system_title, kind)):
-        if row.status is CertificateStatus.VALID and row.curve == curve and row.not_after > now:
+        usable = row.status is CertificateStatus.VALID and row.not_before <= now < row.not_after
+        if usable and row.curve == curve and _issuer_valid(session, row):
             assert row.key_label is not None
             return OwnKey(
                 TokenKey(row.key_label, "private"), row.curve, row.der, row.serial, system_title

@@ -25,6 +25,7 @@ renewal, which is not built yet: it is refused.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from kms.db import (
     MeterState,
     SecuritySetup,
     Session,
+    after_commit,
 )
 from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
@@ -64,6 +66,7 @@ from kms.errors import (
     ConflictError,
     InputError,
     InvalidSignature,
+    KMSError,
     NotFoundError,
 )
 from kms.hsm import Hsm, KeyUse, SessionKey, TokenKey
@@ -267,8 +270,6 @@ def complete(
         finally:
             for key in agreed:
                 hsm.destroy(key)
-        row.state = AgreementState.COMPLETED
-        row.finished_at = now
         subject = format_system_title(meter.system_title)
         info: dict[str, object] = {
             "handle": handle,
@@ -282,8 +283,7 @@ def complete(
             actor,
             [audit.AuditRecord("key_agreement.complete", subject, info)],
         )
-    for entry in pending.values():
-        hsm.destroy_key_pair(TokenKey(entry["label"], "private"))
+        _finish(hsm, session, row, AgreementState.COMPLETED, now)
     return info
 
 
@@ -360,18 +360,28 @@ def cancel(hsm: Hsm, db: Database, actor: str, handle: str) -> None:
             raise NotFoundError(f"no key agreement {handle!r}")
         if row.state is not AgreementState.PENDING:
             raise ConflictError(f"key agreement {handle} is {row.state.value.lower()}")
-        _finish(hsm, row, AgreementState.CANCELLED, utcnow())
+        _finish(hsm, session, row, AgreementState.CANCELLED, utcnow())
         audit.append(session, actor, [audit.AuditRecord("key_agreement.cancel", handle, {})])
 
 
 def _expire(hsm: Hsm, session: Session, now: datetime.datetime) -> None:
     """Pending agreements past their expiry are cancelled and their keys destroyed."""
     for row in pki_repo.expired_key_agreements(session, now):
-        _finish(hsm, row, AgreementState.CANCELLED, now)
+        _finish(hsm, session, row, AgreementState.CANCELLED, now)
 
 
-def _finish(hsm: Hsm, row: KeyAgreement, state: AgreementState, now: datetime.datetime) -> None:
+def _finish(
+    hsm: Hsm, session: Session, row: KeyAgreement, state: AgreementState, now: datetime.datetime
+) -> None:
+    """Close ``row``; its ephemeral keys are destroyed once that is committed (a failed commit
+    must leave a pending agreement with its keys, not without)."""
     row.state = state
     row.finished_at = now
-    for entry in json.loads(row.entries):
-        hsm.destroy_key_pair(TokenKey(entry["label"], "private"))
+    labels = [entry["label"] for entry in json.loads(row.entries)]
+
+    def destroy() -> None:
+        for label in labels:
+            with contextlib.suppress(KMSError):
+                hsm.destroy_key_pair(TokenKey(label, "private"))
+
+    after_commit(session, destroy)

@@ -85,13 +85,13 @@ def test_a_ca_key_is_backed_up_and_restored_into_another_token_that_signs_its_cr
         assert f"# kcv: {kcv}" in path.read_text()
     assert token.so_pin not in made.stdout + made.stderr
 
-    refused = script(cli, "backup_ca_key", "--ca", CA, "--out", "refused.json",
-                     *approved(cli, "backup-ca-key", "--ca", CA)[:4], "--json")  # fmt: skip
+    one = approved(cli, "backup-ca-key", "--ca", CA, "--wrapping-key-kcv", key["kcv"])[:4]
+    refused = script(cli, "backup_ca_key", "--ca", CA, "--out", "refused.json", *one, "--json")
     assert refused.returncode == 2, describe(refused)
     assert stderr_json(refused)["error"] == "usage.approval"
     assert not (cli.cwd / "refused.json").exists()
 
-    args = approved(cli, "backup-ca-key", "--ca", CA)
+    args = approved(cli, "backup-ca-key", "--ca", CA, "--wrapping-key-kcv", key["kcv"])
     backed = script(cli, "backup_ca_key", "--ca", CA, "--out", "backup.json", *args, "--json")
     assert backed.returncode == 0, describe(backed)
     document = json.loads((cli.cwd / "backup.json").read_text())

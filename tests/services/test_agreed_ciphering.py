@@ -4,6 +4,7 @@ forged signatures, bad tags and replays refused."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 
+from kms.db import repository as repo
 from kms.dlms.suites import SecuritySuite
 from kms.errors import AuthenticationFailed, InputError, InvalidTag, InvocationCounterError
 from kms.pki.profiles import CertificateType
@@ -159,6 +161,17 @@ def test_the_meter_reads_what_the_kms_ciphers(
     assert first.apdu[2:10] != second.apdu[2:10]  # a fresh transaction id (the 0e2s nonce)
     for result in (first, second):
         assert parties.meter_reads(result.apdu) == GET_REQUEST
+    with pki.kms.db.begin() as session:
+        records = [
+            json.loads(e.details)
+            for e in repo.audit_events(session)
+            if e.operation == "apdu.agreed_key.protect"
+        ]
+    location = "token-digest" if pki.kms.hsm.profile.kdf == "digest_key" else "host"
+    assert [(r["ic"], r["kdf"]) for r in records] == [
+        (first.invocation_counter, location),
+        (second.invocation_counter, location),
+    ]
 
 
 @pytest.mark.parametrize("suite", [1, 2])

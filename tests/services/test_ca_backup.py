@@ -87,6 +87,13 @@ def _events(kms: Kms, operation: str) -> list[dict[str, Any]]:
         ]
 
 
+def _kcv(kms: Kms, label: str = ca_backup.DEFAULT_BACKUP_KEY_LABEL) -> str:
+    """The check value the officers saw printed for the backup key (``label``)."""
+    if not kms.hsm.has_token_key(TokenKey(label)):
+        return "000000"
+    return kms.hsm.check_value(TokenKey(label)).hex().upper()
+
+
 def _approvals_stored(kms: Kms) -> int:
     with kms.db.begin() as session:
         return int(session.scalar(select(func.count()).select_from(Approval)) or 0)
@@ -94,7 +101,8 @@ def _approvals_stored(kms: Kms) -> int:
 
 def _backup(pki: Pki, out: Path, ca: str = "root-v1", **kwargs: Any) -> ca_backup.BackupReport:
     kms = pki.kms
-    request, files = pki.officers.approve(kms, "backup-ca-key", {"ca": ca})
+    kcv = _kcv(kms, kwargs.get("wrapping_key_label", ca_backup.DEFAULT_BACKUP_KEY_LABEL))
+    request, files = pki.officers.approve(kms, "backup-ca-key", {"ca": ca, "wrapping_key_kcv": kcv})
     return ca_backup.backup_ca_key(
         kms.hsm, kms.db, kms.config, "pytest", request, files, ca, out, **kwargs
     )
@@ -209,7 +217,9 @@ def test_too_few_approvals_write_nothing(
 ) -> None:
     kms = pki.kms
     stored = _approvals_stored(kms)
-    request, files = pki.officers.approve(kms, "backup-ca-key", {"ca": "root-v1"}, ["alice"])
+    request, files = pki.officers.approve(
+        kms, "backup-ca-key", {"ca": "root-v1", "wrapping_key_kcv": _kcv(kms)}, ["alice"]
+    )
     out = tmp_path / "root.backup.json"
     with pytest.raises(ApprovalError, match="needs 2 officer approvals"):
         ca_backup.backup_ca_key(
@@ -223,7 +233,9 @@ def test_approvals_for_another_ca_write_nothing(
 ) -> None:
     kms = pki.kms
     stored = _approvals_stored(kms)
-    request, files = pki.officers.approve(kms, "backup-ca-key", {"ca": "suite1-v1"})
+    request, files = pki.officers.approve(
+        kms, "backup-ca-key", {"ca": "suite1-v1", "wrapping_key_kcv": _kcv(kms)}
+    )
     out = tmp_path / "root.backup.json"
     with pytest.raises(ApprovalError, match="approves backup-ca-key"):
         ca_backup.backup_ca_key(
@@ -419,3 +431,20 @@ def test_a_backup_file_is_checked_when_read(
     for data, match in cases.items():
         with pytest.raises(InputError, match=match):
             ca_backup.load_backup(data, "backup.json")
+
+
+def test_a_backup_under_another_wrapping_key_than_approved_writes_nothing(
+    pki: Pki, backup_key: ca_backup.BackupKeyReport, tmp_path: Path
+) -> None:
+    kms = pki.kms
+    stored = _approvals_stored(kms)
+    # The officers approved a backup under the key of check value ABCDEF, not this token's.
+    request, files = pki.officers.approve(
+        kms, "backup-ca-key", {"ca": "root-v1", "wrapping_key_kcv": "ABCDEF"}
+    )
+    out = tmp_path / "root.backup.json"
+    with pytest.raises(ApprovalError, match="wrapping_key_kcv"):
+        ca_backup.backup_ca_key(
+            kms.hsm, kms.db, kms.config, "pytest", request, files, "root-v1", out
+        )
+    _nothing_written(kms, out, stored)

@@ -19,7 +19,13 @@ from kms.db import Approval, AuthorityRole, AuthorityState, CertificateAuthority
 from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.dlms.suites import SecuritySuite
-from kms.errors import ApprovalError, ConflictError, InputError, NotFoundError
+from kms.errors import (
+    ApprovalError,
+    ConfigError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+)
 from kms.hsm import TokenKey
 from kms.services import approvals, certificate_authority, certificates
 from tests.kms_fixtures import Kms, Officers, Pki, officer_key_pem, public_pem
@@ -239,7 +245,7 @@ def test_a_failed_ceremony_leaves_no_key_in_the_token(
 def test_adding_an_officer_beyond_m_needs_a_ceremony_and_n_caps_the_registry(
     kms: Kms, officers: Officers
 ) -> None:
-    with pytest.raises(ConflictError, match="ceremony_officers"):
+    with pytest.raises(ConflictError, match=r"3 officers are registered, the quorum's N"):
         approvals.add_officer(kms.db, kms.config, "pytest", "dave", public_pem(officer_key_pem()))
 
 
@@ -274,3 +280,49 @@ def test_a_revoked_issuing_ca_is_replaced_by_rotation(pki: Pki) -> None:
     states = {a.name: a.state for a in _authorities(kms)}
     assert states["suite2-v1"] is AuthorityState.REVOKED
     assert states["suite2-v2"] is AuthorityState.ACTIVE
+
+
+def test_the_quorum_is_fixed_in_the_database_not_by_each_process(
+    kms: Kms, officers: Officers
+) -> None:
+    # An operator's environment saying M = 1 does not make one approval enough.
+    lax = dataclasses.replace(kms.config, ceremony_approvals=1)
+    request, files = officers.approve(kms, "create-root-ca", {}, ["alice"])
+    with pytest.raises(ConfigError, match="fixed at 2 of 3"):
+        certificate_authority.create_root_ca(kms.hsm, kms.db, lax, "pytest", request, files)
+    wide = dataclasses.replace(kms.config, ceremony_approvals=5, ceremony_officers=5)
+    with pytest.raises(ConfigError, match="fixed at 2 of 3"):
+        approvals.add_officer(kms.db, wide, "pytest", "dave", public_pem(officer_key_pem()))
+    assert _authorities(kms) == []
+
+
+def test_a_request_is_claimed_before_the_token_is_touched(kms: Kms, officers: Officers) -> None:
+    # The same request approved by other officers cannot run a second time.
+    request, files = officers.approve(kms, "create-root-ca", {}, ["alice", "bob"])
+    others = [
+        approvals.load_approval(
+            approvals.sign_request(request, "carol", officers.keys["carol"], None), "c.json"
+        ),
+        files[0],
+    ]
+    _root(kms, request, files)()
+    with pytest.raises(ApprovalError, match="already used"):
+        _root(kms, request, others)()
+
+
+def test_an_officer_is_removed_by_a_ceremony_and_approves_nothing_after(
+    kms: Kms, officers: Officers
+) -> None:
+    request, files = officers.approve(kms, "remove-officer", {"name": "carol"})
+    approvals.remove_officer(
+        kms.db, kms.config, "pytest", "carol", request=request, approvals=files
+    )
+    request, files = officers.approve(kms, "create-root-ca", {}, ["alice", "carol"])
+    with pytest.raises(ApprovalError, match="'carol' is not an active officer"):
+        _root(kms, request, files)()
+    # Two remain, M = 2: removing another would leave no quorum.
+    request, files = officers.approve(kms, "remove-officer", {"name": "bob"})
+    with pytest.raises(ConflictError, match="fewer than M = 2"):
+        approvals.remove_officer(
+            kms.db, kms.config, "pytest", "bob", request=request, approvals=files
+        )
