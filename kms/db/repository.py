@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -78,6 +78,30 @@ def meters_by_system_title(session: Session, titles: Iterable[bytes]) -> dict[by
 def meter_by_system_title(session: Session, title: bytes) -> Meter | None:
     """One meter with its setups and keys, or ``None``."""
     return meters_by_system_title(session, [title]).get(title)
+
+
+class MeterRef(NamedTuple):
+    """What certificate issuance needs of a meter: its id, suite and state, no setups or keys."""
+
+    id: int
+    system_title: bytes
+    suite: int
+    state: MeterState
+
+
+def meter_refs_by_system_title(session: Session, titles: Iterable[bytes]) -> dict[bytes, MeterRef]:
+    """Existing meters among ``titles`` as :class:`MeterRef`, one SELECT of four columns per 500
+    titles: a batch of CSRs is checked without loading every meter's setups and keys (which
+    :func:`meters_by_system_title` does, at three SELECTs and many objects per meter)."""
+    wanted = list(dict.fromkeys(titles))
+    found: dict[bytes, MeterRef] = {}
+    for start in range(0, len(wanted), 500):
+        query = select(Meter.id, Meter.system_title, Meter.suite, Meter.state).where(
+            Meter.system_title.in_(wanted[start : start + 500])
+        )
+        for meter_id, title, suite, state in session.execute(query):
+            found[title] = MeterRef(meter_id, title, suite, state)
+    return found
 
 
 def list_meters(

@@ -12,11 +12,13 @@ Exports (package-internal):
 
 * :class:`DerError` -- a ``ValueError`` carrying the offset of the first violation.
 * :func:`check_der` -- exactly one DER TLV spanning ``data``, or :class:`DerError`.
+* :func:`read_header` -- one TLV's tag and content bounds, for walkers of a known shape
+  (:mod:`kms.pki.template`).
 """
 
 from __future__ import annotations
 
-__all__ = ["DerError", "check_der"]
+__all__ = ["DerError", "check_der", "read_header"]
 
 #: Deeper nesting than this is no certificate, CSR or CRL; it bounds the recursion.
 MAX_DEPTH = 32
@@ -64,6 +66,14 @@ def _header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
     if pos + length > end:
         raise DerError(f"length {length} runs past the end", start)
     return tag, pos, pos + length
+
+
+def read_header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag byte, content start, content end) of the TLV at ``pos``, its length DER-checked;
+    :class:`DerError` when it is not one ending by ``end``."""
+    if pos >= end:
+        raise DerError("truncated header", pos)
+    return _header(data, pos, end)
 
 
 def _check_primitive(tag: int, content: bytes, offset: int) -> None:

@@ -14,6 +14,11 @@ Decisions:
   the canonical upper-case subject either way (:func:`kms.pki.names.name_system_title_any_case`).
 * The signature hash must be the one of the key's curve (SHA-256 for a P-256 key, SHA-384 for
   P-384), because the suite fixes both and Gurux pairs them so.
+* CSRs of the exact shape meters send (version 0, subject ``CN=<16 hex characters>`` only, an
+  uncompressed key, no attributes, the curve's own hash) are decoded by hand, each tag, length
+  and OID compared, because the asn1crypto decode costs as much as the signature check; every
+  other CSR goes through the strict decoder, which words the refusals. Both end in the same
+  signature check and give the same answer for the same bytes.
 * A signature whose r or s is encoded as a negative INTEGER (gurux-dlms 1.0.203 omits the 0x00
   pad when the top bit is set, so about three CSRs in four) is not a valid ECDSA signature and
   fails as :class:`~kms.errors.InvalidSignature`, as it does in OpenSSL and pyca.
@@ -26,19 +31,22 @@ Exports:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from asn1crypto import core, csr, keys, x509  # type: ignore[import-untyped, unused-ignore]
 
 from kms.errors import CertificateProfileError, InputError, InvalidSignature
 from kms.pki._asn1 import HASH_OF_ALGORITHM, SIGNATURE_ALGORITHMS, decode_der, is_pem, pem_blocks
-from kms.pki.ecdsa import hash_for_curve, public_key_curve, verify
-from kms.pki.names import name_system_title_any_case
+from kms.pki._der import DerError, read_header
+from kms.pki.ecdsa import Verifier, hash_for_curve, public_key_curve
+from kms.pki.names import SYSTEM_TITLE_LENGTH, name_system_title_any_case
 
 __all__ = ["CertificateRequest", "load_csr"]
 
 _LABELS = ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
 _WHAT = "CSR"
+_SEQUENCE, _BIT_STRING = 0x30, 0x03
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,32 @@ def load_csr(data: bytes, source: str | None = None) -> CertificateRequest:
         if len(blocks) != 1:
             raise InputError(f"{_WHAT}: {len(blocks)} PEM blocks, expected one", source=source)
         data = blocks[0]
+    plain = _plain(data) if isinstance(data, bytes | bytearray) else None
+    if plain is not None:
+        return _plain_request(bytes(data), plain, source)
+    return _decoded_request(data, source)
+
+
+def _plain_request(
+    data: bytes, parts: tuple[bytes, bytes, bytes, str, str, bytes], source: str | None
+) -> CertificateRequest:
+    """A CSR of the common shape (:func:`_plain`): only the signature is left to check; the
+    asn1crypto subject and key are loaded lazily, for whoever reads them."""
+    info_der, subject, public_key_der, curve, hash_name, signature = parts
+    _check_signature(
+        lambda: Verifier.from_der(public_key_der, curve), signature, info_der, hash_name, source
+    )
+    return CertificateRequest(
+        der=data,
+        subject=x509.Name.load(subject),
+        system_title=bytes.fromhex(subject[-2 * SYSTEM_TITLE_LENGTH :].decode("ascii")),
+        public_key=keys.PublicKeyInfo.load(public_key_der),
+        curve=curve,
+    )
+
+
+def _decoded_request(data: bytes, source: str | None) -> CertificateRequest:
+    """Any other CSR, through the strict decoder: every rule checked in turn and named."""
     request = decode_der(csr.CertificationRequest, data, _WHAT, source)
     info = request["certification_request_info"]
     version = info["version"].native
@@ -98,12 +132,13 @@ def load_csr(data: bytes, source: str | None = None) -> CertificateRequest:
             f"CSR for a {curve} key is signed with {SIGNATURE_ALGORITHMS[name]}; "
             f"the suite pairs {curve} with {hash_for_curve(curve).upper()}"
         )
-    try:
-        verify(public_key, request["signature"].native, info.dump(), hash_name)
-    except InvalidSignature:
-        raise InvalidSignature("CSR signature does not verify") from None
-    except InputError as error:
-        raise InputError(f"{_WHAT}: {error.message}", source=source) from None
+    _check_signature(
+        lambda: Verifier(public_key),
+        request["signature"].native,
+        bytes(info.dump()),
+        hash_name,
+        source,
+    )
     try:
         system_title = name_system_title_any_case(info["subject"])
     except CertificateProfileError as error:
@@ -115,3 +150,89 @@ def load_csr(data: bytes, source: str | None = None) -> CertificateRequest:
         public_key=public_key,
         curve=curve,
     )
+
+
+def _check_signature(
+    verifier: Callable[[], Verifier],
+    signature: bytes,
+    info_der: bytes,
+    hash_name: str,
+    source: str | None,
+) -> None:
+    """The self-signature, proof that the meter holds the key; a key that is no point on its
+    curve is bad input (the verifier is made here so that its error is worded alike)."""
+    try:
+        verifier().verify(signature, info_der, hash_name)
+    except InvalidSignature:
+        raise InvalidSignature("CSR signature does not verify") from None
+    except InputError as error:
+        raise InputError(f"{_WHAT}: {error.message}", source=source) from None
+
+
+# --- the common shape, decoded by hand --------------------------------------------------------
+
+#: SubjectPublicKeyInfo up to the point, for an uncompressed point: id-ecPublicKey with the
+#: named curve, then the BIT STRING header, no unused bits and the 04 of SEC 1 2.3.3.
+_KEY_PREFIXES = {
+    bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004"): "P-256",
+    bytes.fromhex("3076301006072a8648ce3d020106052b8104002203620004"): "P-384",
+}
+_KEY_LENGTHS = {"P-256": 91, "P-384": 120}
+#: Name of one RDN holding one commonName of 16 characters, as UTF8String or PrintableString.
+_SUBJECT_PREFIXES = (
+    bytes.fromhex("301b3119301706035504030c10"),
+    bytes.fromhex("301b3119301706035504031310"),
+)
+_SUBJECT_LENGTH = 29
+_VERSION_1 = bytes.fromhex("020100")
+_NO_ATTRIBUTES = bytes.fromhex("a000")
+#: signatureAlgorithm ecdsa-with-SHA256 / -SHA384, parameters absent (RFC 5758 3.2).
+_ALGORITHMS = {
+    bytes.fromhex("300a06082a8648ce3d040302"): "sha256",
+    bytes.fromhex("300a06082a8648ce3d040303"): "sha384",
+}
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
+
+
+def _plain(data: bytes | bytearray) -> tuple[bytes, bytes, bytes, str, str, bytes] | None:
+    """The parts of a CSR of exactly the shape meters send, or None for anything else:
+    (DER CertificationRequestInfo, DER subject, DER subjectPublicKeyInfo, curve, hash name,
+    DER signature).
+
+    Why: decoding a CSR with asn1crypto (strict, every field forced) costs about as much as
+    verifying its signature. A meter's CSR is version 0, ``CN=<16 hex characters>`` and nothing
+    else in the subject, an uncompressed P-256 or P-384 key, no attributes, and the signature
+    algorithm of the key's curve. Bytes of exactly that shape -- every tag, length (minimal, DER)
+    and OID compared here -- are what the strict decoder accepts and reads the same way; anything
+    else, however slightly different, returns None and goes through the decoder and its error
+    messages (tests/pki/test_csr_fast.py holds the two to the same answers).
+    """
+    data = bytes(data)
+    try:
+        tag, start, end = read_header(data, 0, len(data))
+        info_tag, info_start, info_end = read_header(data, start, len(data))
+        algorithm_end = read_header(data, info_end, len(data))[2]
+        signature_tag, signature_start, signature_end = read_header(data, algorithm_end, len(data))
+    except DerError:
+        return None
+    if tag != _SEQUENCE or info_tag != _SEQUENCE or end != len(data) or signature_end != end:
+        return None
+    hash_name = _ALGORITHMS.get(data[info_end:algorithm_end])
+    signature = data[signature_start:signature_end]
+    if hash_name is None or signature_tag != _BIT_STRING or signature[:1] != b"\x00":
+        return None
+    subject_end = info_start + len(_VERSION_1) + _SUBJECT_LENGTH
+    if data[info_start : subject_end - _SUBJECT_LENGTH] != _VERSION_1:
+        return None
+    subject = data[subject_end - _SUBJECT_LENGTH : subject_end]
+    title = subject[len(_SUBJECT_PREFIXES[0]) :]
+    if subject[: len(_SUBJECT_PREFIXES[0])] not in _SUBJECT_PREFIXES or not _HEX.issuperset(title):
+        return None
+    key_prefix = next((k for k in _KEY_PREFIXES if data.startswith(k, subject_end)), None)
+    if key_prefix is None:
+        return None
+    curve = _KEY_PREFIXES[key_prefix]
+    key_end = subject_end + _KEY_LENGTHS[curve]
+    if data[key_end:info_end] != _NO_ATTRIBUTES or hash_name != hash_for_curve(curve):
+        return None
+    return data[start:info_end], subject, data[subject_end:key_end], curve, hash_name, signature[1:]

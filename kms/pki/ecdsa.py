@@ -14,7 +14,8 @@ Exports:
 * :func:`hash_for_curve` / :func:`digest` -- the hash of a curve, by name and applied.
 * :func:`der_from_raw` / :func:`raw_from_der` -- ``r || s`` to DER and back, strictly.
 * :func:`sign` -- a DER signature over data, made by a :class:`Signer`.
-* :func:`verify` -- raises :class:`~kms.errors.InvalidSignature`, never returns False.
+* :func:`verify` -- raises :class:`~kms.errors.InvalidSignature`, never returns False;
+  :class:`Verifier` -- the same with one key loaded once.
 * :func:`public_key_curve` -- "P-256" or "P-384" of a SubjectPublicKeyInfo, or a profile error.
 """
 
@@ -34,6 +35,7 @@ from kms.pki._asn1 import ASN1_ERRORS
 __all__ = [
     "CURVES",
     "Signer",
+    "Verifier",
     "der_from_raw",
     "digest",
     "hash_for_curve",
@@ -102,9 +104,25 @@ def der_from_raw(raw: bytes) -> bytes:
             f"raw ECDSA signature must be r || s of equal halves, got {len(raw)} bytes"
         )
     half = len(raw) // 2
-    r = int.from_bytes(raw[:half], "big")
-    s = int.from_bytes(raw[half:], "big")
-    return bytes(algos.DSASignature({"r": r, "s": s}).dump())
+    body = _der_unsigned(raw[:half]) + _der_unsigned(raw[half:])
+    return b"\x30" + _der_length(len(body)) + body
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def _der_unsigned(magnitude: bytes) -> bytes:
+    """The DER INTEGER of a big-endian unsigned number, written out rather than through
+    asn1crypto because a batch of certificates encodes one signature each (X.690 8.3: minimal
+    octets, a 0x00 in front when the top bit is set)."""
+    content = magnitude.lstrip(b"\x00") or b"\x00"
+    if content[0] & 0x80:
+        content = b"\x00" + content
+    return b"\x02" + _der_length(len(content)) + content
 
 
 def raw_from_der(der: bytes, curve: str) -> bytes:
@@ -184,9 +202,12 @@ def public_point(public_key: keys.PublicKeyInfo) -> bytes:
 
 
 def _pyca_public_key(public_key: keys.PublicKeyInfo) -> ec.EllipticCurvePublicKey:
-    curve = public_key_curve(public_key)
+    return _load_public_key(bytes(public_key.dump()), public_key_curve(public_key))
+
+
+def _load_public_key(der: bytes, curve: str) -> ec.EllipticCurvePublicKey:
     try:
-        loaded = serialization.load_der_public_key(bytes(public_key.dump()))
+        loaded = serialization.load_der_public_key(der)
     except (ValueError, pyca_exceptions.UnsupportedAlgorithm):
         raise InputError(f"public key: not a valid {curve} point") from None
     if not isinstance(loaded, ec.EllipticCurvePublicKey):  # pragma: no cover - checked above
@@ -205,12 +226,37 @@ def verify(
     unsupported curve is a :class:`~kms.errors.CertificateProfileError`, and a key that is not a
     point on its curve an :class:`~kms.errors.InputError`.
     """
+    _hash(hash_name)
+    Verifier(public_key).verify(signature_der, data, hash_name)
+
+
+def _hash(hash_name: str) -> hashes.HashAlgorithm:
     try:
-        hash_algorithm = _PYCA_HASHES[hash_name]
+        return _PYCA_HASHES[hash_name]
     except (KeyError, TypeError):
         raise ValueError(f"unsupported hash {hash_name!r}; expected sha256 or sha384") from None
-    key = _pyca_public_key(public_key)
-    try:
-        key.verify(bytes(signature_der), bytes(data), ec.ECDSA(hash_algorithm))
-    except (pyca_exceptions.InvalidSignature, ValueError):
-        raise InvalidSignature("signature does not verify") from None
+
+
+class Verifier:
+    """One public key for many :func:`verify` calls: a batch of certificates is checked against
+    one issuer, whose key is then decoded and its point validated once, not per certificate."""
+
+    def __init__(self, public_key: keys.PublicKeyInfo) -> None:
+        self._key = _pyca_public_key(public_key)
+
+    @classmethod
+    def from_der(cls, public_key_der: bytes, curve: str) -> Verifier:
+        """A verifier of a DER SubjectPublicKeyInfo whose algorithm and named curve the caller
+        has already matched byte for byte (:mod:`kms.pki.csr`'s hand decoder): the same errors
+        as the constructor, without decoding the structure with asn1crypto first."""
+        verifier = cls.__new__(cls)
+        verifier._key = _load_public_key(bytes(public_key_der), curve)
+        return verifier
+
+    def verify(self, signature_der: bytes, data: bytes, hash_name: str) -> None:
+        """As :func:`verify` with this key."""
+        algorithm = ec.ECDSA(_hash(hash_name))
+        try:
+            self._key.verify(bytes(signature_der), bytes(data), algorithm)
+        except (pyca_exceptions.InvalidSignature, ValueError):
+            raise InvalidSignature("signature does not verify") from None

@@ -3,11 +3,13 @@ verifier needs, listing, revocation and CRLs, every signature made in the token.
 
 Issuance checks the CSR (DER or PEM; its own signature; the subject CN is a system title) against
 the meter's record: the meter must be known and of suite 1 or 2, and the CSR's key on that
-suite's curve. The meter's issuing CA must be active, unexpired and unrevoked. The certificate is
-built by :mod:`kms.pki.profiles`, signed by the issuing CA's key in the token, checked again by
-the profile checker and against the path to the root, and only then stored and audited, in one
-transaction. A batch is checked whole before anything is signed: one bad CSR refuses the batch,
-naming it, and nothing is issued.
+suite's curve. The meter's issuing CA must be active, unexpired and unrevoked, and its path to
+the root valid. The certificates are built to the profile of :mod:`kms.pki.profiles`, signed by
+the issuing CA's key in the token and checked again -- the first of each issuer and type by the
+full profile checker, every one by its signature under the issuer's key -- and only then stored
+and audited, in one transaction (:mod:`kms.services.issuance` says how a batch is made fast). A
+batch is checked whole before anything is signed: one bad CSR refuses the batch, naming it, and
+nothing is issued.
 
 A CRL is signed by the CA that issued the revoked certificates, with a cRLNumber that only ever
 grows (the CA row is locked while it moves on).
@@ -16,11 +18,11 @@ grows (the CA row is locked while it moves on).
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-from asn1crypto import x509  # type: ignore[import-untyped, unused-ignore]
 
 from kms.config import Config
 from kms.db import (
@@ -31,7 +33,6 @@ from kms.db import (
     CertificateKind,
     CertificateStatus,
     Database,
-    Meter,
     MeterState,
     Session,
 )
@@ -45,16 +46,16 @@ from kms.errors import (
     CertificateProfileError,
     ConflictError,
     InputError,
+    KMSError,
     NotFoundError,
 )
 from kms.hsm import Hsm
-from kms.pki import ca, crl, csr, encoding, path, profiles
+from kms.pki import crl, csr, encoding, profiles
 from kms.pki.profiles import CertificateType
-from kms.services import audit
+from kms.services import audit, issuance
 from kms.services.certificate_authority import (
     authority_certificate,
     authority_signer,
-    certificate_row,
     require_usable,
     serial_hex,
 )
@@ -70,11 +71,14 @@ REVOCATION_REASONS = (
     "certificate_hold",
     "privilege_withdrawn",
 )
-KIND_OF_TYPE = {
-    CertificateType.DIGITAL_SIGNATURE: CertificateKind.SIGNING,
-    CertificateType.KEY_AGREEMENT: CertificateKind.KEY_AGREEMENT,
-    CertificateType.TLS: CertificateKind.TLS,
-}
+#: Threads that load and verify a batch's CSRs (pyca releases the GIL while it verifies); more
+#: than the cores only adds switching.
+_WORKERS = max(2, min(8, os.cpu_count() or 1))
+#: CSRs per worker task: one future per CSR would cost the submitting thread more than the
+#: decode, and it holds the GIL while the workers wait for it.
+_CSR_SLICE = 64
+#: The database's kind of each certificate type.
+KIND_OF_TYPE = issuance.KIND_OF_TYPE
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,19 @@ class IssuedCertificate:
     not_after: datetime.datetime
     source: str
 
-    def to_dict(self) -> dict[str, object]:
+    def summary(self) -> dict[str, object]:
+        """What lists and the audit record show: no DER, no file name."""
         return {
             "serial": self.serial,
             "system_title": self.system_title,
             "type": self.certificate_type,
             "issuer": self.issuer,
             "not_after": self.not_after.isoformat(),
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **self.summary(),
             "source": self.source,
             "import_certificate": import_certificate_apdu(self.der).hex().upper(),
         }
@@ -120,7 +130,7 @@ def import_certificate_apdu(der: bytes) -> bytes:
 class _Checked:
     item: CsrItem
     request: csr.CertificateRequest
-    meter: Meter
+    meter: repo.MeterRef
     authority: CertificateAuthority
 
 
@@ -140,10 +150,59 @@ def parse_serial(text: str) -> str:
     return serial_hex(value)
 
 
-def _check(session: Session, item: CsrItem, now: datetime.datetime) -> _Checked:
-    request = csr.load_csr(item.data, item.source)
+def _load_csrs(
+    items: Sequence[CsrItem],
+) -> tuple[list[csr.CertificateRequest], KMSError | None]:
+    """The items' CSRs loaded and verified, up to the first that fails, and its error."""
+    loaded: list[csr.CertificateRequest] = []
+    for item in items:
+        try:
+            loaded.append(csr.load_csr(item.data, item.source))
+        except KMSError as error:
+            return loaded, error
+    return loaded, None
+
+
+def _check_all(
+    session: Session, items: Sequence[CsrItem], now: datetime.datetime
+) -> list[_Checked]:
+    """Every CSR parsed and verified, then checked against its meter and the suite's issuing CA.
+
+    The CSRs are loaded on worker threads, the meters of the whole batch come from one query and
+    each suite's CA is looked up and judged once. The first bad item is still the one reported:
+    the items before the first CSR that fails to load are checked against their meters, and only
+    then is its error raised, as when each item was loaded and checked in turn.
+    """
+    requests: list[csr.CertificateRequest] = []
+    failure: KMSError | None = None
+    slices = [items[i : i + _CSR_SLICE] for i in range(0, len(items), _CSR_SLICE)]
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="kms-issue-csr") as workers:
+        for loaded, error in workers.map(_load_csrs, slices):  # in order: the first error first
+            requests.extend(loaded)
+            if error is not None:
+                failure = error
+                workers.shutdown(cancel_futures=True)  # the slices after it are not needed
+                break
+    meters = repo.meter_refs_by_system_title(session, [r.system_title for r in requests])
+    authorities: dict[int, CertificateAuthority] = {}
+    checked = [
+        _check(session, item, request, meters.get(request.system_title), authorities, now)
+        for item, request in zip(items, requests, strict=False)
+    ]
+    if failure is not None:
+        raise failure
+    return checked
+
+
+def _check(
+    session: Session,
+    item: CsrItem,
+    request: csr.CertificateRequest,
+    meter: repo.MeterRef | None,
+    authorities: dict[int, CertificateAuthority],
+    now: datetime.datetime,
+) -> _Checked:
     title = format_system_title(request.system_title)
-    meter = repo.meter_by_system_title(session, request.system_title)
     if meter is None:
         raise NotFoundError(f"{item.source}: unknown meter {title} (the CSR's subject CN)")
     if meter.state is MeterState.RETIRED:
@@ -159,12 +218,15 @@ def _check(session: Session, item: CsrItem, now: datetime.datetime) -> _Checked:
             f"{item.source}: the CSR's key is on {request.curve}, meter {title} is suite "
             f"{int(suite)} ({expected})"
         )
-    authority = pki_repo.active_authority(session, AuthorityRole.ISSUING, int(suite))
+    authority = authorities.get(int(suite))
     if authority is None:
-        raise NotFoundError(
-            f"no active issuing CA for suite {int(suite)}: run scripts/create_issuing_ca.py"
-        )
-    require_usable(authority, now)
+        authority = pki_repo.active_authority(session, AuthorityRole.ISSUING, int(suite))
+        if authority is None:
+            raise NotFoundError(
+                f"no active issuing CA for suite {int(suite)}: run scripts/create_issuing_ca.py"
+            )
+        require_usable(authority, now)
+        authorities[int(suite)] = authority
     return _Checked(item, request, meter, authority)
 
 
@@ -179,54 +241,68 @@ def issue(
     chunk_size: int = 500,
 ) -> list[IssuedCertificate]:
     """Issue one certificate per CSR; all or nothing. ``progress`` is told how many more were
-    signed after each chunk."""
+    signed after each chunk.
+
+    Signature checks dominate once the rest is batched (kms.services.issuance), and pyca and the
+    token both release the GIL while they compute: so the CSRs are verified on worker threads,
+    and what the token signed is checked on a worker thread while the token signs more
+    (:func:`kms.services.issuance.make`). The token and the database are still called from this
+    thread only (DESIGN.md section 6).
+    """
     if not items:
         raise InputError("no CSR to issue a certificate for")
     issued: list[IssuedCertificate] = []
+    records: list[audit.AuditRecord] = []
     with db.begin() as session:
         now = utcnow()
-        checked = [_check(session, item, now) for item in items]
+        checked = _check_all(session, items, now)
         _refuse_duplicates(checked)
-        anchors: dict[int, tuple[x509.Certificate, x509.Certificate]] = {}
-        records: list[audit.AuditRecord] = []
-        for start in range(0, len(checked), chunk_size):
-            for one in checked[start : start + chunk_size]:
-                issuer_cert, root_cert = _issuer_and_root(session, one.authority, anchors)
-                cert = _sign(hsm, config, one, issuer_cert, now)
-                path.validate_path(cert, [issuer_cert], root_cert, at=now)
-                row = certificate_row(
-                    cert,
-                    KIND_OF_TYPE[one.item.certificate_type],
-                    issuer_id=one.authority.certificate_id,
-                    meter_id=one.meter.id,
+        issuers: dict[int, issuance.Issuer] = {}
+        for one in checked:
+            if one.authority.id not in issuers:
+                issuers[one.authority.id] = issuance.open_issuer(
+                    session, one.authority, config, now
                 )
-                repo.add(session, row)
-                result = IssuedCertificate(
-                    der=row.der,
-                    serial=row.serial,
-                    system_title=format_system_title(one.request.system_title),
-                    certificate_type=one.item.certificate_type.cli_name,
-                    issuer=one.authority.name,
-                    not_after=row.not_after,
-                    source=one.item.source,
-                )
-                issued.append(result)
+
+        def store(start: int, made: list[issuance.Made]) -> None:
+            pki_repo.insert_certificates(session, [m.row for m in made])
+            for one, certificate in zip(checked[start : start + len(made)], made, strict=True):
+                issued.append(_issued(one, certificate))
                 records.append(
                     audit.AuditRecord(
-                        "certificate.issue",
-                        result.system_title,
-                        {
-                            k: v
-                            for k, v in result.to_dict().items()
-                            if k not in ("source", "import_certificate")
-                        },
+                        "certificate.issue", issued[-1].system_title, issued[-1].summary()
                     )
                 )
-            session.flush()
             if progress is not None:
-                progress(min(chunk_size, len(checked) - start))
+                progress(len(made))
+
+        orders = [_order(one, issuers) for one in checked]
+        issuance.make(hsm, orders, chunk_size=chunk_size, store=store)
         audit.append(session, actor, records)
     return issued
+
+
+def _order(one: _Checked, issuers: dict[int, issuance.Issuer]) -> issuance.Order:
+    return issuance.Order(
+        certificate_type=one.item.certificate_type,
+        system_title=one.request.system_title,
+        public_key=one.request.public_key,
+        curve=one.request.curve,
+        meter_id=one.meter.id,
+        issuer=issuers[one.authority.id],
+    )
+
+
+def _issued(one: _Checked, certificate: issuance.Made) -> IssuedCertificate:
+    return IssuedCertificate(
+        der=certificate.der,
+        serial=certificate.serial,
+        system_title=format_system_title(one.request.system_title),
+        certificate_type=one.item.certificate_type.cli_name,
+        issuer=one.authority.name,
+        not_after=certificate.row["not_after"],
+        source=one.item.source,
+    )
 
 
 def _refuse_duplicates(checked: Sequence[_Checked]) -> None:
@@ -239,48 +315,6 @@ def _refuse_duplicates(checked: Sequence[_Checked]) -> None:
                 f"{format_system_title(key[0])} in the same batch (first: {seen[key]})"
             )
         seen[key] = one.item.source
-
-
-def _issuer_and_root(
-    session: Session,
-    authority: CertificateAuthority,
-    cache: dict[int, tuple[x509.Certificate, x509.Certificate]],
-) -> tuple[x509.Certificate, x509.Certificate]:
-    if authority.id not in cache:
-        root = pki_repo.active_authority(session, AuthorityRole.ROOT)
-        if root is None:
-            raise NotFoundError("no root CA: run scripts/create_root_ca.py first")
-        cache[authority.id] = (authority_certificate(authority), authority_certificate(root))
-    return cache[authority.id]
-
-
-def _sign(
-    hsm: Hsm,
-    config: Config,
-    one: _Checked,
-    issuer_cert: x509.Certificate,
-    now: datetime.datetime,
-) -> x509.Certificate:
-    issuer_end = one.authority.certificate.not_after
-    start = now.replace(microsecond=0)
-    end = min(start + datetime.timedelta(days=config.certificate_validity_days), issuer_end)
-    tbs = profiles.end_entity_tbs(
-        serial_number=profiles.serial_number_from(hsm.random(16)),
-        issuer=issuer_cert,
-        system_title=one.request.system_title,
-        public_key=one.request.public_key,
-        certificate_type=one.item.certificate_type,
-        validity=profiles.Validity(start, end),
-    )
-    cert = ca.sign_certificate(tbs, authority_signer(hsm, one.authority))
-    profiles.check_certificate(
-        cert,
-        issuer=issuer_cert,
-        certificate_type=one.item.certificate_type,
-        system_title=one.request.system_title,
-        is_ca=False,
-    )
-    return cert
 
 
 # --- reading ----------------------------------------------------------------------------------

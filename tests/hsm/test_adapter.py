@@ -302,6 +302,27 @@ def test_audit_signature_verifies_with_pyca_on_p384_sha384(kms: Kms) -> None:
         public.verify(signature, message + b"!", ec.ECDSA(hashes.SHA384()))
 
 
+def test_sign_digests_signs_each_digest_in_order(kms: Kms) -> None:
+    messages = [f"certificate {i}".encode() for i in range(5)]
+    digests = [hashlib.sha384(m).digest() for m in messages]
+    raws = kms.hsm.sign_digests(kms.root.audit, digests)
+    assert len(raws) == 5 and all(len(raw) == 96 for raw in raws)
+    assert len(set(raws)) == 5  # ECDSA's random k: never the same signature twice
+    public = load_der_public_key(kms.hsm.public_key_der(kms.root.audit))
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    for raw, message in zip(raws, messages, strict=True):
+        signature = encode_dss_signature(
+            int.from_bytes(raw[:48], "big"), int.from_bytes(raw[48:], "big")
+        )
+        public.verify(signature, message, ec.ECDSA(hashes.SHA384()))
+    with pytest.raises(PycaInvalidSignature):  # the first signature is not the second's
+        signature = encode_dss_signature(
+            int.from_bytes(raws[0][:48], "big"), int.from_bytes(raws[0][48:], "big")
+        )
+        public.verify(signature, messages[1], ec.ECDSA(hashes.SHA384()))
+    assert kms.hsm.sign_digests(kms.root.audit, []) == []
+
+
 # --- threads: one shared Hsm, one lock ------------------------------------------------------------
 
 
