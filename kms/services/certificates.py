@@ -46,6 +46,7 @@ from kms.errors import (
     CertificateProfileError,
     ConflictError,
     InputError,
+    InvalidSignature,
     KMSError,
     NotFoundError,
 )
@@ -158,6 +159,10 @@ def _load_csrs(
     for item in items:
         try:
             loaded.append(csr.load_csr(item.data, item.source))
+        except (CertificateProfileError, InvalidSignature) as error:
+            # Name the CSR (an InputError names its source already): in a folder of a thousand,
+            # "the CSR signature does not verify" alone says nothing of which.
+            return loaded, type(error)(f"{item.source}: {error.message}")
         except KMSError as error:
             return loaded, error
     return loaded, None
@@ -388,6 +393,15 @@ def _by_serial(session: Session, serial: str) -> Certificate:
     return row
 
 
+def issuer_valid(session: Session, row: Certificate) -> bool:
+    """Whether the CA that issued ``row`` is neither revoked nor expired: revoking an issuing
+    CA takes every certificate under it out of use, the meters' and the KMS's own."""
+    if row.issuer_id is None:
+        return False
+    issuer = pki_repo.certificate_by_id(session, row.issuer_id)
+    return issuer.status is CertificateStatus.VALID and utcnow() < issuer.not_after
+
+
 def peer_public_key(
     session: Session, system_title: bytes, certificate_type: CertificateType, curve: str
 ) -> tuple[Any, str]:
@@ -399,7 +413,7 @@ def peer_public_key(
     )
     for row in reversed(rows):
         usable = row.status is CertificateStatus.VALID and row.not_before <= now < row.not_after
-        if usable and row.key_label is None and row.curve == curve:
+        if usable and row.key_label is None and row.curve == curve and issuer_valid(session, row):
             tbs = encoding.load_certificate(row.der)["tbs_certificate"]
             return tbs["subject_public_key_info"], row.serial
     raise NotFoundError(

@@ -35,7 +35,7 @@ from kms.services.certificate_authority import (
     certificate_row,
     require_usable,
 )
-from kms.services.certificates import KIND_OF_TYPE
+from kms.services.certificates import KIND_OF_TYPE, issuer_valid
 
 PURPOSES = ("hes-client", "data-concentrator", "site")
 
@@ -146,15 +146,6 @@ def _own_certificates(
     ]
 
 
-def _issuer_valid(session: Session, row: Certificate) -> bool:
-    """Whether the CA that issued ``row`` is neither revoked nor expired: a revoked issuing CA
-    takes every certificate under it out of use."""
-    if row.issuer_id is None:
-        return False
-    issuer = pki_repo.certificate_by_id(session, row.issuer_id)
-    return issuer.status is CertificateStatus.VALID and utcnow() < issuer.not_after
-
-
 def own_key(
     session: Session, system_title: bytes, certificate_type: CertificateType, curve: str
 ) -> OwnKey:
@@ -164,7 +155,7 @@ def own_key(
     now = utcnow()
     for row in reversed(_own_certificates(session, system_title, kind)):
         usable = row.status is CertificateStatus.VALID and row.not_before <= now < row.not_after
-        if usable and row.curve == curve and _issuer_valid(session, row):
+        if usable and row.curve == curve and issuer_valid(session, row):
             assert row.key_label is not None
             return OwnKey(
                 TokenKey(row.key_label, "private"), row.curve, row.der, row.serial, system_title

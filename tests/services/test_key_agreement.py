@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 
-from kms.db import AgreementState, KeyRole, KeyState
+from kms.db import AgreementState, AuthorityRole, KeyRole, KeyState
 from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.dlms.key_transfer import KeyId
@@ -270,3 +270,27 @@ def test_what_key_agreement_needs_is_named(pki: Pki, tmp_path: Path) -> None:
         key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", bare, [])
     with pytest.raises(NotFoundError, match="no key agreement"):
         key_agreement.cancel(kms.hsm, kms.db, "pytest", "00" * 16)
+
+
+def test_a_meter_certificate_under_a_revoked_issuing_ca_is_out_of_use(
+    pki: Pki, tmp_path: Path
+) -> None:
+    kms = pki.kms
+    meter = _ready(pki, tmp_path, 7, 1)
+    with kms.db.begin() as session:
+        issuing = pki_repo.active_authority(session, AuthorityRole.ISSUING, 1)
+        assert issuing is not None
+        serial = issuing.certificate.serial
+    certificates.revoke(kms.db, "pytest", serial, "ca_compromise")
+    # Both the meter's certificate and the head-end's own key hang under the revoked CA.
+    with pytest.raises(NotFoundError, match="no valid signing"):
+        key_agreement.start(
+            kms.hsm, kms.db, kms.config, "pytest", meter.system_title, [KeyId.MASTER_KEY]
+        )
+    with (
+        kms.db.begin() as session,
+        pytest.raises(NotFoundError, match="no valid signing certificate"),
+    ):
+        certificates.peer_public_key(
+            session, meter.system_title, CertificateType.DIGITAL_SIGNATURE, "P-256"
+        )
