@@ -27,17 +27,6 @@ def read_file(path: Path) -> bytes:
         raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
 
 
-def write_new_file(path: Path, data: bytes) -> None:
-    """Write a file that must not exist yet (requests and approvals are never overwritten)."""
-    try:
-        with path.open("xb") as handle:
-            handle.write(data)
-    except FileExistsError:
-        raise InputError("already exists; choose another name", source=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
-
-
 def load_approvals(paths: tuple[Path, ...]) -> list[approvals.ApprovalFile]:
     return [approvals.load_approval(read_file(p), str(p)) for p in paths]
 
@@ -127,7 +116,7 @@ def request(
         req = approvals.new_request(
             ctx.hsm(), name, parameters, lifetime=datetime.timedelta(hours=hours)
         )
-        write_new_file(out, req.text)
+        approvals.write_new_file(out, req.text)
         info = {
             "ceremony": req.ceremony,
             "parameters": dict(req.parameters),
@@ -172,7 +161,7 @@ def approve(request_path: Path, officer: str, key_path: Path, out: Path, json_ou
         data = approvals.sign_request(
             req, officer, read_file(key_path), passphrase.encode() if passphrase else None
         )
-        write_new_file(out, data)
+        approvals.write_new_file(out, data)
         if json_output:
             emit_json({"officer": officer, "request_id": req.request_id, "out": str(out)})
         else:

@@ -28,6 +28,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature as PycaInvalidSignature
@@ -161,6 +162,18 @@ def load_request(data: bytes, source: str) -> CeremonyRequest:
     if expires.tzinfo is None:
         raise InputError("the request expiry has no time zone", source=source)
     return CeremonyRequest(ceremony, parameters, request_id, expires, data)
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write a ceremony file that must not exist yet: requests, approvals and backups are never
+    overwritten."""
+    try:
+        with path.open("xb") as handle:
+            handle.write(data)
+    except FileExistsError:
+        raise InputError("already exists; choose another name", source=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
 
 
 def load_approval(data: bytes, source: str) -> ApprovalFile:

@@ -63,7 +63,13 @@ from kms.errors import (
 from kms.hsm import Hsm, SessionKey, TokenKey
 from kms.pki import ecdsa, encoding
 from kms.services import audit
-from kms.services.approvals import ApprovalFile, CeremonyRequest, approvers, verify_approvals
+from kms.services.approvals import (
+    ApprovalFile,
+    CeremonyRequest,
+    approvers,
+    verify_approvals,
+    write_new_file,
+)
 from kms.services.key_components import check_value, combine, zeroise
 
 BACKUP_FORMAT = "dlms-kms/ca-key-backup/v1"
@@ -168,16 +174,6 @@ def load_backup(data: bytes, source: str) -> CaKeyBackup:
         created_at=fields["created_at"],
         source=source,
     )
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    try:
-        with path.open("xb") as handle:
-            handle.write(data)
-    except FileExistsError:
-        raise InputError("already exists; choose another name", source=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
 
 
 # --- the ceremonies -------------------------------------------------------------------------------
@@ -301,7 +297,7 @@ def backup_ca_key(
                 authority, wrapping_key, kcv, mechanism, wrapped, utcnow(), approval_info
             )
             data = json.dumps(document, indent=2, sort_keys=True).encode("ascii") + b"\n"
-            _write_new(out, data)
+            write_new_file(out, data)
             written = True
             digest = hashlib.sha256(data).hexdigest()
             details = {

@@ -147,9 +147,11 @@ def require_usable(authority: CertificateAuthority, now: datetime.datetime) -> N
         )
 
 
-def _validity(
+def validity_within(
     now: datetime.datetime, days: int, issuer_end: datetime.datetime | None
 ) -> profiles.Validity:
+    """From ``now`` (whole seconds) for ``days``, cut at the issuer's own end: a certificate never
+    outlives the CA that vouches for it."""
     start = now.replace(microsecond=0)
     end = start + datetime.timedelta(days=days)
     if issuer_end is not None and end > issuer_end:
@@ -287,7 +289,7 @@ def _ceremony(
             org = _organization(config)
             if root is None:
                 subject = profiles.ca_name(f"{org} Root CA", org)
-                validity = _validity(now, config.root_ca_validity_days, None)
+                validity = validity_within(now, config.root_ca_validity_days, None)
                 cert = ca.self_signed_root(
                     serial_number=serial,
                     subject=subject,
@@ -302,7 +304,7 @@ def _ceremony(
                     f"{org} Suite {suite_no} Issuing CA v{plan.version}", org
                 )
                 issuer_cert = authority_certificate(root)
-                validity = _validity(
+                validity = validity_within(
                     now, config.issuing_ca_validity_days, root.certificate.not_after
                 )
                 cert = ca.issuing_ca(

@@ -12,7 +12,6 @@ stays valid until revoked, and the newest valid one is used.
 from __future__ import annotations
 
 import contextlib
-import datetime
 from dataclasses import dataclass
 
 from asn1crypto import keys  # type: ignore[import-untyped, unused-ignore]
@@ -34,6 +33,7 @@ from kms.services.certificate_authority import (
     authority_signer,
     certificate_row,
     require_usable,
+    validity_within,
 )
 from kms.services.certificates import KIND_OF_TYPE, issuer_valid
 
@@ -92,18 +92,15 @@ def create_end_entity(
             else:
                 made = hsm.create_ec_key_pair(label, label.encode(), curve)
             issuer = authority_certificate(authority)
-            start = now.replace(microsecond=0)
-            end = min(
-                start + datetime.timedelta(days=config.certificate_validity_days),
-                authority.certificate.not_after,
-            )
             tbs = profiles.end_entity_tbs(
                 serial_number=profiles.serial_number_from(hsm.random(16)),
                 issuer=issuer,
                 system_title=system_title,
                 public_key=keys.PublicKeyInfo.load(hsm.public_key_der(made)),
                 certificate_type=certificate_type,
-                validity=profiles.Validity(start, end),
+                validity=validity_within(
+                    now, config.certificate_validity_days, authority.certificate.not_after
+                ),
             )
             cert = ca.sign_certificate(tbs, authority_signer(hsm, authority))
             profiles.check_certificate(

@@ -48,6 +48,7 @@ from kms.services.certificate_authority import (
     certificate_row,
     serial_hex,
     subject_text,
+    validity_within,
 )
 
 __all__ = ["Issuer", "Made", "Order", "Signed", "check", "make", "open_issuer", "sign"]
@@ -110,15 +111,12 @@ def open_issuer(
         )
 
     path.validate_path(certificate, [], authority_certificate(root), at=now, is_revoked=revoked)
-    start = now.replace(microsecond=0)
-    end = min(
-        start + datetime.timedelta(days=config.certificate_validity_days),
-        authority.certificate.not_after,
-    )
     return Issuer(
         authority=authority,
         certificate=certificate,
-        validity=profiles.Validity(start, end),
+        validity=validity_within(
+            now, config.certificate_validity_days, authority.certificate.not_after
+        ),
         key=TokenKey(authority.key_label, "private"),
         hash_name=ecdsa.hash_for_curve(authority.curve),
         verifier=ecdsa.Verifier(certificate.public_key),
