@@ -506,6 +506,8 @@ def postgres_database(server_url: str) -> Iterator[str]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
 
+    from tests.postgres import drop_database
+
     name = f"kms_bench_{uuid.uuid4().hex[:16]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
@@ -513,9 +515,8 @@ def postgres_database(server_url: str) -> Iterator[str]:
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        drop_database(server_url, name)
 
 
 def check_postgres(server_url: str) -> str | None:

@@ -35,7 +35,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -44,10 +43,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
+
+from tests.postgres import drop_database
 
 if TYPE_CHECKING:
     from kms.config import Config
@@ -286,29 +286,7 @@ class DatabaseFactory:
         if self._admin_url is None:
             Path(name).unlink(missing_ok=True)
             return
-        # Plain DROP DATABASE, not WITH (FORCE): FORCE refuses, for a role that is not a
-        # superuser, when an autovacuum worker happens to be on the database (the worker has
-        # no role, so the test role may not signal it). Plain DROP ends autovacuum workers
-        # itself and waits for them; client sessions it does not end, so they are terminated
-        # first (they are the test role's own). A session that slips in between is retried.
-        for attempt in range(5):
-            with self._admin_connection() as conn:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = :name AND pid <> pg_backend_pid()"
-                        " AND backend_type = 'client backend'"
-                    ),
-                    {"name": name},
-                )
-                try:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-                    return
-                except DBAPIError as exc:
-                    # 55006 object_in_use: "database is being accessed by other users".
-                    if getattr(exc.orig, "pgcode", None) != "55006" or attempt == 4:
-                        raise
-            time.sleep(0.2 * (attempt + 1))
+        drop_database(self._admin_url, name)
 
     def drop_all(self) -> None:
         for url in list(self._live):

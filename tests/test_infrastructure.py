@@ -189,6 +189,10 @@ def test_missing_softhsm_skips_unless_required(
         "KMS_PKCS11_MODULE": str(tmp_path / "no-such-libsofthsm2.so"),
         "KMS_REQUIRE_HSM": require_hsm,
         "KMS_TEST_DATABASE": "sqlite",
+        # The copied conftest imports its helpers (tests.postgres) from this checkout.
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
     }
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
