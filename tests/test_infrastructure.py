@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from kms.config import Config
@@ -149,6 +150,31 @@ def test_postgresql_databases_are_created_and_dropped(database_factory: Database
     finally:
         admin.dispose()
     assert name not in names
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="KMS_TEST_DATABASE is not postgresql")
+def test_a_database_with_a_session_still_open_is_dropped(
+    database_factory: DatabaseFactory,
+) -> None:
+    """A test that leaks a connection must not make the teardown fail."""
+    url = database_factory.create()
+    name = make_url(url).database
+    leaked = create_engine(url, poolclass=NullPool).connect()
+    try:
+        leaked.exec_driver_sql("SELECT 1")
+        database_factory.drop(url)
+    finally:
+        leaked.invalidate()
+        leaked.close()
+    admin = create_engine(make_url(url).set(database="postgres"), poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT count(*) FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+    finally:
+        admin.dispose()
+    assert exists == 0
 
 
 def test_kms_env_and_kms_config_describe_the_token_and_database(
