@@ -24,7 +24,7 @@ from kms.dlms.suites import SecuritySuite
 from kms.hsm import Hsm, open_hsm
 from kms.keystore import hierarchy
 from kms.keystore.hierarchy import RootKeys
-from kms.services import approvals, certificate_authority
+from kms.services import approvals, certificate_authority, certificates
 from kms.services.approvals import ApprovalFile, CeremonyRequest
 from tests.interop.meter import MANAGEMENT_SETUP, SimulatedMeter
 
@@ -221,6 +221,22 @@ def pki(kms: Kms, officers: Officers) -> Pki:
             kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(suite)
         )
     return Pki(kms, officers)
+
+
+def revoke_ca(pki: Pki, serial: str, reason: str = "ca_compromise") -> dict[str, object]:
+    """Revoke a CA certificate through its approved revoke-ca-certificate ceremony."""
+    request, files = pki.officers.approve(
+        pki.kms, "revoke-ca-certificate", {"serial": serial, "reason": reason}
+    )
+    return certificates.revoke(
+        pki.kms.db,
+        "pytest",
+        serial,
+        reason,
+        config=pki.kms.config,
+        request=request,
+        approvals=files,
+    )
 
 
 def provision_meter(kms: Kms, tmp_path: Path, index: int, suite: int) -> bytes:

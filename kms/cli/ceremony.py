@@ -16,7 +16,7 @@ import click
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.db import pki_repository as pki_repo
 from kms.errors import InputError
-from kms.services import approvals
+from kms.services import approvals, certificates
 from kms.services.certificate_authority import describe_authority
 
 
@@ -71,6 +71,12 @@ def ceremony() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="add-officer: the new officer's public key (PEM or DER).",
 )
+@click.option("--serial", help="revoke-ca-certificate: the CA certificate's serial (hex).")
+@click.option(
+    "--reason",
+    type=click.Choice([r.replace("_", "-") for r in certificates.REVOCATION_REASONS]),
+    help="revoke-ca-certificate: the revocation reason.",
+)
 @click.option(
     "--hours", type=click.IntRange(1, 24 * 14), default=24, show_default=True, help="Lifetime."
 )
@@ -85,6 +91,8 @@ def request(
     wrapping_key_kcv: str | None,
     officer_name: str | None,
     officer_key: Path | None,
+    serial: str | None,
+    reason: str | None,
     hours: int,
     out: Path,
     json_output: bool,
@@ -102,6 +110,8 @@ def request(
                 if officer_key
                 else None
             ),
+            "serial": certificates.parse_serial(serial) if serial else None,
+            "reason": reason.replace("-", "_") if reason else None,
         }
         wanted = approvals.CEREMONIES[name]
         parameters = {k: v for k, v in given.items() if k in wanted}

@@ -14,13 +14,14 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
+from kms.cli.ceremony import approval_option, load_approvals, read_file
 from kms.db import CertificateKind, CertificateStatus
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
 from kms.pki.encoding import certificate_pem, load_certificate
 from kms.pki.profiles import CertificateType
-from kms.services import certificates
+from kms.services import approvals, certificates
 from kms.services.certificates import CsrItem, IssuedCertificate
 
 _CSR_SUFFIXES = {".der", ".pem", ".csr", ".p10"}
@@ -330,14 +331,50 @@ def show(ctx: Context, serial: str, out: Path | None, json_output: bool) -> None
     default="unspecified",
     show_default=True,
 )
+@click.option(
+    "--request",
+    "request_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CA certificate only: the approved revoke-ca-certificate request.",
+)
+@approval_option
 @json_option
 @pass_context
-def revoke(ctx: Context, serial: str, reason: str, json_output: bool) -> None:
-    """Revoke a certificate; the next CRL of its issuer lists it (kms crl issue)."""
+def revoke(
+    ctx: Context,
+    serial: str,
+    reason: str,
+    request_path: Path | None,
+    approval_paths: tuple[Path, ...],
+    json_output: bool,
+) -> None:
+    """Revoke a certificate; the next CRL of its issuer lists it (kms crl issue).
+
+    A meter's or an end entity's certificate is revoked on the operator's word. A CA
+    certificate retires its CA and every certificate under it, so it takes M officers'
+    approvals of a request naming the serial and the reason:
+
+    \b
+      kms ceremony request revoke-ca-certificate --serial S --reason R --out req.json
+      kms ceremony approve --request req.json --officer NAME --key KEY --out NAME.json
+      kms cert revoke --serial S --reason R --request req.json --approval NAME.json ...
+    """
 
     def body() -> None:
+        if approval_paths and request_path is None:
+            raise InputError("--approval needs the --request it approves")
         info = certificates.revoke(
-            ctx.database(), ctx.config.actor, serial, reason.replace("-", "_")
+            ctx.database(),
+            ctx.config.actor,
+            serial,
+            reason.replace("-", "_"),
+            config=ctx.config,
+            request=(
+                approvals.load_request(read_file(request_path), str(request_path))
+                if request_path is not None
+                else None
+            ),
+            approvals=load_approvals(approval_paths),
         )
         if json_output:
             emit_json(info)

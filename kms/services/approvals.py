@@ -64,6 +64,8 @@ CEREMONIES: Mapping[str, frozenset[str]] = {
     # they saw made from their components, not under whatever trusted key an operator has.
     "backup-ca-key": frozenset({"ca", "wrapping_key_kcv"}),
     "restore-ca-key": frozenset({"ca"}),
+    # Revoking a CA certificate retires the CA and every certificate under it.
+    "revoke-ca-certificate": frozenset({"serial", "reason"}),
     "add-officer": frozenset({"name", "public_key_sha256"}),
     "remove-officer": frozenset({"name"}),
 }

@@ -43,6 +43,7 @@ from kms.dlms.security_setup import import_certificate_request
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import format_system_title
 from kms.errors import (
+    ApprovalError,
     CertificateProfileError,
     ConflictError,
     InputError,
@@ -54,6 +55,7 @@ from kms.hsm import Hsm
 from kms.pki import crl, csr, encoding, profiles
 from kms.pki.profiles import CertificateType
 from kms.services import audit, issuance
+from kms.services.approvals import ApprovalFile, CeremonyRequest, approvers, verify_approvals
 from kms.services.certificate_authority import (
     authority_certificate,
     authority_signer,
@@ -425,8 +427,23 @@ def peer_public_key(
 # --- revocation and CRLs ------------------------------------------------------------------------
 
 
-def revoke(db: Database, actor: str, serial: str, reason: str = "unspecified") -> dict[str, object]:
-    """Mark a certificate revoked (and its CA, if it is a CA certificate); audited."""
+def revoke(
+    db: Database,
+    actor: str,
+    serial: str,
+    reason: str = "unspecified",
+    *,
+    config: Config | None = None,
+    request: CeremonyRequest | None = None,
+    approvals: Sequence[ApprovalFile] = (),
+) -> dict[str, object]:
+    """Mark a certificate revoked; audited.
+
+    Revoking a CA certificate retires its CA and takes every certificate under it out of use
+    (issuance, HLS-7, key agreement, signatures): an approved ``revoke-ca-certificate`` ceremony
+    naming the serial and the reason (``request``, ``approvals`` and the ``config`` holding the
+    quorum), like every other change to the CA hierarchy. A meter's or an end entity's
+    certificate takes no approvals."""
     if reason not in REVOCATION_REASONS:
         raise InputError(
             f"unknown revocation reason {reason!r}; one of {', '.join(REVOCATION_REASONS)}",
@@ -440,6 +457,29 @@ def revoke(db: Database, actor: str, serial: str, reason: str = "unspecified") -
             raise ConflictError(
                 "the root certificate cannot be revoked by a CRL; withdraw it as trust anchor"
             )
+        details: dict[str, object] = {}
+        if row.kind is CertificateKind.CA:
+            if request is None or config is None:
+                raise ApprovalError(
+                    f"certificate {row.serial} is a CA certificate: revoking it is a "
+                    f"revoke-ca-certificate ceremony (kms ceremony request revoke-ca-certificate "
+                    f"--serial {row.serial} --reason {reason.replace('_', '-')}, then the "
+                    "officers' approvals)"
+                )
+            used = verify_approvals(
+                session,
+                config,
+                request,
+                approvals,
+                ceremony="revoke-ca-certificate",
+                parameters={"serial": row.serial, "reason": reason},
+            )
+            details = approvers(used)
+        elif request is not None:
+            raise InputError(
+                f"certificate {row.serial} is not a CA certificate: its revocation takes no "
+                "ceremony request"
+            )
         now = utcnow()
         row.status = CertificateStatus.REVOKED
         row.revoked_at = now
@@ -448,7 +488,11 @@ def revoke(db: Database, actor: str, serial: str, reason: str = "unspecified") -
         if authority is not None:
             pki_repo.retire_authority(session, authority.id, AuthorityState.REVOKED, now)
         out = describe(row)
-        audit.append(session, actor, [audit.AuditRecord("certificate.revoke", row.serial, out)])
+        audit.append(
+            session,
+            actor,
+            [audit.AuditRecord("certificate.revoke", row.serial, {**out, **details})],
+        )
         return out
 
 

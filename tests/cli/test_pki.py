@@ -143,6 +143,44 @@ def test_from_officers_to_a_revoked_meter_certificate(cli: Cli) -> None:
 
 
 @pytest.mark.slow
+def test_revoking_an_issuing_ca_takes_the_officers_approvals(cli: Cli) -> None:
+    pki_ready(cli)
+    chain = cli.json("cert", "chain", "--suite", "2")
+    issuing, root = chain["certificates"]
+    serial = f"{x509.load_pem_x509_certificate(issuing.encode()).serial_number:X}"
+    revoke = ("cert", "revoke", "--serial", serial, "--reason", "ca-compromise", "--json")
+
+    alone = cli(*revoke)
+    assert alone.returncode == 2, describe(alone)
+    refusal = stderr_json(alone)
+    assert refusal["error"] == "usage.approval"
+    assert "kms ceremony request revoke-ca-certificate" in refusal["message"]
+    superseded = approved(
+        cli, "revoke-ca-certificate", "--serial", serial, "--reason", "superseded"
+    )
+    wrong = cli(*revoke, *superseded)
+    assert wrong.returncode == 2 and stderr_json(wrong)["error"] == "usage.approval"
+    assert cli.json("cert", "show", "--serial", serial)["status"] == "VALID"
+
+    args = approved(cli, "revoke-ca-certificate", "--serial", serial, "--reason", "ca-compromise")
+    assert cli.json(*revoke, *args)["status"] == "REVOKED"
+    again = cli(*revoke, *args)
+    assert again.returncode != 0, describe(again)
+    assert {c["name"]: c["state"] for c in cli.json("ca", "list")}["suite2-v1"] == "REVOKED"
+
+    # The root's CRL lists it, and openssl refuses the issuing CA under that CRL.
+    (cli.cwd / "issuing.pem").write_text(issuing)
+    (cli.cwd / "root.pem").write_text(root)
+    cli.ok("crl", "issue", "--ca", "root-v1", "--out", "root-crl.pem")
+    done = subprocess.run(
+        ["openssl", "verify", "-CAfile", "root.pem", "-crl_check", "-CRLfile", "root-crl.pem",
+         "issuing.pem"],
+        cwd=cli.cwd, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "revoked" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
 def test_batches_from_a_folder_and_a_jsonl_file(cli: Cli) -> None:
     pki_ready(cli)
     rows = [meter_row(i, 2) for i in range(1, 5)]

@@ -27,8 +27,8 @@ from kms.errors import (
     NotFoundError,
 )
 from kms.hsm import TokenKey
-from kms.services import approvals, certificate_authority, certificates
-from tests.kms_fixtures import Kms, Officers, Pki, officer_key_pem, public_pem
+from kms.services import approvals, certificate_authority
+from tests.kms_fixtures import Kms, Officers, Pki, officer_key_pem, public_pem, revoke_ca
 
 
 def _authorities(kms: Kms) -> list[CertificateAuthority]:
@@ -271,7 +271,7 @@ def test_a_revoked_issuing_ca_is_replaced_by_rotation(pki: Pki) -> None:
         current = pki_repo.active_authority(session, AuthorityRole.ISSUING, 2)
         assert current is not None
         serial = current.certificate.serial
-    certificates.revoke(kms.db, "pytest", serial, "ca_compromise")
+    revoke_ca(pki, serial)
     request, files = pki.officers.approve(kms, "rotate-issuing-ca", {"suite": 2})
     report = certificate_authority.rotate_issuing_ca(
         kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(2)

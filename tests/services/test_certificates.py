@@ -3,6 +3,7 @@ by pyca and `openssl verify -crl_check`; every bad input named, nothing issued."
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from cryptography.x509.oid import NameOID
 
 from kms.db import AuthorityRole, CertificateStatus
 from kms.db import pki_repository as pki_repo
+from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.suites import SecuritySuite
 from kms.errors import (
+    ApprovalError,
     CertificateProfileError,
     ConflictError,
     InputError,
@@ -27,7 +30,7 @@ from kms.errors import (
 from kms.pki.profiles import CertificateType
 from kms.services import certificates
 from kms.services.certificates import CsrItem
-from tests.kms_fixtures import Kms, Pki, meter_csr, provision_meter
+from tests.kms_fixtures import Kms, Pki, meter_csr, provision_meter, revoke_ca
 
 CURVES = {1: ec.SECP256R1(), 2: ec.SECP384R1()}
 
@@ -207,7 +210,7 @@ def test_a_revoked_issuer_issues_nothing(pki: Pki, tmp_path: Path) -> None:
     kms = pki.kms
     with kms.db.begin() as session:
         serial = pki_repo.active_authority(session, AuthorityRole.ISSUING, 1).certificate.serial  # type: ignore[union-attr]
-    certificates.revoke(kms.db, "pytest", serial, "ca_compromise")
+    revoke_ca(pki, serial)
     title = provision(kms, tmp_path, 7, 1)
     _refused(pki, make_csr(title, CURVES[1])[0], NotFoundError, "no active issuing CA for suite 1")
 
@@ -242,3 +245,75 @@ def test_revoking_twice_or_an_unknown_serial(pki: Pki, tmp_path: Path) -> None:
         certificates.revoke(kms.db, "pytest", "xyz")
     rows = certificates.list_certificates(kms.db, status=CertificateStatus.REVOKED)
     assert [r["serial"] for r in rows] == [issued.serial]
+
+
+def _issuing_serial(kms: Kms, suite: int) -> str:
+    with kms.db.begin() as session:
+        issuing = pki_repo.active_authority(session, AuthorityRole.ISSUING, suite)
+        assert issuing is not None
+        return issuing.certificate.serial
+
+
+def _status(kms: Kms, serial: str) -> CertificateStatus:
+    with kms.db.begin() as session:
+        row = pki_repo.certificate_by_serial(session, serial)
+        assert row is not None
+        return row.status
+
+
+def test_revoking_a_ca_certificate_is_an_approved_ceremony(pki: Pki, tmp_path: Path) -> None:
+    kms = pki.kms
+    serial = _issuing_serial(kms, 1)
+
+    def revoke(request=None, files=(), reason="ca_compromise"):  # type: ignore[no-untyped-def]
+        return certificates.revoke(
+            kms.db, "pytest", serial, reason, config=kms.config, request=request, approvals=files
+        )
+
+    with pytest.raises(ApprovalError, match="revoke-ca-certificate ceremony"):
+        revoke()
+    one = pki.officers.approve(
+        kms, "revoke-ca-certificate", {"serial": serial, "reason": "ca_compromise"}, ["alice"]
+    )
+    with pytest.raises(ApprovalError, match="needs 2 officer approvals"):
+        revoke(*one)
+    superseded = pki.officers.approve(
+        kms, "revoke-ca-certificate", {"serial": serial, "reason": "superseded"}
+    )
+    with pytest.raises(ApprovalError, match="the request approves"):
+        revoke(*superseded)
+    other = pki.officers.approve(
+        kms,
+        "revoke-ca-certificate",
+        {"serial": _issuing_serial(kms, 2), "reason": "ca_compromise"},
+    )
+    with pytest.raises(ApprovalError, match="the request approves"):
+        revoke(*other)
+    assert _status(kms, serial) is CertificateStatus.VALID  # nothing changed, nothing claimed
+
+    request, files = pki.officers.approve(
+        kms, "revoke-ca-certificate", {"serial": serial, "reason": "ca_compromise"}
+    )
+    assert revoke(request, files)["status"] == "REVOKED"
+    assert _status(kms, serial) is CertificateStatus.REVOKED
+    with kms.db.begin() as session:
+        (event,) = [e for e in repo.audit_events(session) if e.operation == "certificate.revoke"]
+        assert event.subject == serial
+        details = json.loads(event.details)
+        assert details["approved_by"] == ["alice", "bob"]
+        assert details["request_id"] == request.request_id
+        assert pki_repo.active_authority(session, AuthorityRole.ISSUING, 1) is None
+    assert _status(kms, _issuing_serial(kms, 2)) is CertificateStatus.VALID  # suite 2 untouched
+
+
+def test_an_end_entity_revocation_takes_no_ceremony_request(pki: Pki, tmp_path: Path) -> None:
+    kms = pki.kms
+    issued = issue_one(pki, make_csr(provision(kms, tmp_path, 13, 1), CURVES[1])[0])
+    request, files = pki.officers.approve(
+        kms, "revoke-ca-certificate", {"serial": issued.serial, "reason": "unspecified"}
+    )
+    with pytest.raises(InputError, match="not a CA certificate"):
+        certificates.revoke(
+            kms.db, "pytest", issued.serial, config=kms.config, request=request, approvals=files
+        )
+    assert _status(kms, issued.serial) is CertificateStatus.VALID

@@ -30,7 +30,7 @@ from kms.pki.profiles import CertificateType
 from kms.services import certificates, end_entities, key_agreement
 from kms.services.confirmation import confirm
 from tests.conftest import CLIENT_SYSTEM_TITLE
-from tests.kms_fixtures import Pki, meter_csr, provision_meter
+from tests.kms_fixtures import Pki, meter_csr, provision_meter, revoke_ca
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 CURVES = {1: (ec.SECP256R1(), hashes.SHA256(), 32), 2: (ec.SECP384R1(), hashes.SHA384(), 48)}
@@ -281,7 +281,7 @@ def test_a_meter_certificate_under_a_revoked_issuing_ca_is_out_of_use(
         issuing = pki_repo.active_authority(session, AuthorityRole.ISSUING, 1)
         assert issuing is not None
         serial = issuing.certificate.serial
-    certificates.revoke(kms.db, "pytest", serial, "ca_compromise")
+    revoke_ca(pki, serial)
     # Both the meter's certificate and the head-end's own key hang under the revoked CA.
     with pytest.raises(NotFoundError, match="no valid signing"):
         key_agreement.start(
