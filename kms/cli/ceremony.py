@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +20,8 @@ from kms.db import pki_repository as pki_repo
 from kms.errors import InputError
 from kms.services import approvals, certificates
 from kms.services.certificate_authority import describe_authority
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def read_file(path: Path) -> bytes:
@@ -38,6 +42,19 @@ request_option = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The ceremony request the officers approved (kms ceremony request).",
 )
+
+
+def optional_request_option(when: str) -> Callable[[F], F]:
+    """``--request`` for a command that is a ceremony only ``when`` (a phrase) holds."""
+    option: Callable[[F], F] = click.option(
+        "--request",
+        "request_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=f"{when}: the approved request (kms ceremony request).",
+    )
+    return option
+
+
 approval_option = click.option(
     "--approval",
     "approval_paths",
@@ -194,12 +211,7 @@ def officer() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The officer's EC P-256/P-384 public key (PEM or DER).",
 )
-@click.option(
-    "--request",
-    "request_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Once M officers exist: the approved add-officer request.",
-)
+@optional_request_option("Once M officers exist, an add-officer ceremony")
 @approval_option
 @json_option
 @pass_context

@@ -14,7 +14,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
-from kms.cli.ceremony import approval_option, load_approvals, read_file
+from kms.cli.ceremony import approval_option, load_approvals, optional_request_option, read_file
 from kms.db import CertificateKind, CertificateStatus
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import parse_system_title
@@ -331,12 +331,7 @@ def show(ctx: Context, serial: str, out: Path | None, json_output: bool) -> None
     default="unspecified",
     show_default=True,
 )
-@click.option(
-    "--request",
-    "request_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A CA certificate only: the approved revoke-ca-certificate request.",
-)
+@optional_request_option("A CA certificate only, a revoke-ca-certificate ceremony")
 @approval_option
 @json_option
 @pass_context
