@@ -97,6 +97,10 @@ class Config:
     #: M-of-N: approvals each ceremony needs, and how many officers may be registered.
     ceremony_approvals: int = 2
     ceremony_officers: int = 3
+    #: Whether revoking a CA certificate needs an approved revoke-ca-certificate ceremony
+    #: (fixed in the database with M and N). Off, it is on the operator's word, and still
+    #: takes a ceremony's approvals when given.
+    ca_revocation_ceremony: bool = False
     pki_organization: str | None = None
     root_ca_validity_days: int = 10950
     issuing_ca_validity_days: int = 7300
@@ -160,6 +164,7 @@ _TOML_KEYS = {
     "key_cache_idle_seconds",
     "ceremony_approvals",
     "ceremony_officers",
+    "ca_revocation_ceremony",
     "pki_organization",
     "root_ca_validity_days",
     "issuing_ca_validity_days",
@@ -203,6 +208,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                 values[key] = int(env[var])
             except ValueError:
                 raise ConfigError(f"{var} must be a positive integer") from None
+    if env.get("KMS_CA_REVOCATION_CEREMONY"):
+        values["ca_revocation_ceremony"] = _env_bool(env, "KMS_CA_REVOCATION_CEREMONY")
 
     pin: Pin | None = None
     if env.get("KMS_USER_PIN"):
@@ -225,6 +232,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             f"ceremony_approvals (M = {approvals}) exceeds ceremony_officers (N = {officers})"
         )
+    revocation_ceremony = values.get("ca_revocation_ceremony", Config.ca_revocation_ceremony)
+    if not isinstance(revocation_ceremony, bool):
+        raise ConfigError("ca_revocation_ceremony must be true or false")
     days = {
         key: _positive_int(values, key, getattr(Config, key))
         for key in (
@@ -261,9 +271,19 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         key_cache_idle_seconds=float(idle),
         ceremony_approvals=approvals,
         ceremony_officers=officers,
+        ca_revocation_ceremony=revocation_ceremony,
         pki_organization=values.get("pki_organization") or None,
         **days,
     )
+
+
+def _env_bool(env: Mapping[str, str], var: str) -> bool:
+    word = env[var].strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{var} must be true or false (1/0, yes/no), not {env[var]!r}")
 
 
 def _positive_int(values: Mapping[str, Any], key: str, default: int) -> int:

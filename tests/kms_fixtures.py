@@ -229,13 +229,7 @@ def revoke_ca(pki: Pki, serial: str, reason: str = "ca_compromise") -> dict[str,
         pki.kms, "revoke-ca-certificate", {"serial": serial, "reason": reason}
     )
     return certificates.revoke(
-        pki.kms.db,
-        "pytest",
-        serial,
-        reason,
-        config=pki.kms.config,
-        request=request,
-        approvals=files,
+        pki.kms.db, pki.kms.config, "pytest", serial, reason, request=request, approvals=files
     )
 
 

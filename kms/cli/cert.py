@@ -360,10 +360,10 @@ def revoke(
             raise InputError("--approval needs the --request it approves")
         info = certificates.revoke(
             ctx.database(),
+            ctx.config,
             ctx.config.actor,
             serial,
             reason.replace("-", "_"),
-            config=ctx.config,
             request=(
                 approvals.load_request(read_file(request_path), str(request_path))
                 if request_path is not None

@@ -12,7 +12,16 @@ from __future__ import annotations
 import datetime
 import enum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kms.db.base import ModelBase, datetime_now, intpk
@@ -180,14 +189,18 @@ class KeyAgreement(ModelBase):
 
 
 class CeremonyPolicy(ModelBase):
-    """The M-of-N quorum, fixed in the database when the first officer is registered: a quorum
-    read from each process's configuration would be whatever the operator's environment says."""
+    """The M-of-N quorum (and whether revoking a CA certificate is a ceremony), fixed in the
+    database when the first officer is registered: a quorum read from each process's
+    configuration would be whatever the operator's environment says."""
 
     __tablename__ = "ceremony_policy"
 
     id: Mapped[intpk]
     approvals: Mapped[int] = mapped_column(comment="M: approvals each ceremony needs")
     officers: Mapped[int] = mapped_column(comment="N: officers who may be registered")
+    ca_revocation_ceremony: Mapped[bool] = mapped_column(
+        server_default=false(), comment="revoking a CA certificate needs M approvals"
+    )
     created_at: Mapped[datetime_now]
 
 

@@ -313,21 +313,39 @@ def verify_approvals(
 
 
 def quorum(session: Session, config: Config) -> tuple[int, int]:
-    """M and N as the database fixed them at the first ceremony step; the configuration must
-    agree (a quorum each process read from its own environment would be no control)."""
+    """M and N as the database fixed them at the first ceremony step."""
+    row = policy(session, config)
+    return row.approvals, row.officers
+
+
+def policy(session: Session, config: Config) -> CeremonyPolicy:
+    """The ceremony policy as the database fixed it at the first ceremony step (M, N, and
+    whether revoking a CA certificate is a ceremony); the configuration must agree (a quorum
+    each process read from its own environment would be no control)."""
     row = pki_repo.ceremony_policy(session)
-    wanted = (config.ceremony_approvals, config.ceremony_officers)
     if row is None:
-        repo.add(session, CeremonyPolicy(approvals=wanted[0], officers=wanted[1]))
-        return wanted
-    if (row.approvals, row.officers) != wanted:
+        row = CeremonyPolicy(
+            approvals=config.ceremony_approvals,
+            officers=config.ceremony_officers,
+            ca_revocation_ceremony=config.ca_revocation_ceremony,
+        )
+        repo.add(session, row)
+        return row
+    if (row.approvals, row.officers) != (config.ceremony_approvals, config.ceremony_officers):
         raise ConfigError(
             f"the ceremony quorum was fixed at {row.approvals} of {row.officers} when the first "
             f"officer was registered, but ceremony_approvals / ceremony_officers (or "
-            f"KMS_CEREMONY_APPROVALS / KMS_CEREMONY_OFFICERS) say {wanted[0]} of {wanted[1]}: "
-            "set them back; the quorum does not change"
+            f"KMS_CEREMONY_APPROVALS / KMS_CEREMONY_OFFICERS) say {config.ceremony_approvals} "
+            f"of {config.ceremony_officers}: set them back; the quorum does not change"
         )
-    return row.approvals, row.officers
+    if row.ca_revocation_ceremony != config.ca_revocation_ceremony:
+        fixed = "true" if row.ca_revocation_ceremony else "false"
+        raise ConfigError(
+            f"ca_revocation_ceremony was fixed at {fixed} when the first officer was "
+            "registered, but ca_revocation_ceremony (or KMS_CA_REVOCATION_CEREMONY) says "
+            f"otherwise: set it back to {fixed}; the policy does not change"
+        )
+    return row
 
 
 def register_officer(

@@ -55,7 +55,13 @@ from kms.hsm import Hsm
 from kms.pki import crl, csr, encoding, profiles
 from kms.pki.profiles import CertificateType
 from kms.services import audit, issuance
-from kms.services.approvals import ApprovalFile, CeremonyRequest, approvers, verify_approvals
+from kms.services.approvals import (
+    ApprovalFile,
+    CeremonyRequest,
+    approvers,
+    policy,
+    verify_approvals,
+)
 from kms.services.certificate_authority import (
     authority_certificate,
     authority_signer,
@@ -429,21 +435,23 @@ def peer_public_key(
 
 def revoke(
     db: Database,
+    config: Config,
     actor: str,
     serial: str,
     reason: str = "unspecified",
     *,
-    config: Config | None = None,
     request: CeremonyRequest | None = None,
     approvals: Sequence[ApprovalFile] = (),
 ) -> dict[str, object]:
     """Mark a certificate revoked; audited.
 
     Revoking a CA certificate retires its CA and takes every certificate under it out of use
-    (issuance, HLS-7, key agreement, signatures): an approved ``revoke-ca-certificate`` ceremony
-    naming the serial and the reason (``request``, ``approvals`` and the ``config`` holding the
-    quorum), like every other change to the CA hierarchy. A meter's or an end entity's
-    certificate takes no approvals."""
+    (issuance, HLS-7, key agreement, signatures). With ``request`` and ``approvals`` it is a
+    ``revoke-ca-certificate`` ceremony naming the serial and the reason, verified like every
+    other (the audit record names the officers); without them it is refused where the ceremony
+    policy says ``ca_revocation_ceremony``, and otherwise runs on the operator's word (an
+    emergency must not wait for officers), its audit record saying no one approved it. A
+    meter's or an end entity's certificate takes no request."""
     if reason not in REVOCATION_REASONS:
         raise InputError(
             f"unknown revocation reason {reason!r}; one of {', '.join(REVOCATION_REASONS)}",
@@ -459,26 +467,32 @@ def revoke(
             )
         details: dict[str, object] = {}
         if row.kind is CertificateKind.CA:
-            if request is None or config is None:
-                raise ApprovalError(
-                    f"certificate {row.serial} is a CA certificate: revoking it is a "
-                    f"revoke-ca-certificate ceremony (kms ceremony request revoke-ca-certificate "
-                    f"--serial {row.serial} --reason {reason.replace('_', '-')}, then the "
-                    "officers' approvals)"
+            if request is not None:
+                used = verify_approvals(
+                    session,
+                    config,
+                    request,
+                    approvals,
+                    ceremony="revoke-ca-certificate",
+                    parameters={"serial": row.serial, "reason": reason},
                 )
-            used = verify_approvals(
-                session,
-                config,
-                request,
-                approvals,
-                ceremony="revoke-ca-certificate",
-                parameters={"serial": row.serial, "reason": reason},
-            )
-            details = approvers(used)
-        elif request is not None:
+                details = approvers(used)
+            elif approvals:
+                raise InputError("approvals need the request they approve")
+            elif policy(session, config).ca_revocation_ceremony:
+                raise ApprovalError(
+                    f"certificate {row.serial} is a CA certificate and the ceremony policy "
+                    "(ca_revocation_ceremony) makes revoking it a revoke-ca-certificate "
+                    "ceremony: kms ceremony request revoke-ca-certificate "
+                    f"--serial {row.serial} --reason {reason.replace('_', '-')}, then the "
+                    "officers' approvals"
+                )
+            else:
+                details = {"approved_by": []}
+        elif request is not None or approvals:
             raise InputError(
                 f"certificate {row.serial} is not a CA certificate: its revocation takes no "
-                "ceremony request"
+                "ceremony request or approvals"
             )
         now = utcnow()
         row.status = CertificateStatus.REVOKED

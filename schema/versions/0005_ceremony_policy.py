@@ -26,6 +26,13 @@ def upgrade() -> None:
         sa.Column(
             "officers", sa.Integer(), nullable=False, comment="N: officers who may be registered"
         ),
+        sa.Column(
+            "ca_revocation_ceremony",
+            sa.Boolean(),
+            server_default=sa.false(),
+            nullable=False,
+            comment="revoking a CA certificate needs M approvals",
+        ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ceremony_policy")),
     )

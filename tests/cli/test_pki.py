@@ -140,10 +140,20 @@ def test_from_officers_to_a_revoked_meter_certificate(cli: Cli) -> None:
     assert done.returncode != 0 and "revoked" in done.stdout + done.stderr
     cas = cli.json("ca", "list")
     assert {c["name"] for c in cas} == {"root-v1", "suite1-v1", "suite2-v1"}
+    # The default ceremony policy: an issuing CA is revoked on the operator's word (an
+    # emergency), and nothing is issued under it after.
+    suite1 = next(c for c in cas if c["name"] == "suite1-v1")
+    cli.ok("cert", "revoke", "--serial", suite1["serial"], "--reason", "ca-compromise")
+    (cli.cwd / "meter2.der").write_bytes(csr_for(title, ec.SECP256R1()))
+    refused = cli("cert", "issue", "--csr", "meter2.der", "--type", "tls", "--out", "m2.pem")
+    assert refused.returncode != 0 and "no active issuing CA for suite 1" in refused.stderr
+    assert not (cli.cwd / "m2.pem").exists()
 
 
 @pytest.mark.slow
 def test_revoking_an_issuing_ca_takes_the_officers_approvals(cli: Cli) -> None:
+    # A deployment whose ceremony policy makes CA revocation a ceremony, from its first officer.
+    cli.env["KMS_CA_REVOCATION_CEREMONY"] = "true"
     pki_ready(cli)
     chain = cli.json("cert", "chain", "--suite", "2")
     issuing, root = chain["certificates"]
@@ -160,6 +170,8 @@ def test_revoking_an_issuing_ca_takes_the_officers_approvals(cli: Cli) -> None:
     )
     wrong = cli(*revoke, *superseded)
     assert wrong.returncode == 2 and stderr_json(wrong)["error"] == "usage.approval"
+    lax = cli(*revoke, env={"KMS_CA_REVOCATION_CEREMONY": "false"})
+    assert lax.returncode != 0 and "fixed at true" in stderr_json(lax)["message"]
     assert cli.json("cert", "show", "--serial", serial)["status"] == "VALID"
 
     args = approved(cli, "revoke-ca-certificate", "--serial", serial, "--reason", "ca-compromise")

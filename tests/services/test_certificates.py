@@ -3,6 +3,7 @@ by pyca and `openssl verify -crl_check`; every bad input named, nothing issued."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ from kms.dlms.suites import SecuritySuite
 from kms.errors import (
     ApprovalError,
     CertificateProfileError,
+    ConfigError,
     ConflictError,
     InputError,
     InvalidCertificatePath,
@@ -101,7 +103,7 @@ def test_a_revoked_certificate_fails_openssl_crl_check(pki: Pki, tmp_path: Path)
     kms = pki.kms
     title = provision(kms, tmp_path, 2, 1)
     issued = issue_one(pki, make_csr(title, CURVES[1])[0])
-    certificates.revoke(kms.db, "pytest", issued.serial, "key_compromise")
+    certificates.revoke(kms.db, kms.config, "pytest", issued.serial, "key_compromise")
     crl, info = certificates.issue_crl(
         kms.hsm, kms.db, kms.config, "pytest", suite=SecuritySuite(1)
     )
@@ -236,13 +238,13 @@ def test_two_csrs_of_one_meter_and_type_in_a_batch_conflict(pki: Pki, tmp_path: 
 def test_revoking_twice_or_an_unknown_serial(pki: Pki, tmp_path: Path) -> None:
     kms = pki.kms
     issued = issue_one(pki, make_csr(provision(kms, tmp_path, 12, 2), CURVES[2])[0])
-    certificates.revoke(kms.db, "pytest", issued.serial.lower())
+    certificates.revoke(kms.db, kms.config, "pytest", issued.serial.lower())
     with pytest.raises(ConflictError, match="already revoked"):
-        certificates.revoke(kms.db, "pytest", issued.serial)
+        certificates.revoke(kms.db, kms.config, "pytest", issued.serial)
     with pytest.raises(NotFoundError, match="no certificate with serial ABCDEF"):
-        certificates.revoke(kms.db, "pytest", "00:ab:cd:ef")
+        certificates.revoke(kms.db, kms.config, "pytest", "00:ab:cd:ef")
     with pytest.raises(InputError, match="hexadecimal"):
-        certificates.revoke(kms.db, "pytest", "xyz")
+        certificates.revoke(kms.db, kms.config, "pytest", "xyz")
     rows = certificates.list_certificates(kms.db, status=CertificateStatus.REVOKED)
     assert [r["serial"] for r in rows] == [issued.serial]
 
@@ -261,17 +263,24 @@ def _status(kms: Kms, serial: str) -> CertificateStatus:
         return row.status
 
 
-def test_revoking_a_ca_certificate_is_an_approved_ceremony(pki: Pki, tmp_path: Path) -> None:
+def _revocation_events(kms: Kms) -> list[dict[str, object]]:
+    with kms.db.begin() as session:
+        return [
+            json.loads(e.details)
+            for e in repo.audit_events(session)
+            if e.operation == "certificate.revoke"
+        ]
+
+
+def test_a_ca_certificate_is_revoked_by_its_ceremony(pki: Pki) -> None:
     kms = pki.kms
     serial = _issuing_serial(kms, 1)
 
-    def revoke(request=None, files=(), reason="ca_compromise"):  # type: ignore[no-untyped-def]
+    def revoke(request, files, reason="ca_compromise"):  # type: ignore[no-untyped-def]
         return certificates.revoke(
-            kms.db, "pytest", serial, reason, config=kms.config, request=request, approvals=files
+            kms.db, kms.config, "pytest", serial, reason, request=request, approvals=files
         )
 
-    with pytest.raises(ApprovalError, match="revoke-ca-certificate ceremony"):
-        revoke()
     one = pki.officers.approve(
         kms, "revoke-ca-certificate", {"serial": serial, "reason": "ca_compromise"}, ["alice"]
     )
@@ -289,6 +298,8 @@ def test_revoking_a_ca_certificate_is_an_approved_ceremony(pki: Pki, tmp_path: P
     )
     with pytest.raises(ApprovalError, match="the request approves"):
         revoke(*other)
+    with pytest.raises(InputError, match="approvals need the request"):
+        revoke(None, other[1])
     assert _status(kms, serial) is CertificateStatus.VALID  # nothing changed, nothing claimed
 
     request, files = pki.officers.approve(
@@ -296,14 +307,41 @@ def test_revoking_a_ca_certificate_is_an_approved_ceremony(pki: Pki, tmp_path: P
     )
     assert revoke(request, files)["status"] == "REVOKED"
     assert _status(kms, serial) is CertificateStatus.REVOKED
+    (event,) = _revocation_events(kms)
+    assert event["approved_by"] == ["alice", "bob"]
+    assert event["request_id"] == request.request_id
     with kms.db.begin() as session:
-        (event,) = [e for e in repo.audit_events(session) if e.operation == "certificate.revoke"]
-        assert event.subject == serial
-        details = json.loads(event.details)
-        assert details["approved_by"] == ["alice", "bob"]
-        assert details["request_id"] == request.request_id
         assert pki_repo.active_authority(session, AuthorityRole.ISSUING, 1) is None
     assert _status(kms, _issuing_serial(kms, 2)) is CertificateStatus.VALID  # suite 2 untouched
+
+
+def test_the_ceremony_policy_decides_whether_a_ca_revocation_needs_approvals(pki: Pki) -> None:
+    kms = pki.kms
+    serial1, serial2 = _issuing_serial(kms, 1), _issuing_serial(kms, 2)
+    # By default (the policy fixed when the first officer was registered) a CA certificate is
+    # revoked on the operator's word, and the audit record says no one approved it.
+    certificates.revoke(kms.db, kms.config, "pytest", serial1, "ca_compromise")
+    (event,) = _revocation_events(kms)
+    assert (event["serial"], event["approved_by"]) == (serial1, [])
+    # A deployment that fixed ca_revocation_ceremony = true at its first officer.
+    with kms.db.begin() as session:
+        row = pki_repo.ceremony_policy(session)
+        assert row is not None and row.ca_revocation_ceremony is False
+        row.ca_revocation_ceremony = True
+    strict = dataclasses.replace(kms.config, ca_revocation_ceremony=True)
+    with pytest.raises(ApprovalError, match="ca_revocation_ceremony.*--serial " + serial2):
+        certificates.revoke(kms.db, strict, "pytest", serial2, "superseded")
+    # An environment that says otherwise does not lower the policy: it is refused outright.
+    with pytest.raises(ConfigError, match="fixed at true"):
+        certificates.revoke(kms.db, kms.config, "pytest", serial2, "superseded")
+    assert _status(kms, serial2) is CertificateStatus.VALID
+    request, files = pki.officers.approve(
+        kms, "revoke-ca-certificate", {"serial": serial2, "reason": "superseded"}
+    )
+    certificates.revoke(
+        kms.db, strict, "pytest", serial2, "superseded", request=request, approvals=files
+    )
+    assert _status(kms, serial2) is CertificateStatus.REVOKED
 
 
 def test_an_end_entity_revocation_takes_no_ceremony_request(pki: Pki, tmp_path: Path) -> None:
@@ -314,6 +352,6 @@ def test_an_end_entity_revocation_takes_no_ceremony_request(pki: Pki, tmp_path: 
     )
     with pytest.raises(InputError, match="not a CA certificate"):
         certificates.revoke(
-            kms.db, "pytest", issued.serial, config=kms.config, request=request, approvals=files
+            kms.db, kms.config, "pytest", issued.serial, request=request, approvals=files
         )
     assert _status(kms, issued.serial) is CertificateStatus.VALID

@@ -272,7 +272,7 @@ def test_verify_refusals(pki: Pki, tmp_path: Path) -> None:
     apdu = meter_df(revoked_key, revoked.system_title)
     assert general_signing.verify(kms.db, kms.config, apdu).content == CONTENT
     (row,) = certificates.list_certificates(kms.db, system_title=revoked.system_title, kind=None)
-    certificates.revoke(kms.db, "pytest", str(row["serial"]), "key_compromise")
+    certificates.revoke(kms.db, kms.config, "pytest", str(row["serial"]), "key_compromise")
     with pytest.raises(NotFoundError, match="has no valid signing certificate"):
         general_signing.verify(kms.db, kms.config, apdu)
 

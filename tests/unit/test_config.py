@@ -281,6 +281,41 @@ def test_bad_step_7_settings_are_named(tmp_path: Path, text: str, words: str) ->
         load_config({"KMS_CONFIG": str(path)})
 
 
+@pytest.mark.parametrize(
+    ("toml", "environ", "expected"),
+    [
+        ("", {}, False),
+        ("ca_revocation_ceremony = true", {}, True),
+        ("ca_revocation_ceremony = true", {"KMS_CA_REVOCATION_CEREMONY": "no"}, False),
+        ("", {"KMS_CA_REVOCATION_CEREMONY": "1"}, True),
+        ("", {"KMS_CA_REVOCATION_CEREMONY": " Yes "}, True),
+        ("", {"KMS_CA_REVOCATION_CEREMONY": "off"}, False),
+    ],
+)
+def test_ca_revocation_ceremony_from_kms_toml_or_the_environment(
+    tmp_path: Path, toml: str, environ: dict[str, str], expected: bool
+) -> None:
+    path = _toml(tmp_path, f"[kms]\n{toml}\n")
+    config = load_config({"KMS_CONFIG": str(path), **environ})
+    assert config.ca_revocation_ceremony is expected
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "words"),
+    [
+        ('ca_revocation_ceremony = "yes"', {}, "ca_revocation_ceremony must be true or false"),
+        ("ca_revocation_ceremony = 1", {}, "ca_revocation_ceremony must be true or false"),
+        ("", {"KMS_CA_REVOCATION_CEREMONY": "maybe"}, "KMS_CA_REVOCATION_CEREMONY .*'maybe'"),
+    ],
+)
+def test_a_bad_ca_revocation_ceremony_is_named(
+    tmp_path: Path, toml: str, environ: dict[str, str], words: str
+) -> None:
+    path = _toml(tmp_path, f"[kms]\n{toml}\n")
+    with pytest.raises(ConfigError, match=words):
+        load_config({"KMS_CONFIG": str(path), **environ})
+
+
 # --- the security officer PIN (CA backup key ceremony) -------------------------------------------
 
 
