@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from asn1crypto import csr
+from asn1crypto import csr, keys, x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -156,6 +156,39 @@ def test_bad_signature() -> None:
 def test_bad_csr(data: object, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         load_csr(data(), "meter.csr")  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384"])
+def test_a_compressed_point_is_refused(curve: str) -> None:
+    """RFC 5480 allows a compressed key; DLMS peers read x || y only, so the profile does not."""
+    key = private_key(curve, 63)
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    uncompressed = public_key_info(key)
+    info = csr.CertificationRequestInfo(
+        {
+            "version": "v1",
+            "subject": x509.Name.build({"common_name": CN}),
+            "subject_pk_info": keys.PublicKeyInfo(
+                {"algorithm": uncompressed["algorithm"], "public_key": point}
+            ),
+            "attributes": [],
+        }
+    )
+    hash_name = "sha384" if curve == "P-384" else "sha256"
+    algorithm = hashes.SHA384() if curve == "P-384" else hashes.SHA256()
+    request = csr.CertificationRequest(
+        {
+            "certification_request_info": info,
+            "signature_algorithm": {"algorithm": f"{hash_name}_ecdsa"},
+            "signature": key.sign(info.dump(), ec.ECDSA(algorithm)),
+        }
+    )
+    # pyca takes it, signature and all: only the profile refuses it.
+    assert cx509.load_der_x509_csr(request.dump()).is_signature_valid
+    with pytest.raises(CertificateProfileError, match=f"compressed {curve} point"):
+        load_csr(request.dump())
 
 
 def test_version_must_be_v1() -> None:
