@@ -21,6 +21,7 @@ from kms.cli.ceremony import approval_option, load_approvals, read_file, request
 from kms.config import security_officer_pin
 from kms.errors import InputError
 from kms.hsm import Hsm
+from kms.memory import zeroise
 from kms.services import approvals, ca_backup, key_components
 from kms.services.ca_backup import BackupReport
 
@@ -43,7 +44,7 @@ def _load_components(paths: tuple[Path, ...]) -> list[bytearray]:
             loaded.append(key_components.load_component(read_file(path), str(path)))
     except BaseException:
         for component in loaded:
-            key_components.zeroise(component)
+            zeroise(component)
         raise
     return loaded
 

@@ -62,7 +62,6 @@ from kms.dlms.action_request import (
     security_setup_action_request,
 )
 from kms.dlms.axdr import (
-    DataType,
     Reader,
     encode_array,
     encode_enum,
@@ -70,7 +69,7 @@ from kms.dlms.axdr import (
     encode_structure,
 )
 from kms.dlms.general_ciphering import AgreedKey
-from kms.dlms.key_transfer import KeyId
+from kms.dlms.key_transfer import KeyId, read_key_entries, repeated_key_id
 from kms.dlms.suites import SecuritySuite
 from kms.errors import InputError
 
@@ -107,7 +106,6 @@ _KEY_DATA_LENGTHS = {
     192: SecuritySuite.ECDH_ECDSA_AES_GCM_256_SHA_384,
 }
 _PUBLIC_KEY_LENGTHS = (64, 96)
-_KEY_DATA_FIELDS = 2
 
 
 class KeyAgreementScheme(enum.IntEnum):
@@ -350,52 +348,17 @@ def agreed_key_scheme(agreed_key: AgreedKey) -> KeyAgreementScheme:
 
 
 def _read_entries(reader: Reader) -> tuple[KeyAgreementEntry, ...]:
-    array_at = reader.offset
-    reader.expect_tag(DataType.ARRAY, "key_agreement_data")
-    count = reader.length("key_agreement_data")
-    if not 1 <= count <= MAX_KEY_AGREEMENT_ENTRIES:
-        raise reader.error(
-            f"key_agreement takes 1 to {MAX_KEY_AGREEMENT_ENTRIES} entries, got {count}",
-            "key_agreement_data",
-            array_at,
-        )
-    entries: list[KeyAgreementEntry] = []
-    for index in range(count):
-        name = f"key_agreement_data[{index}]"
-        reader.expect_tag(DataType.STRUCTURE, name)
-        fields_at = reader.offset
-        fields = reader.length(name)
-        if fields != _KEY_DATA_FIELDS:
-            raise reader.error(
-                f"key_agreement_data structure must have 2 fields, got {fields}", name, fields_at
-            )
-        key_id_at = reader.offset
-        value = reader.enum(f"{name}.key_id")
-        if value > KeyId.MASTER_KEY:
-            raise reader.error(
-                f"unknown key_id {value}; expected 0..3", f"{name}.key_id", key_id_at
-            )
-        key_id = KeyId(value)
-        if any(entry.key_id is key_id for entry in entries):
-            raise reader.error(f"key_id {key_id.name} appears twice", f"{name}.key_id", key_id_at)
-        data_at = reader.offset
-        data = reader.octet_string(f"{name}.key_ciphered_data")
-        if len(data) not in _KEY_DATA_LENGTHS:
-            raise reader.error(
-                f"key_ciphered_data must be 128 or 192 bytes (x || y || r || s on P-256 or "
-                f"P-384), got {len(data)}",
-                f"{name}.key_ciphered_data",
-                data_at,
-            )
-        if entries and len(data) != len(entries[0].key_ciphered_data):
-            raise reader.error(
-                f"key_ciphered_data is {len(data)} bytes but key_agreement_data[0]'s is "
-                f"{len(entries[0].key_ciphered_data)} (one request is one suite)",
-                f"{name}.key_ciphered_data",
-                data_at,
-            )
-        entries.append(KeyAgreementEntry(key_id, data))
-    return tuple(entries)
+    pairs = read_key_entries(
+        reader,
+        array="key_agreement_data",
+        method="key_agreement",
+        max_entries=MAX_KEY_AGREEMENT_ENTRIES,
+        data_field="key_ciphered_data",
+        lengths=_KEY_DATA_LENGTHS,
+        length_rule="128 or 192 bytes (x || y || r || s on P-256 or P-384)",
+        ids_problem=repeated_key_id,
+    )
+    return tuple(KeyAgreementEntry(key_id, data) for key_id, data in pairs)
 
 
 def _check_entries(entries: Sequence[KeyAgreementEntry]) -> tuple[KeyAgreementEntry, ...]:
@@ -408,10 +371,9 @@ def _check_entries(entries: Sequence[KeyAgreementEntry]) -> tuple[KeyAgreementEn
     for entry in entries:
         if not isinstance(entry, KeyAgreementEntry):
             raise TypeError(f"entries must be KeyAgreementEntry, not {type(entry).__name__}")
-    key_ids = [entry.key_id for entry in entries]
-    for key_id in key_ids:
-        if key_ids.count(key_id) > 1:
-            raise ValueError(f"key_id {key_id.name} appears twice")
+    repeated = repeated_key_id([entry.key_id for entry in entries])
+    if repeated is not None:
+        raise ValueError(repeated)
     if len({len(entry.key_ciphered_data) for entry in entries}) > 1:
         raise ValueError("key_ciphered_data values differ in length (one request is one suite)")
     return entries

@@ -47,7 +47,7 @@ Exports: :class:`KeyId`, :class:`KeyTransferEntry`, :class:`KeyTransferRequest`,
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from kms.dlms.action_request import (
@@ -235,57 +235,18 @@ def parse_key_transfer_request(apdu: bytes) -> KeyTransferRequest:
     invoke, logical_name = read_security_setup_action_header(
         reader, METHOD_KEY_TRANSFER, "key_transfer"
     )
-    array_at = reader.offset
-    reader.expect_tag(DataType.ARRAY, "key_data")
-    count = reader.length("key_data")
-    if not 1 <= count <= MAX_KEY_TRANSFER_ENTRIES:
-        raise reader.error(
-            f"key_transfer takes 1 to {MAX_KEY_TRANSFER_ENTRIES} entries, got {count}",
-            "key_data",
-            array_at,
-        )
-    key_ids: list[KeyId] = []
-    wrapped: list[bytes] = []
-    for index in range(count):
-        name = f"key_data[{index}]"
-        reader.expect_tag(DataType.STRUCTURE, name)
-        fields_at = reader.offset
-        fields = reader.length(name)
-        if fields != _KEY_DATA_FIELDS:
-            raise reader.error(
-                f"key_data structure must have 2 fields, got {fields}", name, fields_at
-            )
-        key_id_at = reader.offset
-        value = reader.enum(f"{name}.key_id")
-        if value > KeyId.MASTER_KEY:
-            raise reader.error(
-                f"unknown key_id {value}; expected 0..3", f"{name}.key_id", key_id_at
-            )
-        key_ids.append(KeyId(value))
-        problem = _key_ids_problem(key_ids)
-        if problem is not None:
-            raise reader.error(problem, f"{name}.key_id", key_id_at)
-        wrapped_at = reader.offset
-        key_wrapped = reader.octet_string(f"{name}.key_wrapped")
-        if len(key_wrapped) not in WRAPPED_KEY_LENGTHS:
-            raise reader.error(
-                f"key_wrapped must be 24 or 40 bytes (RFC 3394 of a 16- or 32-byte key), "
-                f"got {len(key_wrapped)}",
-                f"{name}.key_wrapped",
-                wrapped_at,
-            )
-        if wrapped and len(key_wrapped) != len(wrapped[0]):
-            raise reader.error(
-                f"key_wrapped is {len(key_wrapped)} bytes but key_data[0]'s is "
-                f"{len(wrapped[0])} (one request is one suite)",
-                f"{name}.key_wrapped",
-                wrapped_at,
-            )
-        wrapped.append(key_wrapped)
-    reader.done()
-    entries = tuple(
-        KeyTransferEntry(key_id, value) for key_id, value in zip(key_ids, wrapped, strict=True)
+    pairs = read_key_entries(
+        reader,
+        array="key_data",
+        method="key_transfer",
+        max_entries=MAX_KEY_TRANSFER_ENTRIES,
+        data_field="key_wrapped",
+        lengths=WRAPPED_KEY_LENGTHS,
+        length_rule="24 or 40 bytes (RFC 3394 of a 16- or 32-byte key)",
+        ids_problem=_key_ids_problem,
     )
+    reader.done()
+    entries = tuple(KeyTransferEntry(key_id, value) for key_id, value in pairs)
     return KeyTransferRequest(invoke, logical_name, entries)
 
 
@@ -307,11 +268,82 @@ def parse_security_activate_request(apdu: bytes) -> SecurityActivateRequest:
 # --- shared by the builder and the parser -----------------------------------------------------
 
 
-def _key_ids_problem(key_ids: Sequence[KeyId]) -> str | None:
-    """What is wrong with this list of key ids, or None (the builder and the parser ask)."""
+def read_key_entries(
+    reader: Reader,
+    *,
+    array: str,
+    method: str,
+    max_entries: int,
+    data_field: str,
+    lengths: Collection[int],
+    length_rule: str,
+    ids_problem: Callable[[Sequence[KeyId]], str | None],
+) -> list[tuple[KeyId, bytes]]:
+    """Read the ``array of structure {key_id: enum, <data_field>: octet-string}`` that both
+    key_transfer (method 2) and key_agreement (method 3) carry, with their shared rules: 1 to
+    ``max_entries`` entries, known key ids (``ids_problem`` adds the method's own rule), each
+    octet-string of one of ``lengths`` (``length_rule`` words them) and all of one length, since
+    one request is one suite. Errors name ``array[i].field`` and the offset."""
+    array_at = reader.offset
+    reader.expect_tag(DataType.ARRAY, array)
+    count = reader.length(array)
+    if not 1 <= count <= max_entries:
+        raise reader.error(
+            f"{method} takes 1 to {max_entries} entries, got {count}", array, array_at
+        )
+    key_ids: list[KeyId] = []
+    values: list[bytes] = []
+    for index in range(count):
+        name = f"{array}[{index}]"
+        reader.expect_tag(DataType.STRUCTURE, name)
+        fields_at = reader.offset
+        fields = reader.length(name)
+        if fields != _KEY_DATA_FIELDS:
+            raise reader.error(
+                f"{array} structure must have 2 fields, got {fields}", name, fields_at
+            )
+        key_id_at = reader.offset
+        value = reader.enum(f"{name}.key_id")
+        if value > KeyId.MASTER_KEY:
+            raise reader.error(
+                f"unknown key_id {value}; expected 0..3", f"{name}.key_id", key_id_at
+            )
+        key_ids.append(KeyId(value))
+        problem = ids_problem(key_ids)
+        if problem is not None:
+            raise reader.error(problem, f"{name}.key_id", key_id_at)
+        data_at = reader.offset
+        data = reader.octet_string(f"{name}.{data_field}")
+        if len(data) not in lengths:
+            raise reader.error(
+                f"{data_field} must be {length_rule}, got {len(data)}",
+                f"{name}.{data_field}",
+                data_at,
+            )
+        if values and len(data) != len(values[0]):
+            raise reader.error(
+                f"{data_field} is {len(data)} bytes but {array}[0]'s is {len(values[0])} "
+                "(one request is one suite)",
+                f"{name}.{data_field}",
+                data_at,
+            )
+        values.append(data)
+    return list(zip(key_ids, values, strict=True))
+
+
+def repeated_key_id(key_ids: Sequence[KeyId]) -> str | None:
+    """The problem of a key id listed twice, or None."""
     if len(set(key_ids)) != len(key_ids):
         repeated = next(key_id for key_id in key_ids if key_ids.count(key_id) > 1)
         return f"key_id {repeated.name} appears twice"
+    return None
+
+
+def _key_ids_problem(key_ids: Sequence[KeyId]) -> str | None:
+    """What is wrong with this list of key ids, or None (the builder and the parser ask)."""
+    repeated = repeated_key_id(key_ids)
+    if repeated is not None:
+        return repeated
     if KeyId.MASTER_KEY in key_ids and len(key_ids) > 1:
         return "MASTER_KEY must be alone in its key_transfer request"
     return None

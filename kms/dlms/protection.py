@@ -39,6 +39,7 @@ from typing import Protocol
 from kms.dlms.security_control import SecurityControl, check_invocation_counter
 from kms.dlms.system_title import SYSTEM_TITLE_LENGTH
 from kms.errors import InputError
+from kms.memory import zeroise
 
 __all__ = [
     "TAG_LENGTH",
@@ -98,12 +99,12 @@ def protect(
         try:
             return cipher.encrypt(iv, aad, apdu)
         finally:
-            _zeroise(aad)
+            zeroise(aad)
     aad = _aad(security_control, authentication_key, extra_aad, apdu)
     try:
         return bytes(apdu) + cipher.encrypt(iv, aad, b"")
     finally:
-        _zeroise(aad)
+        zeroise(aad)
 
 
 def unprotect(
@@ -143,13 +144,13 @@ def unprotect(
         try:
             return cipher.decrypt(iv, aad, body, tag)
         finally:
-            _zeroise(aad)
+            zeroise(aad)
     aad = _aad(security_control, authentication_key, extra_aad, body)
     try:
         cipher.decrypt(iv, aad, b"", tag)
         return bytes(body)
     finally:
-        _zeroise(aad)
+        zeroise(aad)
 
 
 class PreparedProtection:
@@ -194,12 +195,12 @@ class PreparedProtection:
         try:
             return bytes(apdu) + self._cipher.encrypt(iv, aad, b"")
         finally:
-            _zeroise(aad)
+            zeroise(aad)
 
     def close(self) -> None:
         """Zeroise the AAD prefix (it holds the AK); the instance is unusable afterwards."""
         if self._prefix is not None:
-            _zeroise(self._prefix)
+            zeroise(self._prefix)
             self._prefix = None
 
 
@@ -215,10 +216,6 @@ def _aad(
     for part in rest:
         aad += part
     return aad
-
-
-def _zeroise(buffer: bytearray) -> None:
-    buffer[:] = bytes(len(buffer))
 
 
 def _check_protects(security_control: SecurityControl) -> None:

@@ -57,6 +57,7 @@ from kms import errors
 from kms.hsm import templates
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
+from kms.memory import zeroise
 
 __all__ = [
     "AGREED_KEY_USES",
@@ -176,10 +177,6 @@ def point_from_attribute(spec: Curve, ec_point: bytes) -> bytes:
     if len(ec_point) != length or ec_point[0] != 0x04:
         raise errors.HsmError(f"the token returned a {spec.name} public point in a form not known")
     return bytes(ec_point[1:])
-
-
-def _zeroise(buffer: bytearray) -> None:
-    buffer[:] = bytes(len(buffer))
 
 
 # --- operations (Hsm's methods call these under its lock) ---------------------------------------
@@ -304,7 +301,7 @@ def agree_key(
             hasher.update(info)
             return bytearray(hasher.digest())
         finally:
-            _zeroise(secret)
+            zeroise(secret)
 
     def agree() -> Any:
         base = hsm._resolve(private)
@@ -320,7 +317,7 @@ def agree_key(
             return hsm._session.create_object({**key_template, Attribute.VALUE: value})
         finally:
             value.release()
-            _zeroise(derived)
+            zeroise(derived)
 
     obj = hsm._call(f"agree {spec.name} key", agree)
     location = KDF_LOCATION_HOST if on_host else KDF_LOCATION_TOKEN

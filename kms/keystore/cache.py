@@ -24,6 +24,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from kms.hsm import Hsm, SessionKey
+from kms.memory import zeroise
 
 __all__ = ["CachedKey", "KeyCache"]
 
@@ -127,6 +128,6 @@ class KeyCache:
         if self._on_evict is not None:
             self._on_evict(name)
         if isinstance(value, bytearray):
-            value[:] = bytes(len(value))
+            zeroise(value)
         else:
             self._hsm.destroy(value)

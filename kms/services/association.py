@@ -42,6 +42,7 @@ from kms.errors import (
 from kms.hsm import KeyUse
 from kms.keystore.blobs import seal
 from kms.keystore.counters import FIRST_INVOCATION_COUNTER
+from kms.memory import zeroise
 from kms.services import audit
 from kms.services.apdu_protection import (
     Form,
@@ -168,8 +169,8 @@ class TokenAssociationService:
                 raise
             finally:
                 hsm.destroy(fresh)
-                value[:] = bytes(len(value))
-                plain[:] = bytes(len(plain))
+                zeroise(value)
+                zeroise(plain)
             with keys.db.begin() as session:
                 repo.add(
                     session,

@@ -61,6 +61,7 @@ from kms.errors import (
     NotFoundError,
 )
 from kms.hsm import Hsm, SessionKey, TokenKey
+from kms.memory import zeroise
 from kms.pki import ecdsa, encoding
 from kms.services import audit
 from kms.services.approvals import (
@@ -70,7 +71,7 @@ from kms.services.approvals import (
     verify_approvals,
     write_new_file,
 )
-from kms.services.key_components import check_value, combine, zeroise
+from kms.services.key_components import check_value, combine
 
 BACKUP_FORMAT = "dlms-kms/ca-key-backup/v1"
 DEFAULT_BACKUP_KEY_LABEL = "kms-ca-backup-v1"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from kms.errors import InputError
+from kms.memory import zeroise
 
 COMPONENT_LENGTH = 32
 MIN_COMPONENTS = 2
@@ -95,9 +96,3 @@ def combine(components: Sequence[bytearray]) -> bytearray:
     if not any(key):
         raise InputError("the key components XOR to zero")
     return key
-
-
-def zeroise(buffer: bytearray) -> None:
-    """Overwrite a component or key in place: the one copy the KMS itself can wipe (pyca and
-    python-pkcs11 take immutable copies, which are dropped at once)."""
-    buffer[:] = bytes(len(buffer))

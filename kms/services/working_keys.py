@@ -56,6 +56,7 @@ from kms.keystore import counters, hierarchy
 from kms.keystore.blobs import unseal, unseal_secret
 from kms.keystore.cache import KeyCache
 from kms.keystore.hierarchy import RootKeys
+from kms.memory import zeroise
 from kms.services import audit
 from kms.services.key_refs import (
     ADVICE,
@@ -231,7 +232,7 @@ class WorkingKeys:
                 finally:
                     self._hsm.destroy(key)
                 value = bytearray(padded[: ref.length])
-                padded[:] = bytes(len(padded))
+                zeroise(padded)
                 return value
 
             return self._cached(ref, unwrap, {"host_hash": on_host})
@@ -285,7 +286,7 @@ class WorkingKeys:
                 audit.append(session, self._actor, [record])
         except BaseException:
             if isinstance(value, bytearray):
-                value[:] = bytes(len(value))
+                zeroise(value)
             else:
                 self._hsm.destroy(value)
             raise
