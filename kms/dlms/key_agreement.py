@@ -69,7 +69,7 @@ from kms.dlms.axdr import (
     encode_structure,
 )
 from kms.dlms.general_ciphering import AgreedKey
-from kms.dlms.key_transfer import KeyId, read_key_entries, repeated_key_id
+from kms.dlms.key_transfer import KeyArrayRules, KeyId, read_key_entries, repeated_key_id
 from kms.dlms.suites import SecuritySuite
 from kms.errors import InputError
 
@@ -347,17 +347,19 @@ def agreed_key_scheme(agreed_key: AgreedKey) -> KeyAgreementScheme:
 # --- shared -------------------------------------------------------------------------------------
 
 
+_KEY_AGREEMENT_DATA_RULES = KeyArrayRules(
+    array="key_agreement_data",
+    method="key_agreement",
+    max_entries=MAX_KEY_AGREEMENT_ENTRIES,
+    data_field="key_ciphered_data",
+    lengths=_KEY_DATA_LENGTHS,
+    length_rule="128 or 192 bytes (x || y || r || s on P-256 or P-384)",
+    ids_problem=repeated_key_id,
+)
+
+
 def _read_entries(reader: Reader) -> tuple[KeyAgreementEntry, ...]:
-    pairs = read_key_entries(
-        reader,
-        array="key_agreement_data",
-        method="key_agreement",
-        max_entries=MAX_KEY_AGREEMENT_ENTRIES,
-        data_field="key_ciphered_data",
-        lengths=_KEY_DATA_LENGTHS,
-        length_rule="128 or 192 bytes (x || y || r || s on P-256 or P-384)",
-        ids_problem=repeated_key_id,
-    )
+    pairs = read_key_entries(reader, _KEY_AGREEMENT_DATA_RULES)
     return tuple(KeyAgreementEntry(key_id, data) for key_id, data in pairs)
 
 

@@ -78,6 +78,7 @@ __all__ = [
     "METHOD_SECURITY_ACTIVATE",
     "SECURITY_SETUP_CLASS_ID",
     "WRAPPED_KEY_LENGTHS",
+    "KeyArrayRules",
     "KeyId",
     "KeyTransferEntry",
     "KeyTransferRequest",
@@ -85,6 +86,8 @@ __all__ = [
     "key_transfer_request",
     "parse_key_transfer_request",
     "parse_security_activate_request",
+    "read_key_entries",
+    "repeated_key_id",
     "security_activate_request",
 ]
 
@@ -235,16 +238,7 @@ def parse_key_transfer_request(apdu: bytes) -> KeyTransferRequest:
     invoke, logical_name = read_security_setup_action_header(
         reader, METHOD_KEY_TRANSFER, "key_transfer"
     )
-    pairs = read_key_entries(
-        reader,
-        array="key_data",
-        method="key_transfer",
-        max_entries=MAX_KEY_TRANSFER_ENTRIES,
-        data_field="key_wrapped",
-        lengths=WRAPPED_KEY_LENGTHS,
-        length_rule="24 or 40 bytes (RFC 3394 of a 16- or 32-byte key)",
-        ids_problem=_key_ids_problem,
-    )
+    pairs = read_key_entries(reader, _KEY_DATA_RULES)
     reader.done()
     entries = tuple(KeyTransferEntry(key_id, value) for key_id, value in pairs)
     return KeyTransferRequest(invoke, logical_name, entries)
@@ -268,28 +262,32 @@ def parse_security_activate_request(apdu: bytes) -> SecurityActivateRequest:
 # --- shared by the builder and the parser -----------------------------------------------------
 
 
-def read_key_entries(
-    reader: Reader,
-    *,
-    array: str,
-    method: str,
-    max_entries: int,
-    data_field: str,
-    lengths: Collection[int],
-    length_rule: str,
-    ids_problem: Callable[[Sequence[KeyId]], str | None],
-) -> list[tuple[KeyId, bytes]]:
-    """Read the ``array of structure {key_id: enum, <data_field>: octet-string}`` that both
-    key_transfer (method 2) and key_agreement (method 3) carry, with their shared rules: 1 to
-    ``max_entries`` entries, known key ids (``ids_problem`` adds the method's own rule), each
-    octet-string of one of ``lengths`` (``length_rule`` words them) and all of one length, since
-    one request is one suite. Errors name ``array[i].field`` and the offset."""
+@dataclass(frozen=True)
+class KeyArrayRules:
+    """How a method's ``array of structure {key_id: enum, <data_field>: octet-string}`` reads:
+    its name and its method's in messages, 1 to ``max_entries`` entries, the key-id rule
+    (``ids_problem``), and the octet-string's allowed ``lengths`` (``length_rule`` words them)."""
+
+    array: str
+    method: str
+    max_entries: int
+    data_field: str
+    lengths: Collection[int]
+    length_rule: str
+    ids_problem: Callable[[Sequence[KeyId]], str | None]
+
+
+def read_key_entries(reader: Reader, rules: KeyArrayRules) -> list[tuple[KeyId, bytes]]:
+    """Read the key array that both key_transfer (method 2) and key_agreement (method 3) carry,
+    with their shared rules: known key ids, and all octet-strings of one length, since one
+    request is one suite. Errors name ``array[i].field`` and the offset."""
+    array, data_field, lengths = rules.array, rules.data_field, rules.lengths
     array_at = reader.offset
     reader.expect_tag(DataType.ARRAY, array)
     count = reader.length(array)
-    if not 1 <= count <= max_entries:
+    if not 1 <= count <= rules.max_entries:
         raise reader.error(
-            f"{method} takes 1 to {max_entries} entries, got {count}", array, array_at
+            f"{rules.method} takes 1 to {rules.max_entries} entries, got {count}", array, array_at
         )
     key_ids: list[KeyId] = []
     values: list[bytes] = []
@@ -309,14 +307,14 @@ def read_key_entries(
                 f"unknown key_id {value}; expected 0..3", f"{name}.key_id", key_id_at
             )
         key_ids.append(KeyId(value))
-        problem = ids_problem(key_ids)
+        problem = rules.ids_problem(key_ids)
         if problem is not None:
             raise reader.error(problem, f"{name}.key_id", key_id_at)
         data_at = reader.offset
         data = reader.octet_string(f"{name}.{data_field}")
         if len(data) not in lengths:
             raise reader.error(
-                f"{data_field} must be {length_rule}, got {len(data)}",
+                f"{data_field} must be {rules.length_rule}, got {len(data)}",
                 f"{name}.{data_field}",
                 data_at,
             )
@@ -347,3 +345,14 @@ def _key_ids_problem(key_ids: Sequence[KeyId]) -> str | None:
     if KeyId.MASTER_KEY in key_ids and len(key_ids) > 1:
         return "MASTER_KEY must be alone in its key_transfer request"
     return None
+
+
+_KEY_DATA_RULES = KeyArrayRules(
+    array="key_data",
+    method="key_transfer",
+    max_entries=MAX_KEY_TRANSFER_ENTRIES,
+    data_field="key_wrapped",
+    lengths=WRAPPED_KEY_LENGTHS,
+    length_rule="24 or 40 bytes (RFC 3394 of a 16- or 32-byte key)",
+    ids_problem=_key_ids_problem,
+)
