@@ -38,6 +38,7 @@ signature; the certificate by the database's own record of the CA.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -205,15 +206,7 @@ class BackupReport:
     approvals: dict[str, object]
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "ca": self.ca,
-            "curve": self.curve,
-            "key_label": self.key_label,
-            "wrapping_key_kcv": self.wrapping_key_kcv,
-            "file": self.file,
-            "file_sha256": self.file_sha256,
-            "approvals": self.approvals,
-        }
+        return dataclasses.asdict(self)
 
 
 def create_backup_key(

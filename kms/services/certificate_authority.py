@@ -17,6 +17,7 @@ signs CRLs for what it issued, and its certificates stay valid until they expire
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,19 +69,11 @@ class AuthorityReport:
     approvals: dict[str, object]
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "role": self.role,
-            "suite": self.suite,
-            "curve": self.curve,
-            "key_label": self.key_label,
-            "serial": self.serial,
-            "subject": self.subject,
-            "not_after": self.not_after.isoformat(),
-            "retired": self.retired,
-            "approvals": self.approvals,
-            "certificate": self.certificate_pem,
-        }
+        """The report as JSON takes it: ``certificate`` (PEM), ``not_after`` in ISO 8601."""
+        out = dataclasses.asdict(self)
+        out["not_after"] = self.not_after.isoformat()
+        out["certificate"] = out.pop("certificate_pem")
+        return out
 
 
 def serial_hex(serial_number: int) -> str:
