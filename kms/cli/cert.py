@@ -346,8 +346,12 @@ def revoke(
     """Revoke a certificate; the next CRL of its issuer lists it (kms crl issue).
 
     A meter's or an end entity's certificate is revoked on the operator's word. A CA
-    certificate retires its CA and every certificate under it, so it takes M officers'
-    approvals of a request naming the serial and the reason:
+    certificate retires its CA and every certificate under it; with --request and --approval
+    it is a revoke-ca-certificate ceremony, M officers approving a request that names the
+    serial and the reason. Without them it runs on the operator's word (an emergency), its
+    audit record saying no one approved it, unless the ceremony policy fixed
+    ca_revocation_ceremony = true (kms.toml or KMS_CA_REVOCATION_CEREMONY, when the first
+    officer was registered): then it is a ceremony or nothing.
 
     \b
       kms ceremony request revoke-ca-certificate --serial S --reason R --out req.json

@@ -19,9 +19,10 @@ Decisions:
   and OID compared, because the asn1crypto decode costs as much as the signature check; every
   other CSR goes through the strict decoder, which words the refusals. Both end in the same
   signature check and give the same answer for the same bytes.
-* A compressed EC point is refused: DLMS carries public keys as x || y (security setup methods
-  3 to 5), so a certificate with a compressed key would be one that Gurux, and likely a meter,
-  cannot read. RFC 5480 allows it; the profile here does not.
+* Only the uncompressed EC point form (04 || x || y) is taken; compressed and hybrid points are
+  refused: DLMS carries public keys as x || y (security setup methods 3 to 5), so a certificate
+  with another form would be one that Gurux, and likely a meter, cannot read. RFC 5480 allows
+  compressed points; the profile here does not.
 * A signature whose r or s is encoded as a negative INTEGER (gurux-dlms 1.0.203 omits the 0x00
   pad when the top bit is set, so about three CSRs in four) is not a valid ECDSA signature and
   fails as :class:`~kms.errors.InvalidSignature`, as it does in OpenSSL and pyca.
@@ -120,10 +121,12 @@ def _decoded_request(data: bytes, source: str | None) -> CertificateRequest:
     except CertificateProfileError as error:
         raise CertificateProfileError(f"CSR {error.message}") from None
     point = public_key["public_key"].native
-    if point[:1] in (b"\x02", b"\x03"):
+    if point[:1] != b"\x04":
+        form = "a compressed" if point[:1] in (b"\x02", b"\x03") else "a hybrid or unknown"
         raise CertificateProfileError(
-            f"CSR public key is a compressed {curve} point; the profile takes the uncompressed "
-            "form 04 || x || y (DLMS carries keys as x || y, and Gurux reads no other)"
+            f"CSR public key is {form} {curve} point (first byte {point[:1].hex() or 'none'}); "
+            "the profile takes the uncompressed form 04 || x || y (DLMS carries keys as x || y, "
+            "and Gurux reads no other)"
         )
     algorithm = request["signature_algorithm"]
     name = algorithm["algorithm"].native

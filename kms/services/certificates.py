@@ -479,7 +479,7 @@ def revoke(
                 details = approvers(used)
             elif approvals:
                 raise InputError("approvals need the request they approve")
-            elif policy(session, config).ca_revocation_ceremony:
+            elif _revocation_needs_ceremony(session, config):
                 raise ApprovalError(
                     f"certificate {row.serial} is a CA certificate and the ceremony policy "
                     "(ca_revocation_ceremony) makes revoking it a revoke-ca-certificate "
@@ -508,6 +508,15 @@ def revoke(
             [audit.AuditRecord("certificate.revoke", row.serial, {**out, **details})],
         )
         return out
+
+
+def _revocation_needs_ceremony(session: Session, config: Config) -> bool:
+    """The fixed ceremony policy's word (the configuration must agree with it); with no policy
+    row yet (no officer ever registered, so no CA made by a ceremony) the configuration's, and
+    nothing is fixed by a revocation."""
+    if pki_repo.ceremony_policy(session) is None:
+        return config.ca_revocation_ceremony
+    return policy(session, config).ca_revocation_ceremony
 
 
 def issue_crl(

@@ -158,12 +158,22 @@ def test_bad_csr(data: object, error: type[Exception], message: str) -> None:
         load_csr(data(), "meter.csr")  # type: ignore[operator]
 
 
+def _hybrid(uncompressed: bytes) -> bytes:
+    """X9.62's hybrid form: 06 or 07 (the parity of y), then x || y."""
+    return bytes([6 + (uncompressed[-1] & 1)]) + uncompressed[1:]
+
+
 @pytest.mark.parametrize("curve", ["P-256", "P-384"])
-def test_a_compressed_point_is_refused(curve: str) -> None:
+@pytest.mark.parametrize(("form", "words"), [("compressed", "compressed"), ("hybrid", "hybrid")])
+def test_a_point_not_in_the_uncompressed_form_is_refused(curve: str, form: str, words: str) -> None:
     """RFC 5480 allows a compressed key; DLMS peers read x || y only, so the profile does not."""
     key = private_key(curve, 63)
-    point = key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    public = key.public_key()
+    x962 = serialization.Encoding.X962
+    point = (
+        public.public_bytes(x962, serialization.PublicFormat.CompressedPoint)
+        if form == "compressed"
+        else _hybrid(public.public_bytes(x962, serialization.PublicFormat.UncompressedPoint))
     )
     uncompressed = public_key_info(key)
     info = csr.CertificationRequestInfo(
@@ -185,9 +195,9 @@ def test_a_compressed_point_is_refused(curve: str) -> None:
             "signature": key.sign(info.dump(), ec.ECDSA(algorithm)),
         }
     )
-    # pyca takes it, signature and all: only the profile refuses it.
-    assert cx509.load_der_x509_csr(request.dump()).is_signature_valid
-    with pytest.raises(CertificateProfileError, match=f"compressed {curve} point"):
+    if form == "compressed":  # pyca takes it, signature and all: only the profile refuses it
+        assert cx509.load_der_x509_csr(request.dump()).is_signature_valid
+    with pytest.raises(CertificateProfileError, match=f"{words} .*{curve} point"):
         load_csr(request.dump())
 
 

@@ -301,6 +301,9 @@ def test_a_ca_certificate_is_revoked_by_its_ceremony(pki: Pki) -> None:
     with pytest.raises(InputError, match="approvals need the request"):
         revoke(None, other[1])
     assert _status(kms, serial) is CertificateStatus.VALID  # nothing changed, nothing claimed
+    with kms.db.begin() as session:
+        for refused, _files in (one, superseded, other):
+            assert not pki_repo.request_used(session, refused.request_id)
 
     request, files = pki.officers.approve(
         kms, "revoke-ca-certificate", {"serial": serial, "reason": "ca_compromise"}
@@ -342,6 +345,25 @@ def test_the_ceremony_policy_decides_whether_a_ca_revocation_needs_approvals(pki
         kms.db, strict, "pytest", serial2, "superseded", request=request, approvals=files
     )
     assert _status(kms, serial2) is CertificateStatus.REVOKED
+
+
+def test_without_a_fixed_policy_the_configuration_decides_and_nothing_is_fixed(
+    pki: Pki,
+) -> None:
+    """A database whose CAs predate the policy row: a revocation does not fix the policy."""
+    kms = pki.kms
+    serial = _issuing_serial(kms, 1)
+    with kms.db.begin() as session:
+        row = pki_repo.ceremony_policy(session)
+        assert row is not None
+        session.delete(row)
+    strict = dataclasses.replace(kms.config, ca_revocation_ceremony=True)
+    with pytest.raises(ApprovalError, match="ca_revocation_ceremony"):
+        certificates.revoke(kms.db, strict, "pytest", serial, "ca_compromise")
+    certificates.revoke(kms.db, kms.config, "pytest", serial, "ca_compromise")
+    assert _status(kms, serial) is CertificateStatus.REVOKED
+    with kms.db.begin() as session:
+        assert pki_repo.ceremony_policy(session) is None
 
 
 def test_an_end_entity_revocation_takes_no_ceremony_request(pki: Pki, tmp_path: Path) -> None:
