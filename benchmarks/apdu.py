@@ -67,6 +67,7 @@ if str(BENCH_DIR) not in sys.path:
 # The token, PostgreSQL and CPU helpers are provision.py's, so both benchmarks set up alike.
 from provision import (  # noqa: E402
     DEFAULT_MODULE,
+    add_report_options,
     backend_cpu_seconds,
     busy_cpu_seconds,
     check_postgres,
@@ -916,20 +917,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="APDU sizes in bytes"
     )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write the results as JSON to PATH; without PATH, print JSON instead of the table",
-    )
-    parser.add_argument(
-        "--profile",
-        metavar="DIR",
-        help="run the 1-process KMS measurements under cProfile, write DIR/<kind>-suite<s>-"
+    add_report_options(
+        parser,
+        "run the 1-process KMS measurements under cProfile, write DIR/<kind>-suite<s>-"
         "<size>.prof and print the top functions on stderr (their timings are then inflated)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

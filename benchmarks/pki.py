@@ -82,6 +82,7 @@ if str(BENCH_DIR) not in sys.path:
 from provision import (  # noqa: E402
     DEFAULT_MODULE,
     Clock,
+    add_report_options,
     backend_cpu_seconds,
     check_postgres,
     log,
@@ -900,20 +901,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="time the issuance's phases with wrappers and print where the time goes (adds a "
         "few microseconds per certificate)",
     )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write the results as JSON to PATH; without PATH, print JSON instead of the table",
-    )
-    parser.add_argument(
-        "--profile",
-        metavar="DIR",
-        help="run the issuance under cProfile, write DIR/issue-<curve>.prof and print the top "
+    add_report_options(
+        parser,
+        "run the issuance under cProfile, write DIR/issue-<curve>.prof and print the top "
         "functions on stderr (its timings are then inflated: do not compare them)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     if args.p256 < 0 or args.p384 < 0 or args.p256 + args.p384 == 0:
         parser.error("--p256 and --p384 are counts of CSRs, at least one of them positive")

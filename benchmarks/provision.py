@@ -499,6 +499,20 @@ def postgres_url(explicit: str | None) -> tuple[str | None, str]:
     return proc.stdout.strip(), "scripts/postgres-test.sh url"
 
 
+def add_report_options(parser: argparse.ArgumentParser, profile_help: str) -> None:
+    """``--json``, ``--profile`` (``profile_help`` says what it profiles) and ``--keep``,
+    worded alike in every benchmark."""
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="write the results as JSON to PATH; without PATH, print JSON instead of the table",
+    )
+    parser.add_argument("--profile", metavar="DIR", help=profile_help)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+
+
 @contextlib.contextmanager
 def postgres_database(server_url: str) -> Iterator[str]:
     """CREATE DATABASE kms_bench_<hex> on the server; DROP it afterwards."""
@@ -571,21 +585,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--chunk-size", type=int, default=None, help="provision_chunk_size (default: Config's)"
     )
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write the results as JSON to PATH; without PATH, print JSON instead of the table",
-    )
-    parser.add_argument(
-        "--profile",
-        metavar="DIR",
-        help="run the KMS cases under cProfile, write DIR/<db>-<N>.prof and print the top "
+    add_report_options(
+        parser,
+        "run the KMS cases under cProfile, write DIR/<db>-<N>.prof and print the top "
         "functions on stderr (timings are then inflated: do not compare them with the floor)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the floor runs")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
