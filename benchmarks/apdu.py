@@ -72,9 +72,12 @@ from provision import (  # noqa: E402
     busy_cpu_seconds,
     check_postgres,
     cpu_seconds,
+    emit_report,
+    fmt,
     log,
     postgres_database,
     postgres_url,
+    report_console,
     softhsm_token,
 )
 
@@ -1077,12 +1080,7 @@ def main(argv: list[str]) -> int:
         "rows": derive_rows(measurements),
         "measurements": measurements,
     }
-    if args.json and args.json != "-":
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    if args.json == "-":
-        print(json.dumps(document, indent=2))
-    else:
-        print_table(document)
+    emit_report(document, args.json, print_table)
     return status
 
 
@@ -1109,10 +1107,6 @@ def run_setup(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
 # --- table ---------------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _coloured(value: float | None, good: bool, spec: str) -> str:
     if value is None:
         return "-"
@@ -1121,12 +1115,9 @@ def _coloured(value: float | None, good: bool, spec: str) -> str:
 
 
 def print_table(document: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # a log file gets the whole table, not ellipses
+    console = report_console(200)
     rows = document["rows"]
     if not rows:
         console.print("[red]no results[/red]")
@@ -1196,23 +1187,23 @@ def print_table(document: dict[str, Any]) -> None:
             LABELS[kind],
             f"{size:,} B" if size % 1024 else f"{size // 1024} KiB",
             f"0x{SC_AUTH_ENC | row['suite']:02X}",
-            _fmt(one and one["ops_per_s"], ",.0f"),
-            _fmt(two and two["ops_per_s"], ",.0f"),
+            fmt(one and one["ops_per_s"], ",.0f"),
+            fmt(two and two["ops_per_s"], ",.0f"),
             _coloured(scaling, scaling is not None and scaling >= TARGET_SCALING, ".2f")
             if kind in ("protect", "token-encrypt")
-            else _fmt(scaling, ".2f"),
-            _fmt(one and one["us_per_op"], ",.1f"),
-            _fmt(one and one["cpu_us_per_op"], ",.1f"),
+            else fmt(scaling, ".2f"),
+            fmt(one and one["us_per_op"], ",.1f"),
+            fmt(one and one["cpu_us_per_op"], ",.1f"),
             _coloured(r1, r1 is not None and r1 >= TARGET_FLOOR_RATIO, ".2f")
             if is_protect
-            else _fmt(r1, ".2f"),
+            else fmt(r1, ".2f"),
             _coloured(r2, r2 is not None and r2 >= TARGET_FLOOR_RATIO, ".2f")
             if is_protect
-            else _fmt(r2, ".2f"),
-            _fmt(row.get("floor_cpu_ratio_1"), ".2f"),
-            _fmt(row.get("host_ratio"), ".3f"),
+            else fmt(r2, ".2f"),
+            fmt(row.get("floor_cpu_ratio_1"), ".2f"),
+            fmt(row.get("host_ratio"), ".3f"),
             commits,
-            _fmt(row["other_cores"], ".2f"),
+            fmt(row["other_cores"], ".2f"),
             "ok" if row["checks"] == "ok" else "[red]see below[/red]",
         )
         if row["checks"] != "ok":

@@ -59,7 +59,6 @@ import contextlib
 import dataclasses
 import datetime
 import functools
-import json
 import os
 import platform
 import shutil
@@ -85,9 +84,12 @@ from provision import (  # noqa: E402
     add_report_options,
     backend_cpu_seconds,
     check_postgres,
+    emit_report,
+    fmt,
     log,
     postgres_database,
     postgres_url,
+    report_console,
     softhsm_token,
 )
 
@@ -989,29 +991,17 @@ def main(argv: list[str]) -> int:
         "targets": {"issue_over_token_sign_min": TARGET_ISSUE_RATIO},
         "rows": rows,
     }
-    if args.json and args.json != "-":
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    if args.json == "-":
-        print(json.dumps(document, indent=2))
-    else:
-        print_tables(document)
+    emit_report(document, args.json, print_tables)
     return status
 
 
 # --- tables ---------------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def print_tables(document: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=180)  # a log file gets the whole table, not ellipses
+    console = report_console(180)
     rows = document["rows"]
     if not rows:
         console.print("[red]no results[/red]")
@@ -1060,9 +1050,9 @@ def print_tables(document: dict[str, Any]) -> None:
             f"{row['us_per_op']:,.0f}",
             f"{row['cpu_us_per_op']:,.0f}",
             ratio_text,
-            _fmt(row.get("sign_cpu_ratio"), ".3f"),
-            _fmt(row.get("host_ratio"), ".3f"),
-            _fmt(row.get("other_cores"), ".2f"),
+            fmt(row.get("sign_cpu_ratio"), ".3f"),
+            fmt(row.get("host_ratio"), ".3f"),
+            fmt(row.get("other_cores"), ".2f"),
             "ok" if row["checks"] == "ok" else "[red]see below[/red]",
         )
         if row["checks"] != "ok":

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -513,6 +513,32 @@ def add_report_options(parser: argparse.ArgumentParser, profile_help: str) -> No
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
 
 
+def emit_report(
+    document: dict[str, Any], json_arg: str | None, print_tables: Callable[[dict[str, Any]], None]
+) -> None:
+    """What ``--json`` asks for: the document to a file (and the tables), or JSON on stdout
+    instead of the tables."""
+    if json_arg and json_arg != "-":
+        Path(json_arg).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if json_arg == "-":
+        print(json.dumps(document, indent=2))
+    else:
+        print_tables(document)
+
+
+def report_console(width: int) -> Any:
+    """A rich Console; off a terminal ``width`` wide, so a log file gets whole tables."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=width)
+
+
+def fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec``, or "-" for a figure not measured."""
+    return "-" if value is None else format(value, spec)
+
+
 @contextlib.contextmanager
 def postgres_database(server_url: str) -> Iterator[str]:
     """CREATE DATABASE kms_bench_<hex> on the server; DROP it afterwards."""
@@ -708,12 +734,7 @@ def main(argv: list[str]) -> int:
         "notes": notes,
         "results": results,
     }
-    if args.json and args.json != "-":
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    if args.json == "-":
-        print(json.dumps(document, indent=2))
-    else:
-        print_table(document)
+    emit_report(document, args.json, print_table)
     return status
 
 
@@ -751,12 +772,9 @@ def derive(results: list[dict[str, Any]], sizes: list[int], floor_at: dict[int, 
 
 
 def print_table(document: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)  # a log file gets the whole table, not ellipses
+    console = report_console(160)
     results = document["results"]
     if not results:
         console.print("[red]no results[/red]")
