@@ -17,12 +17,18 @@ from pathlib import Path
 import click
 
 from kms.cli._context import Context, emit_json, json_option, pass_owned_context, run
-from kms.cli.ceremony import approval_option, load_approvals, read_file, request_option
+from kms.cli.ceremony import (
+    approval_option,
+    load_approvals,
+    load_request,
+    read_file,
+    request_option,
+)
 from kms.config import security_officer_pin
 from kms.errors import InputError
 from kms.hsm import Hsm
 from kms.memory import zeroise
-from kms.services import approvals, ca_backup, key_components
+from kms.services import ca_backup, key_components
 from kms.services.ca_backup import BackupReport
 
 _components_option = click.option(
@@ -162,7 +168,7 @@ def backup_ca_key(
     """Back up a CA's private key: wrapped in the token under the trusted backup key only."""
 
     def body() -> None:
-        req = approvals.load_request(read_file(request_path), str(request_path))
+        req = load_request(request_path)
         files = load_approvals(approval_paths)
         report = ca_backup.backup_ca_key(
             ctx.hsm(),
@@ -206,7 +212,7 @@ def restore_ca_key(
 
     def body() -> None:
         backup = ca_backup.load_backup(read_file(backup_path), str(backup_path))
-        req = approvals.load_request(read_file(request_path), str(request_path))
+        req = load_request(request_path)
         files = load_approvals(approval_paths)
         report = ca_backup.restore_ca_key(
             ctx.hsm(),

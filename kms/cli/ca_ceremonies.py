@@ -13,9 +13,14 @@ from pathlib import Path
 import click
 
 from kms.cli._context import Context, emit_json, json_option, pass_owned_context, run
-from kms.cli.ceremony import approval_option, load_approvals, read_file, request_option
+from kms.cli.ceremony import (
+    approval_option,
+    load_approvals,
+    load_request,
+    request_option,
+)
 from kms.dlms.suites import SecuritySuite
-from kms.services import approvals, certificate_authority
+from kms.services import certificate_authority
 from kms.services.certificate_authority import AuthorityReport
 
 _suite_option = click.option(
@@ -48,7 +53,7 @@ def create_root_ca(
     """Create the root CA: a P-384 key pair in the token and its self-signed certificate."""
 
     def body() -> None:
-        req = approvals.load_request(read_file(request_path), str(request_path))
+        req = load_request(request_path)
         files = load_approvals(approval_paths)
         report = certificate_authority.create_root_ca(
             ctx.hsm(), ctx.database(), ctx.config, ctx.config.actor, req, files
@@ -79,7 +84,7 @@ def _issuing_command(name: str, summary: str) -> click.Command:
         json_output: bool,
     ) -> None:
         def body() -> None:
-            req = approvals.load_request(read_file(request_path), str(request_path))
+            req = load_request(request_path)
             files = load_approvals(approval_paths)
             report = service(
                 ctx.hsm(),

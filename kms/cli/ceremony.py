@@ -31,6 +31,10 @@ def read_file(path: Path) -> bytes:
         raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
 
 
+def load_request(path: Path) -> approvals.CeremonyRequest:
+    return approvals.load_request(read_file(path), str(path))
+
+
 def load_approvals(paths: tuple[Path, ...]) -> list[approvals.ApprovalFile]:
     return [approvals.load_approval(read_file(p), str(p)) for p in paths]
 
@@ -183,7 +187,7 @@ def approve(request_path: Path, officer: str, key_path: Path, out: Path, json_ou
     """
 
     def body() -> None:
-        req = approvals.load_request(read_file(request_path), str(request_path))
+        req = load_request(request_path)
         passphrase = os.environ.get("KMS_OFFICER_KEY_PASSPHRASE")
         data = approvals.sign_request(
             req, officer, read_file(key_path), passphrase.encode() if passphrase else None
@@ -226,11 +230,7 @@ def add(
     """Register an officer. Free until M are registered; after that an approved ceremony."""
 
     def body() -> None:
-        req = (
-            approvals.load_request(read_file(request_path), str(request_path))
-            if request_path
-            else None
-        )
+        req = load_request(request_path) if request_path else None
         info = approvals.add_officer(
             ctx.database(),
             ctx.config,
@@ -265,7 +265,7 @@ def remove(
     """Take an officer out (lost or compromised key): an approved remove-officer ceremony."""
 
     def body() -> None:
-        req = approvals.load_request(read_file(request_path), str(request_path))
+        req = load_request(request_path)
         info = approvals.remove_officer(
             ctx.database(),
             ctx.config,

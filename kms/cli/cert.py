@@ -14,14 +14,19 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
-from kms.cli.ceremony import approval_option, load_approvals, optional_request_option, read_file
+from kms.cli.ceremony import (
+    approval_option,
+    load_approvals,
+    load_request,
+    optional_request_option,
+)
 from kms.db import CertificateKind, CertificateStatus
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
 from kms.pki.encoding import certificate_pem, load_certificate
 from kms.pki.profiles import CertificateType
-from kms.services import approvals, certificates
+from kms.services import certificates
 from kms.services.certificates import CsrItem, IssuedCertificate
 
 _CSR_SUFFIXES = {".der", ".pem", ".csr", ".p10"}
@@ -368,11 +373,7 @@ def revoke(
             ctx.config.actor,
             serial,
             reason.replace("-", "_"),
-            request=(
-                approvals.load_request(read_file(request_path), str(request_path))
-                if request_path is not None
-                else None
-            ),
+            request=load_request(request_path) if request_path is not None else None,
             approvals=load_approvals(approval_paths),
         )
         if json_output:
