@@ -82,7 +82,6 @@ from provision import (  # noqa: E402
     DEFAULT_MODULE,
     Clock,
     add_report_options,
-    backend_cpu_seconds,
     check_postgres,
     emit_report,
     fmt,
@@ -91,6 +90,7 @@ from provision import (  # noqa: E402
     postgres_url,
     report_console,
     softhsm_token,
+    timed_run,
 )
 
 DATABASES = ("sqlite", "postgresql")
@@ -520,24 +520,11 @@ def measure_issue(
         import cProfile
 
         profiler = cProfile.Profile()
-    timing: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         timer = stack.enter_context(phase_timer(hsm)) if breakdown else None
-        backends_before = backend_cpu_seconds(db)
-        clock = Clock()
-        if profiler is not None:
-            profiler.enable()
-        issued = certificates.issue(hsm, db, config, ACTOR, items)
-        if profiler is not None:
-            profiler.disable()
-        timing = clock.stop()
-        backends_after = backend_cpu_seconds(db)
-    if backends_before is not None and backends_after is not None:
-        # The PostgreSQL backends' CPU is the database's share of the work, not "other" load.
-        db_cpu = sum(t - backends_before.get(p, 0.0) for p, t in backends_after.items())
-        timing["db_server_cpu_seconds"] = db_cpu
-        if timing["other_cores"] is not None:
-            timing["other_cores"] = max(0.0, timing["other_cores"] - db_cpu / timing["seconds"])
+        issued, timing = timed_run(
+            db, profiler, lambda: certificates.issue(hsm, db, config, ACTOR, items)
+        )
     n = len(csrs)
     problems = []
     if len(issued) != n:

@@ -157,6 +157,28 @@ def backend_cpu_seconds(db: Any) -> dict[int, float] | None:
     return out
 
 
+def timed_run(db: Any, profiler: Any, call: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """``call()`` under a :class:`Clock` (and ``profiler``, when not None): its result and the
+    timing, with the PostgreSQL backends' CPU counted as the database's share
+    (``db_server_cpu_seconds``) and taken out of ``other_cores``. Backends opened during the run
+    count from zero."""
+    backends_before = backend_cpu_seconds(db)
+    clock = Clock()
+    if profiler is not None:
+        profiler.enable()
+    result = call()
+    if profiler is not None:
+        profiler.disable()
+    timing = clock.stop()
+    backends_after = backend_cpu_seconds(db)
+    if backends_before is not None and backends_after is not None:
+        db_cpu = sum(t - backends_before.get(p, 0.0) for p, t in backends_after.items())
+        timing["db_server_cpu_seconds"] = db_cpu
+        if timing["other_cores"] is not None:
+            timing["other_cores"] = max(0.0, timing["other_cores"] - db_cpu / timing["seconds"])
+    return result, timing
+
+
 def system_title(case: int, index: int) -> str:
     """Unique 16-hex-digit system titles: FLAG id "BEN", then case and meter number."""
     return f"42454E{case:02X}{index:08X}"
@@ -374,21 +396,7 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
             import cProfile
 
             profiler = cProfile.Profile()
-        backends_before = backend_cpu_seconds(db)
-        clock = Clock()
-        if profiler is not None:
-            profiler.enable()
-        report = service.provision(manifest, out)
-        if profiler is not None:
-            profiler.disable()
-        timing = clock.stop()
-        backends_after = backend_cpu_seconds(db)
-        if backends_before is not None and backends_after is not None:
-            # Backends opened during the run count from zero. Their CPU is not "other" load.
-            db_cpu = sum(t - backends_before.get(p, 0.0) for p, t in backends_after.items())
-            timing["db_server_cpu_seconds"] = db_cpu
-            if timing["other_cores"] is not None:
-                timing["other_cores"] = max(0.0, timing["other_cores"] - db_cpu / timing["seconds"])
+        report, timing = timed_run(db, profiler, lambda: service.provision(manifest, out))
         # Checks, after the clock stopped: N result lines, N PENDING meters, N setups.
         with out.open("rb") as handle:
             first = handle.readline()
