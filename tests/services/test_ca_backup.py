@@ -212,32 +212,29 @@ def _nothing_written(kms: Kms, out: Path, stored: int) -> None:
     assert _approvals_stored(kms) == stored
 
 
-def test_too_few_approvals_write_nothing(
-    pki: Pki, backup_key: ca_backup.BackupKeyReport, tmp_path: Path
+@pytest.mark.parametrize(
+    ("ca", "names", "match"),
+    [
+        ("root-v1", ["alice"], "needs 2 officer approvals"),
+        ("suite1-v1", None, "approves backup-ca-key"),
+    ],
+    ids=["too-few-approvals", "approvals-for-another-ca"],
+)
+def test_a_backup_not_approved_as_run_writes_nothing(
+    pki: Pki,
+    backup_key: ca_backup.BackupKeyReport,
+    tmp_path: Path,
+    ca: str,
+    names: list[str] | None,
+    match: str,
 ) -> None:
     kms = pki.kms
     stored = _approvals_stored(kms)
     request, files = pki.officers.approve(
-        kms, "backup-ca-key", {"ca": "root-v1", "wrapping_key_kcv": _kcv(kms)}, ["alice"]
+        kms, "backup-ca-key", {"ca": ca, "wrapping_key_kcv": _kcv(kms)}, names
     )
     out = tmp_path / "root.backup.json"
-    with pytest.raises(ApprovalError, match="needs 2 officer approvals"):
-        ca_backup.backup_ca_key(
-            kms.hsm, kms.db, kms.config, "pytest", request, files, "root-v1", out
-        )
-    _nothing_written(kms, out, stored)
-
-
-def test_approvals_for_another_ca_write_nothing(
-    pki: Pki, backup_key: ca_backup.BackupKeyReport, tmp_path: Path
-) -> None:
-    kms = pki.kms
-    stored = _approvals_stored(kms)
-    request, files = pki.officers.approve(
-        kms, "backup-ca-key", {"ca": "suite1-v1", "wrapping_key_kcv": _kcv(kms)}
-    )
-    out = tmp_path / "root.backup.json"
-    with pytest.raises(ApprovalError, match="approves backup-ca-key"):
+    with pytest.raises(ApprovalError, match=match):
         ca_backup.backup_ca_key(
             kms.hsm, kms.db, kms.config, "pytest", request, files, "root-v1", out
         )
