@@ -472,7 +472,7 @@ class KmsWorker:
         from kms.config import load_config
         from kms.db import Database
         from kms.hsm import open_hsm
-        from kms.services.apdu_protection import apdu_protection_factory
+        from kms.services.hes.protection import apdu_protection_factory
 
         self.config = load_config(os.environ)
         self.hsm = open_hsm(self.config)
@@ -636,9 +636,9 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
     from kms.db.migrate import upgrade
     from kms.hsm import open_hsm
     from kms.keystore import hierarchy
-    from kms.services.apdu_protection import apdu_protection_factory
-    from kms.services.confirmation import confirm
-    from kms.services.provisioning import ProvisioningService
+    from kms.services.hes.protection import apdu_protection_factory
+    from kms.services.provisioning.confirmation import confirm
+    from kms.services.provisioning.provision import ProvisioningService
 
     workdir = Path(spec["workdir"])
     config = load_config(os.environ)

@@ -11,12 +11,12 @@ this order:
 2. **token ECDSA sign** -- a bare ``hsm.sign_digest`` loop on the issuing CA's private key in the
    token (``CKM_ECDSA``, raw r||s over a host digest): the baseline issuance is measured against.
    Measured for ``--seconds`` right before the issuance and again right after, and pooled;
-3. **KMS issuance** -- one ``kms.services.certificates.issue(hsm, db, config, actor, items)`` call
-   for the whole batch (one ``CsrItem`` per meter, DIGITAL_SIGNATURE), timed around the call:
-   CSR parsing and verification, the meter and CA lookups, the issuer's path to the root,
-   serials from the token's RNG, the TBSCertificates, the signatures in the token, the profile
-   check and signature checks, the rows, the audit records and the one commit (the signature
-   checks run on the call's own worker threads);
+3. **KMS issuance** -- one ``kms.services.pki.certificates.issue(hsm, db, config, actor, items)``
+   call for the whole batch (one ``CsrItem`` per meter, DIGITAL_SIGNATURE), timed around the call:
+   CSR parsing and verification, the meter and CA lookups, the issuer's path to the root, serials
+   from the token's RNG, the TBSCertificates, the signatures in the token, the profile check and
+   signature checks, the rows, the audit records and the one commit (the signature checks run on the
+   call's own worker threads);
 4. **pyca issuance** -- ``load_der_x509_csr``, ``is_signature_valid``, a ``CertificateBuilder``
    with the same subject, issuer, validity and extensions (SKI, AKI, critical keyUsage), signed by
    a pyca key on the issuing CA's curve and DER-encoded, in process;
@@ -31,7 +31,7 @@ this order:
 Setup, before any clock starts: a throwaway SoftHSM2 token (``SOFTHSM2_CONF`` set before the
 module loads; provision.py's helpers) and a fresh SQLite file or PostgreSQL database migrated to
 head; root keys; two officers registered (the bootstrap M = 2); the root CA and the issuing CAs
-of suites 1 and 2 through their M-of-N ceremonies (kms.services.certificate_authority); the
+of suites 1 and 2 through their M-of-N ceremonies (kms.services.pki.authorities); the
 meters through ``ProvisioningService.provision`` with a manifest (one setup each, as in
 production; ``--meters insert``: bare PENDING rows through ``kms.db.repository.insert_meters``,
 faster, but issuance's meter lookups then have no setups or keys to load); one pyca key pair and
@@ -268,9 +268,9 @@ def phase_timer(hsm: Any) -> Iterator[PhaseTimer]:
     import kms.pki.profile_check as profile_check
     import kms.pki.profiles as profiles
     import kms.pki.template as template
-    import kms.services.audit as audit
-    import kms.services.certificates as certificates
-    import kms.services.issuance as issuance
+    import kms.services.common.audit as audit
+    import kms.services.pki.certificates as certificates
+    import kms.services.pki.issuance as issuance
 
     timer = PhaseTimer()
     for owner, name, label in (
@@ -314,7 +314,8 @@ def prepare_kms(hsm: Any, db: Any, config: Any) -> None:
 
     from kms.dlms.suites import SecuritySuite
     from kms.keystore import hierarchy
-    from kms.services import approvals, certificate_authority
+    from kms.services.common import approvals
+    from kms.services.pki import authorities
 
     with db.begin() as session:
         hierarchy.initialise(hsm, session)
@@ -344,12 +345,10 @@ def prepare_kms(hsm: Any, db: Any, config: Any) -> None:
         return request, files
 
     request, files = approve("create-root-ca", {})
-    certificate_authority.create_root_ca(hsm, db, config, ACTOR, request, files)
+    authorities.create_root_ca(hsm, db, config, ACTOR, request, files)
     for suite in (1, 2):
         request, files = approve("create-issuing-ca", {"suite": suite})
-        certificate_authority.create_issuing_ca(
-            hsm, db, config, ACTOR, request, files, SecuritySuite(suite)
-        )
+        authorities.create_issuing_ca(hsm, db, config, ACTOR, request, files, SecuritySuite(suite))
 
 
 def register_meters(
@@ -366,7 +365,7 @@ def register_meters(
     from kms.db import MeterState
     from kms.db import repository as repo
     from kms.db.base import utcnow
-    from kms.services.provisioning import ProvisioningService
+    from kms.services.provisioning.provision import ProvisioningService
 
     titles = [meter_title(case.suite, i) for i in range(count)]
     label = TRANSPORT[case.suite][0]
@@ -508,8 +507,8 @@ def measure_issue(
 
     from kms.db import Certificate, CertificateAuthority
     from kms.pki.profiles import CertificateType
-    from kms.services import certificates
-    from kms.services.certificates import CsrItem
+    from kms.services.pki import certificates
+    from kms.services.pki.certificates import CsrItem
 
     items = [
         CsrItem(der, f"csr-{case.suite}-{i}", CertificateType.DIGITAL_SIGNATURE)

@@ -256,7 +256,7 @@ def child_setup(spec: dict[str, Any]) -> dict[str, Any]:
     """Create root and transport keys; count the adapter calls a provisioning run makes."""
     from kms.hsm import open_hsm
     from kms.keystore import hierarchy
-    from kms.services.provisioning import ProvisioningService
+    from kms.services.provisioning.provision import ProvisioningService
 
     if (hierarchy.STORAGE_LABEL, hierarchy.BINDING_LABEL) != (STORAGE_LABEL, BINDING_LABEL):
         raise SystemExit("the KMS root key labels changed: update the benchmark's floor")
@@ -379,7 +379,7 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
     """One timed ProvisioningService.provision run on a fresh database."""
     from kms.db import repository as repo
     from kms.hsm import open_hsm
-    from kms.services.provisioning import ProvisioningService
+    from kms.services.provisioning.provision import ProvisioningService
 
     count = int(spec["n"])
     workdir = Path(spec["workdir"])

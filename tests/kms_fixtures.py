@@ -8,6 +8,7 @@ Import with ``from tests.kms_fixtures import *`` in a folder's ``conftest.py``.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ from kms.dlms.suites import SecuritySuite
 from kms.hsm import Hsm, open_hsm
 from kms.keystore import hierarchy
 from kms.keystore.hierarchy import RootKeys
-from kms.services import approvals, certificate_authority, certificates
-from kms.services.approvals import ApprovalFile, CeremonyRequest
+from kms.services.common import approvals
+from kms.services.common.approvals import ApprovalFile, CeremonyRequest
+from kms.services.common.resources import Resources
+from kms.services.pki import authorities, certificates
+from kms.services.root import Services
 from tests.interop.meter import MANAGEMENT_SETUP, SimulatedMeter
 
 #: Transport keys imported through the ceremony in tests: label -> value. Distinctive bytes, so
@@ -44,6 +48,11 @@ class Kms:
     db: Database
     config: Config
     root: RootKeys
+
+    @functools.cached_property
+    def services(self) -> Services:
+        """The composition root over this token and database (which stay the fixture's)."""
+        return Services(resources=Resources(self.config, hsm=self.hsm, database=self.db))
 
 
 @pytest.fixture
@@ -118,8 +127,8 @@ class FieldMeter:
 def field_meter(kms: Kms, tmp_path: Path, index: int, suite: int, setups: str = "") -> FieldMeter:
     """Provision meter ``index`` through the service, write its APDUs into a simulated meter,
     confirm it: the state a head-end finds a meter in (seed steps 1 and 2 done)."""
-    from kms.services.confirmation import confirm
-    from kms.services.provisioning import ProvisioningService
+    from kms.services.provisioning.confirmation import confirm
+    from kms.services.provisioning.provision import ProvisioningService
 
     row = meter_row(index, suite, setups)
     manifest = write_manifest(tmp_path / f"meter-{index}.csv", [row])
@@ -214,10 +223,10 @@ class Pki:
 def pki(kms: Kms, officers: Officers) -> Pki:
     """A root CA and the issuing CAs of suites 1 and 2, made through the ceremonies."""
     request, files = officers.approve(kms, "create-root-ca", {})
-    certificate_authority.create_root_ca(kms.hsm, kms.db, kms.config, "pytest", request, files)
+    authorities.create_root_ca(kms.hsm, kms.db, kms.config, "pytest", request, files)
     for suite in (1, 2):
         request, files = officers.approve(kms, "create-issuing-ca", {"suite": suite})
-        certificate_authority.create_issuing_ca(
+        authorities.create_issuing_ca(
             kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(suite)
         )
     return Pki(kms, officers)
@@ -235,7 +244,7 @@ def revoke_ca(pki: Pki, serial: str, reason: str = "ca_compromise") -> dict[str,
 
 def provision_meter(kms: Kms, tmp_path: Path, index: int, suite: int) -> bytes:
     """A meter of ``suite`` recorded by the provisioning service (PENDING, not confirmed)."""
-    from kms.services.provisioning import ProvisioningService
+    from kms.services.provisioning.provision import ProvisioningService
 
     row = meter_row(index, suite)
     manifest = write_manifest(tmp_path / f"m{index}.csv", [row])

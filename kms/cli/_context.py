@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kms.config import Config, load_config
-from kms.db.migrate import require_current
+from kms.config import Config
 from kms.db.session import Database
 from kms.errors import InputError, KMSError, exit_status_for
-from kms.hsm import Hsm, open_hsm
-from kms.services.apdu_protection import TokenApduProtection, apdu_protection_factory
+from kms.hsm import Hsm
+from kms.services.hes.protection import TokenApduProtection
+from kms.services.root import Services
 
 T = TypeVar("T")
 
@@ -34,49 +34,43 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Context:
-    """Per-invocation state, opened on first use and closed at exit."""
+    """Per-invocation state: the process's services (:class:`kms.services.root.Services`),
+    built on first use and closed at exit."""
 
     def __init__(self) -> None:
-        self._config: Config | None = None
-        self._hsm: Hsm | None = None
-        self._db: Database | None = None
-        self._apdus: TokenApduProtection | None = None
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        """The composition root of this invocation (reads the configuration on first use)."""
+        if self._services is None:
+            self._services = Services()
+        return self._services
 
     @property
     def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config()
-        return self._config
+        return self.services.config
+
+    @property
+    def actor(self) -> str:
+        """Who acts in this invocation, for the audit trail (``KMS_ACTOR`` or the OS user)."""
+        return self.config.actor
 
     def hsm(self) -> Hsm:
-        if self._hsm is None:
-            self._hsm = open_hsm(self.config)
-        return self._hsm
+        return self.services.resources.hsm()
 
     def database(self, *, migrated: bool = True) -> Database:
-        if self._db is None:
-            self._db = Database(self.config.database_url)
-        if migrated:
-            require_current(self._db.engine)
-        return self._db
+        return self.services.resources.database(migrated=migrated)
 
     def apdu_service(self) -> TokenApduProtection:
         """The APDU service of this invocation (one APDU per process: one IC reserved at a
         time); its keys serve the HLS and association commands too. Closed at exit, before the
         token session, so its keys are destroyed in the token."""
-        if self._apdus is None:
-            self._apdus = apdu_protection_factory(
-                self.hsm(), self.database(), self.config, ic_block_size=1
-            )
-        return self._apdus
+        return self.services.apdus(ic_block_size=1)
 
     def close(self) -> None:
-        if self._apdus is not None:
-            self._apdus.close()
-        if self._hsm is not None:
-            self._hsm.close()
-        if self._db is not None:
-            self._db.dispose()
+        if self._services is not None:
+            self._services.close()
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)
@@ -108,6 +102,48 @@ def run(json_output: bool, action: Callable[[], T]) -> T:
         else:
             err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         raise SystemExit(exit_status_for(exc)) from None
+
+
+class Output:
+    """Where a command's result goes: one JSON document on stdout with ``--json``, else text
+    or a table for a person."""
+
+    def __init__(self, json_output: bool) -> None:
+        self.json = json_output
+
+    def result(self, data: Any, text: str | Callable[[], None] | None = None) -> None:
+        """Print ``data`` as JSON, or else ``text`` (a line, or a function that prints)."""
+        if self.json:
+            emit_json(data)
+        elif callable(text):
+            text()
+        elif text is not None:
+            click.echo(text)
+
+
+def command(
+    group: click.Group, name: str | None = None, **attrs: Any
+) -> Callable[[Callable[..., None]], click.Command]:
+    """A ``kms`` subcommand of ``group``: adds ``--json``, hands the function the invocation's
+    :class:`Context` and an :class:`Output`, and maps a ``KMSError`` to its message and exit
+    status in one place (:func:`run`). The function is ``f(ctx, out, **options)``.
+
+    A command that also runs on its own (a ceremony script calls it as a click command) gets a
+    Context of its own, closed when the command ends."""
+
+    def decorate(function: Callable[..., None]) -> click.Command:
+        @functools.wraps(function)
+        def invoke(*args: Any, json_output: bool, **kwargs: Any) -> None:
+            click_ctx = click.get_current_context()
+            ctx = click_ctx.find_object(Context)
+            if ctx is None:
+                ctx = click_ctx.ensure_object(Context)
+                click_ctx.call_on_close(ctx.close)
+            run(json_output, lambda: function(ctx, Output(json_output), *args, **kwargs))
+
+        return group.command(name, **attrs)(json_option(invoke))
+
+    return decorate
 
 
 def emit_json(obj: Any) -> None:

@@ -7,7 +7,7 @@ import click
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.db.migrate import current_revision, head_revision, upgrade
 from kms.hsm.selftest import run_selftest
-from kms.services import ceremony
+from kms.services.common import root_keys
 
 
 @click.command("init")
@@ -23,7 +23,7 @@ def init(ctx: Context, json_output: bool) -> None:
     def body() -> None:
         db = ctx.database(migrated=False)
         hsm = ctx.hsm()
-        report = ceremony.initialise(hsm, db, ctx.config.actor)
+        report = root_keys.initialise(hsm, db, ctx.config.actor)
         before, after, outcomes = report.schema_before, report.schema_after, report.root_keys
         if json_output:
             emit_json(

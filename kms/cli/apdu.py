@@ -2,7 +2,7 @@
 
 Every cryptographic step runs in the token; the head-end's system title comes from kms.toml or
 ``KMS_CLIENT_SYSTEM_TITLE``. One command protects one APDU, so it reserves exactly one invocation
-counter (a long-running head-end uses :mod:`kms.services.apdu_protection` and reserves them in
+counter (a long-running head-end uses :mod:`kms.services.hes.protection` and reserves them in
 blocks).
 """
 
@@ -24,7 +24,7 @@ from kms.cli._context import (
 )
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
-from kms.services.apdu_protection import Form
+from kms.services.hes.protection import Form
 
 _ASSOCIATION = click.option(
     "--association",

@@ -21,7 +21,7 @@ from kms.cli._context import (
 )
 from kms.cli.apdu import parse_security_control
 from kms.dlms.system_title import parse_system_title
-from kms.services.association import association_factory
+from kms.services.hes.associations import association_factory
 
 
 @click.group("association")

@@ -8,7 +8,7 @@ import click
 
 from kms.cli._context import Context, emit_json, json_option, pass_context, run
 from kms.keystore import hierarchy
-from kms.services import audit as audit_service
+from kms.services.common import audit as audit_service
 
 
 @click.group("audit")

@@ -1,6 +1,6 @@
 """The CA key backup ceremonies as commands, run by the thin scripts under ``scripts/``
 (create_backup_key.py, backup_ca_key.py, restore_ca_key.py); the work is in
-:mod:`kms.services.ca_backup`.
+:mod:`kms.services.pki.ca_backup`.
 
 Key components are files, one per officer (``--component``, repeated): ``create-backup-key
 --generate`` writes new ones from the token's random number generator (mode 0600, never
@@ -28,8 +28,8 @@ from kms.config import security_officer_pin
 from kms.errors import InputError
 from kms.hsm import Hsm
 from kms.memory import zeroise
-from kms.services import ca_backup, key_components
-from kms.services.ca_backup import BackupReport
+from kms.services.pki import ca_backup, key_components
+from kms.services.pki.ca_backup import BackupReport
 
 _components_option = click.option(
     "--component",

@@ -1,7 +1,7 @@
 """The CA ceremonies as commands, run by the thin scripts under ``scripts/``.
 
 Each takes the approved request (``kms ceremony request``) and M approval files, and calls one
-service of :mod:`kms.services.certificate_authority`; the request's parameters are checked
+service of :mod:`kms.services.pki.authorities`; the request's parameters are checked
 against the ones given here, so an operator cannot run a different ceremony than the officers
 approved.
 """
@@ -20,8 +20,8 @@ from kms.cli.ceremony import (
     request_option,
 )
 from kms.dlms.suites import SecuritySuite
-from kms.services import certificate_authority
-from kms.services.certificate_authority import AuthorityReport
+from kms.services.pki import authorities
+from kms.services.pki.authorities import AuthorityReport
 
 _suite_option = click.option(
     "--suite", type=click.Choice(["1", "2"]), required=True, help="1: P-256, 2: P-384."
@@ -55,7 +55,7 @@ def create_root_ca(
     def body() -> None:
         req = load_request(request_path)
         files = load_approvals(approval_paths)
-        report = certificate_authority.create_root_ca(
+        report = authorities.create_root_ca(
             ctx.hsm(), ctx.database(), ctx.config, ctx.config.actor, req, files
         )
         _print(report, json_output)
@@ -66,8 +66,8 @@ def create_root_ca(
 def _issuing_command(name: str, summary: str) -> click.Command:
     """create-issuing-ca and rotate-issuing-ca: the same options, one service each."""
     service = {
-        "create-issuing-ca": certificate_authority.create_issuing_ca,
-        "rotate-issuing-ca": certificate_authority.rotate_issuing_ca,
+        "create-issuing-ca": authorities.create_issuing_ca,
+        "rotate-issuing-ca": authorities.rotate_issuing_ca,
     }[name]
 
     @click.command(name, help=summary)

@@ -18,8 +18,9 @@ import click
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.db import pki_repository as pki_repo
 from kms.errors import InputError
-from kms.services import approvals, certificates
-from kms.services.certificate_authority import describe_authority
+from kms.services.common import approvals
+from kms.services.pki import certificates
+from kms.services.pki.authorities import describe_authority
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -26,8 +26,8 @@ from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
 from kms.pki.encoding import certificate_pem, load_certificate
 from kms.pki.profiles import CertificateType
-from kms.services import certificates
-from kms.services.certificates import CsrItem, IssuedCertificate
+from kms.services.pki import certificates
+from kms.services.pki.certificates import CsrItem, IssuedCertificate
 
 _CSR_SUFFIXES = {".der", ".pem", ".csr", ".p10"}
 _TYPES = click.Choice(["signing", "key-agreement", "tls"])

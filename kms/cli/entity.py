@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 
-from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
-from kms.db import CertificateStatus
-from kms.dlms.suites import SecuritySuite
-from kms.dlms.system_title import parse_system_title
-from kms.pki.profiles import CertificateType
-from kms.services import certificates, end_entities
+from kms.cli._context import Context, Output, command
+from kms.cli._context import table as print_table
+from kms.services.pki.end_entities import PURPOSES
+from kms.services.vocabulary import CertificateType, SecuritySuite, parse_system_title
 
 
 @click.group("entity")
@@ -17,10 +15,10 @@ def entity() -> None:
     """The KMS's own end entities: key pairs in the token, certificates from the issuing CA."""
 
 
-@entity.command("create")
+@command(entity, "create")
 @click.option(
     "--purpose",
-    type=click.Choice(end_entities.PURPOSES),
+    type=click.Choice(PURPOSES),
     default="hes-client",
     show_default=True,
     help="What the key is for (recorded in the audit trail).",
@@ -37,15 +35,13 @@ def entity() -> None:
     default="signing",
     show_default=True,
 )
-@json_option
-@pass_context
 def create(
     ctx: Context,
+    out: Output,
     purpose: str,
     system_title: str | None,
     suite: str,
     cert_type: str,
-    json_output: bool,
 ) -> None:
     """Generate a key pair in the token and have the suite's issuing CA certify it.
 
@@ -53,66 +49,48 @@ def create(
     key-agreement keys derive only (static ECDH). A second key of the same type is a new
     version; the newest valid one is used.
     """
+    title = (
+        parse_system_title(system_title)
+        if system_title
+        else ctx.config.require_client_system_title()
+    )
+    info = ctx.services.end_entities.create(
+        actor=ctx.actor,
+        system_title=title,
+        suite=SecuritySuite(int(suite)),
+        certificate_type=CertificateType.parse(cert_type),
+        purpose=purpose,
+    )
 
-    def body() -> None:
-        title = (
-            parse_system_title(system_title)
-            if system_title
-            else ctx.config.require_client_system_title()
+    def text() -> None:
+        click.echo(
+            f"{info['type']} key {info['key_label']} for {info['system_title']} "
+            f"({purpose}), certificate {info['serial']} from {info['issuer']}"
         )
-        db = ctx.database()
-        info = end_entities.create_end_entity(
-            ctx.hsm(),
-            db,
-            ctx.config,
-            ctx.config.actor,
-            system_title=title,
-            suite=SecuritySuite(int(suite)),
-            certificate_type=CertificateType.parse(cert_type),
-            purpose=purpose,
-        )
-        if json_output:
-            emit_json(info)
-        else:
-            click.echo(
-                f"{info['type']} key {info['key_label']} for {info['system_title']} "
-                f"({purpose}), certificate {info['serial']} from {info['issuer']}"
-            )
-            click.echo(str(info["certificate"]), nl=False)
+        click.echo(str(info["certificate"]), nl=False)
 
-    run(json_output, body)
+    out.result(info, text)
 
 
-@entity.command("list")
-@json_option
-@pass_context
-def list_entities(ctx: Context, json_output: bool) -> None:
+@command(entity, "list")
+def list_entities(ctx: Context, out: Output) -> None:
     """List the KMS's own certificates (those whose key is in the token)."""
-
-    def body() -> None:
-        rows = [
-            r
-            for r in certificates.list_certificates(
-                ctx.database(), status=CertificateStatus.VALID, own=True
-            )
-        ]
-        if json_output:
-            emit_json(rows)
-        else:
-            table(
-                "KMS end entities",
-                ["system title", "type", "curve", "serial", "key label", "not after"],
+    rows = ctx.services.end_entities.list()
+    out.result(
+        rows,
+        lambda: print_table(
+            "KMS end entities",
+            ["system title", "type", "curve", "serial", "key label", "not after"],
+            [
                 [
-                    [
-                        str(r["system_title"]),
-                        str(r["type"]),
-                        str(r["curve"]),
-                        str(r["serial"]),
-                        str(r["key_label"]),
-                        str(r["not_after"])[:10],
-                    ]
-                    for r in rows
-                ],
-            )
-
-    run(json_output, body)
+                    str(r["system_title"]),
+                    str(r["type"]),
+                    str(r["curve"]),
+                    str(r["serial"]),
+                    str(r["key_label"]),
+                    str(r["not_after"])[:10],
+                ]
+                for r in rows
+            ],
+        ),
+    )

@@ -25,8 +25,8 @@ from kms.cli._context import (
 )
 from kms.dlms.hls import Mechanism
 from kms.dlms.system_title import parse_system_title
-from kms.services.hls import TokenHlsAuthentication, hls_factory
-from kms.services.hls_secret import import_hls_secret, read_secret_file
+from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
+from kms.services.hes.hls_secret import import_hls_secret, read_secret_file
 
 _MECHANISM = click.option(
     "--mechanism",

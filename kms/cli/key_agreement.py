@@ -17,7 +17,7 @@ from kms.cli._context import (
 from kms.dlms.key_transfer import KeyId
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
-from kms.services import key_agreement
+from kms.services.provisioning import key_agreement
 
 _KEY_IDS = {role.value: key_id for key_id, role in key_agreement.ROLE_OF_KEY_ID.items()}
 

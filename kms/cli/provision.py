@@ -10,10 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
-from kms.services.confirmation import confirm as confirm_meters
-from kms.services.confirmation import read_result_titles
-from kms.services.manifest import read_manifest
-from kms.services.provisioning import ProvisioningService
+from kms.services.provisioning.confirmation import confirm as confirm_meters
+from kms.services.provisioning.confirmation import read_result_titles
+from kms.services.provisioning.manifest import read_manifest
+from kms.services.provisioning.provision import ProvisioningService
 
 
 @click.group("provision", invoke_without_command=True)

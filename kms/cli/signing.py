@@ -24,7 +24,7 @@ from kms.cli._context import (
 )
 from kms.cli.apdu import apdu
 from kms.dlms.system_title import format_system_title, parse_system_title
-from kms.services import general_signing
+from kms.services.hes import general_signing
 
 
 @apdu.command("sign")

@@ -9,7 +9,7 @@ import click
 from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
 from kms.db import RootKey, RootKeyPurpose
 from kms.db import repository as repo
-from kms.services import ceremony
+from kms.services.common import root_keys
 
 
 @click.group("transport-key")
@@ -35,9 +35,9 @@ def import_key(ctx: Context, label: str, key_file: Path, json_output: bool) -> N
     """
 
     def body() -> None:
-        value = ceremony.read_key_file(key_file)
+        value = root_keys.read_key_file(key_file)
         db = ctx.database()  # the schema gate before the token login
-        row = ceremony.create_transport_key(
+        row = root_keys.create_transport_key(
             ctx.hsm(), db, ctx.config.actor, label, value, len(value)
         )
         _print(row, json_output, "imported")
@@ -61,7 +61,7 @@ def generate_key(ctx: Context, label: str, length: str, json_output: bool) -> No
 
     def body() -> None:
         db = ctx.database()  # the schema gate before the token login
-        row = ceremony.create_transport_key(
+        row = root_keys.create_transport_key(
             ctx.hsm(), db, ctx.config.actor, label, None, int(length)
         )
         _print(row, json_output, "generated")
@@ -78,7 +78,7 @@ def list_keys(ctx: Context, json_output: bool) -> None:
     def body() -> None:
         with ctx.database().begin() as session:
             rows = [
-                ceremony.describe_transport_key(r)
+                root_keys.describe_transport_key(r)
                 for r in repo.root_keys(session, RootKeyPurpose.TRANSPORT)
             ]
         if json_output:
@@ -98,7 +98,7 @@ def list_keys(ctx: Context, json_output: bool) -> None:
 
 def _print(row: RootKey, json_output: bool, action: str) -> None:
     if json_output:
-        emit_json({**ceremony.describe_transport_key(row), "action": action})
+        emit_json({**root_keys.describe_transport_key(row), "action": action})
     else:
         kcv = row.check_value.hex().upper() if row.check_value else "-"
         click.echo(f"{action} transport key {row.label!r} ({row.algorithm}), KCV {kcv}")

@@ -195,6 +195,6 @@ def test_hls_commands(cli: Cli) -> None:
         "hls", "answer", "--system-title", title, "--mechanism", "7",
         "--server-challenge", (stoc * 4).hex(), "--client-challenge", (ctos * 4).hex(), "--json",
     )  # fmt: skip
-    # Mechanism 7 is the PKI's (tests/services/test_hls.py); without keys it is named, not run.
+    # Mechanism 7 is the PKI's (tests/services/hes/test_hls.py); without keys it is named, not run.
     assert seven.returncode == 2, describe(seven)
     assert stderr_json(seven)["error"] in ("usage.not_found", "usage.input"), describe(seven)

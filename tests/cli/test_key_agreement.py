@@ -9,7 +9,7 @@ from cryptography import x509
 from tests.cli.helpers import Cli, describe, stderr_json
 from tests.cli.test_pki import pki_ready, provision
 from tests.kms_fixtures import meter_row
-from tests.services.test_key_agreement import PycaMeter, _kcv
+from tests.services.provisioning.test_key_agreement import PycaMeter, _kcv
 
 
 @pytest.mark.slow

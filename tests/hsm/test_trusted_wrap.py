@@ -27,7 +27,7 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from kms.config import Config, Pin
 from kms.errors import HsmError, InvalidUnwrap, PinIncorrect
 from kms.hsm import Hsm, TokenKey, templates
-from kms.services.key_components import check_value
+from kms.services.pki.key_components import check_value
 from tests.conftest import TestToken
 from tests.spare_token import SpareToken, spare_token
 

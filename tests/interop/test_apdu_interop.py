@@ -20,7 +20,7 @@ from dlms_cosem.protocol.xdlms.general_global_cipher import GeneralGlobalCipher
 from dlms_cosem.security import SecurityControlField, encrypt
 
 from kms.errors import InputError, InvocationCounterError
-from kms.services.apdu_protection import (
+from kms.services.hes.protection import (
     ApduResult,
     Form,
     TokenApduProtection,

@@ -21,8 +21,8 @@ from gurux_dlms.GXDLMSChippering import GXDLMSChippering
 from gurux_dlms.objects.enums.SecuritySuite import SecuritySuite
 
 from kms.errors import InvocationCounterError
-from kms.services.apdu_protection import Form, TokenApduProtection, apdu_protection_factory
-from kms.services.association import association_factory
+from kms.services.hes.associations import association_factory
+from kms.services.hes.protection import Form, TokenApduProtection, apdu_protection_factory
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.oracles import split_envelope
 from tests.kms_fixtures import FieldMeter, Kms, field_meter

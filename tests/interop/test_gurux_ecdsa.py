@@ -37,9 +37,9 @@ from kms.dlms.hls import Mechanism
 from kms.dlms.suites import SecuritySuite
 from kms.hsm import TokenKey
 from kms.pki.profiles import CertificateType
-from kms.services import certificates, end_entities
-from kms.services.hls import hls_factory
-from kms.services.working_keys import WorkingKeys
+from kms.services.hes.hls import hls_factory
+from kms.services.hes.working_keys import WorkingKeys
+from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.kms_fixtures import Kms, Pki, field_meter
 
@@ -56,8 +56,8 @@ MESSAGES = [
 
 def _head_end(kms: Kms, suite: int) -> tuple[TokenKey, bytes]:
     """The head-end's signing key in the token and its certificate (DER)."""
-    made = end_entities.create_end_entity(
-        kms.hsm, kms.db, kms.config, "pytest", system_title=CLIENT, suite=SecuritySuite(suite),
+    made = kms.services.end_entities.create(
+        actor="pytest", system_title=CLIENT, suite=SecuritySuite(suite),
         certificate_type=CertificateType.DIGITAL_SIGNATURE, purpose="hes-client",
     )  # fmt: skip
     cert = x509.load_pem_x509_certificate(str(made["certificate"]).encode())

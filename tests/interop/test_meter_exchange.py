@@ -30,7 +30,7 @@ from dlms_cosem.time import datetime_from_bytes
 
 from kms.dlms.exception_response import ServiceError, StateError, parse_exception_response
 from kms.errors import InvocationCounterError
-from kms.services.apdu_protection import Form, TokenApduProtection, apdu_protection_factory
+from kms.services.hes.protection import Form, TokenApduProtection, apdu_protection_factory
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.meter_session import CLOCK, MeterSession
 from tests.kms_fixtures import FieldMeter, Kms, field_meter

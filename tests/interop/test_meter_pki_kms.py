@@ -3,11 +3,11 @@
 For suites 1 and 2: a meter is provisioned and confirmed (``field_meter``) and, like a meter
 from the factory, trusts the KMS's root CA (installed out of band). The station sends it
 generate_key_pair and generate_certificate_request (bytes from ``kms.dlms.security_setup``);
-the KMS issues certificates from the meter's CSRs (``kms.services.certificates.issue``); the
+the KMS issues certificates from the meter's CSRs (``kms.services.pki.certificates.issue``); the
 import_certificate action-requests carry the issuing CA, the meter's own certificates and the
-head-end's (``kms.services.end_entities``) into the meter, which checks each against what it
+head-end's (``kms.services.pki.end_entities``) into the meter, which checks each against what it
 holds and what it trusts (:mod:`tests.interop.meter_pki`, pyca only). Then HLS mechanism 7 runs
-between the KMS (``kms.services.hls``, signing in the token) and the meter, both ways, and fails
+between the KMS (``kms.services.hes.hls``, signing in the token) and the meter, both ways, and fails
 both ways with a wrong signature or a wrong challenge.
 """
 
@@ -35,9 +35,9 @@ from kms.dlms.security_setup import (
 from kms.dlms.suites import SecuritySuite
 from kms.errors import AuthenticationFailed
 from kms.pki.profiles import CertificateType
-from kms.services import certificates, end_entities
-from kms.services.hls import TokenHlsAuthentication, hls_factory
-from kms.services.working_keys import WorkingKeys
+from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
+from kms.services.hes.working_keys import WorkingKeys
+from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.meter import ActionResult, KeyPairType, SimulatedMeter
 from tests.interop.pki_requests import SUCCESS, refusal, returned
@@ -74,8 +74,8 @@ def _der(pem: object) -> bytes:
 
 
 def hes_certificate(kms: Kms, suite: int, system_title: bytes = CLIENT) -> bytes:
-    made = end_entities.create_end_entity(
-        kms.hsm, kms.db, kms.config, "pytest", system_title=system_title,
+    made = kms.services.end_entities.create(
+        actor="pytest", system_title=system_title,
         suite=SecuritySuite(suite), certificate_type=CertificateType.DIGITAL_SIGNATURE,
         purpose="hes-client",
     )  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kms.services.provisioning import ProvisioningService
+from kms.services.provisioning.provision import ProvisioningService
 from tests.interop.meter import SimulatedMeter
 from tests.kms_fixtures import TRANSPORT_KEYS, Kms, meter_row, write_manifest
 

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from kms.errors import InvalidBinding
 from kms.hsm import KeyUse, SessionKey
 from kms.keystore.blobs import KeyIdentity, SealedKey, binding_input, seal, unseal
-from kms.services.provisioning import ProvisioningService
+from kms.services.provisioning.provision import ProvisioningService
 from tests.kms_fixtures import Kms, meter_row, write_manifest
 
 TITLE_A = bytes.fromhex("4D4D4D0000000001")

@@ -56,3 +56,35 @@ def test_the_scan_sees_the_adapter_import() -> None:
     """Guard against a scan that finds nothing: the adapter itself must show up."""
     assert "pkcs11" in _imports(KMS / "hsm" / "adapter.py")
     assert "sqlalchemy" in _imports(KMS / "db" / "session.py")
+
+
+DOMAINS = sorted(
+    p.name for p in (KMS / "services").iterdir() if p.is_dir() and p.name != "__pycache__"
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((KMS / "services").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(KMS.parent)),
+)
+def test_a_domain_imports_only_common_among_the_services(path: Path) -> None:
+    """Each domain package under kms.services (provisioning, hes, pki, ...) reaches another
+    domain only through kms.services.common, so that, say, an HLS handshake never pulls in the
+    M-of-N approval code; common itself imports no domain."""
+    parts = path.relative_to(KMS / "services").parts
+    if len(parts) < 2:
+        return  # kms/services/__init__.py and the composition root may import every domain
+    own = parts[0]
+    for module in _imports(path):
+        if not module.startswith("kms.services."):
+            continue
+        domain = module.split(".")[2]
+        allowed = {own} if own == "common" else {own, "common"}
+        assert domain in allowed, f"{path.relative_to(KMS.parent)} imports {module}"
+
+
+def test_the_services_are_grouped_by_domain() -> None:
+    assert {"common", "hes", "pki", "provisioning"} <= set(DOMAINS)
+    flat = [p.name for p in (KMS / "services").glob("*.py") if p.name != "__init__.py"]
+    assert flat == [], f"use cases outside a domain package: {flat}"

@@ -1,0 +1,482 @@
+"""M-of-N approvals: no ceremony on the CA hierarchy runs on one person's say.
+
+The flow:
+
+1. ``kms ceremony request NAME`` writes a *request*: canonical JSON (sorted keys, no spaces) naming
+   the ceremony, its parameters, a random id from the token and an expiry. Those exact bytes are
+   what officers sign, so an officer can check and sign the file with their own tools (``openssl
+   dgst -sha256 -sign officer.pem request.json``) as well as with ``kms ceremony approve``.
+2. Each officer signs the request with their own ECDSA key (P-256 with SHA-256, P-384 with
+   SHA-384), registered beforehand with ``kms officer add``, and hands in an *approval* file:
+   ``{"officer": name, "request_id": id, "signature": DER hex}``.
+3. The ceremony script verifies the request (its ceremony and parameters are the ones being run,
+   it has not expired, its id was never used) and at least M approvals from distinct, active
+   officers, *before* it touches the token; any invalid approval refuses the whole ceremony, as
+   a forged one is a sign of tampering. The verified approvals are stored in the ceremony's own
+   transaction, so a request runs once, and the audit record names the officers.
+
+The officers' keys are theirs, not the KMS's: they never enter the token. M and N are fixed in
+the database when the first officer is registered (the configuration must keep agreeing, or every
+ceremony step refuses). Registering officers needs no approval until M have ever been registered
+(bootstrap, audited); from then on adding one is itself a ceremony. N caps the active officers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature as PycaInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kms.config import Config
+from kms.db import (
+    Approval,
+    CeremonyPolicy,
+    CeremonyRun,
+    Database,
+    Officer,
+    OfficerState,
+    Session,
+)
+from kms.db import pki_repository as pki_repo
+from kms.db import repository as repo
+from kms.db.base import utcnow
+from kms.errors import ApprovalError, ConfigError, ConflictError, InputError
+from kms.hsm import Hsm
+from kms.services.common import audit
+
+REQUEST_FORMAT = "dlms-kms/ceremony-request/v1"
+APPROVAL_FORMAT = "dlms-kms/ceremony-approval/v1"
+#: Ceremonies a request may name, each with the parameters it takes.
+CEREMONIES: Mapping[str, frozenset[str]] = {
+    "create-root-ca": frozenset(),
+    "create-issuing-ca": frozenset({"suite"}),
+    "rotate-issuing-ca": frozenset({"suite"}),
+    # The wrapping key is named by its check value: officers approve a backup under the key
+    # they saw made from their components, not under whatever trusted key an operator has.
+    "backup-ca-key": frozenset({"ca", "wrapping_key_kcv"}),
+    "restore-ca-key": frozenset({"ca"}),
+    # Revoking a CA certificate retires the CA and every certificate under it.
+    "revoke-ca-certificate": frozenset({"serial", "reason"}),
+    "add-officer": frozenset({"name", "public_key_sha256"}),
+    "remove-officer": frozenset({"name"}),
+}
+DEFAULT_LIFETIME = datetime.timedelta(hours=24)
+_HASHES = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
+
+
+@dataclass(frozen=True)
+class CeremonyRequest:
+    """A request as signed: ``text`` is the exact bytes every approval covers."""
+
+    ceremony: str
+    parameters: Mapping[str, Any]
+    request_id: str
+    expires_at: datetime.datetime
+    text: bytes
+
+
+@dataclass(frozen=True)
+class ApprovalFile:
+    """One officer's approval as handed in (not yet verified)."""
+
+    officer: str
+    request_id: str
+    signature: bytes
+    source: str
+
+
+def _canonical(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _check_parameters(ceremony: str, parameters: Mapping[str, Any], source: str) -> None:
+    expected = CEREMONIES.get(ceremony)
+    if expected is None:
+        raise InputError(
+            f"unknown ceremony {ceremony!r}; expected one of {', '.join(sorted(CEREMONIES))}",
+            source=source,
+        )
+    if set(parameters) != expected:
+        raise InputError(
+            f"ceremony {ceremony!r} takes parameters {sorted(expected)}, not {sorted(parameters)}",
+            source=source,
+        )
+
+
+def new_request(
+    hsm: Hsm,
+    ceremony: str,
+    parameters: Mapping[str, Any],
+    *,
+    lifetime: datetime.timedelta = DEFAULT_LIFETIME,
+    now: datetime.datetime | None = None,
+) -> CeremonyRequest:
+    """A fresh request for ``ceremony``, its id drawn from the token's RNG."""
+    _check_parameters(ceremony, parameters, "request")
+    created = (now or utcnow()).replace(microsecond=0)
+    expires = created + lifetime
+    body = {
+        "format": REQUEST_FORMAT,
+        "ceremony": ceremony,
+        "parameters": dict(parameters),
+        "request_id": hsm.random(16).hex(),
+        "created_at": created.isoformat(),
+        "expires_at": expires.isoformat(),
+    }
+    return load_request(_canonical(body), "request")
+
+
+def load_request(data: bytes, source: str) -> CeremonyRequest:
+    """Parse a request file; it must be canonical, so that its bytes are what was signed."""
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError("not a ceremony request (not JSON)", source=source) from None
+    if not isinstance(body, dict) or body.get("format") != REQUEST_FORMAT:
+        raise InputError(f"not a ceremony request (format is not {REQUEST_FORMAT})", source=source)
+    if _canonical(body) != data:
+        raise InputError(
+            "the request is not in canonical form (edited after it was made?); officers sign "
+            "its exact bytes",
+            source=source,
+        )
+    ceremony, parameters = body.get("ceremony"), body.get("parameters")
+    if not isinstance(ceremony, str) or not isinstance(parameters, dict):
+        raise InputError("the request lacks its ceremony or parameters", source=source)
+    _check_parameters(ceremony, parameters, source)
+    request_id = body.get("request_id")
+    if not isinstance(request_id, str) or len(request_id) != 32:
+        raise InputError("the request id is not 32 hex digits", source=source)
+    try:
+        bytes.fromhex(request_id)
+        expires = datetime.datetime.fromisoformat(str(body.get("expires_at")))
+    except ValueError:
+        raise InputError("the request id or expiry is malformed", source=source) from None
+    if expires.tzinfo is None:
+        raise InputError("the request expiry has no time zone", source=source)
+    return CeremonyRequest(ceremony, parameters, request_id, expires, data)
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write a ceremony file that must not exist yet: requests, approvals and backups are never
+    overwritten."""
+    try:
+        with path.open("xb") as handle:
+            handle.write(data)
+    except FileExistsError:
+        raise InputError("already exists; choose another name", source=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
+
+
+def load_approval(data: bytes, source: str) -> ApprovalFile:
+    """Parse an approval file (JSON: officer, request_id, signature as DER hex)."""
+    try:
+        body = json.loads(data)
+        officer, request_id = body["officer"], body["request_id"]
+        signature = bytes.fromhex(body["signature"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise InputError(
+            "not an approval file (JSON with officer, request_id and a hex signature)",
+            source=source,
+        ) from None
+    if body.get("format") != APPROVAL_FORMAT:
+        raise InputError(f"not an approval file (format is not {APPROVAL_FORMAT})", source=source)
+    if not isinstance(officer, str) or not isinstance(request_id, str):
+        raise InputError("officer and request_id must be strings", source=source)
+    return ApprovalFile(officer, request_id, signature, source)
+
+
+def approval_file(officer: str, request: CeremonyRequest, signature_der: bytes) -> bytes:
+    """The approval file an officer hands in."""
+    body = {
+        "format": APPROVAL_FORMAT,
+        "officer": officer,
+        "request_id": request.request_id,
+        "signature": signature_der.hex(),
+    }
+    return json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def sign_request(
+    request: CeremonyRequest, officer: str, private_key_pem: bytes, password: bytes | None
+) -> bytes:
+    """An officer's side: sign ``request`` with their own EC key (PEM); returns the approval
+    file. Runs on the officer's machine; the key never reaches the KMS."""
+    try:
+        key = serialization.load_pem_private_key(private_key_pem, password)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InputError("cannot load the officer's private key (PEM, passphrase?)") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in _HASHES:
+        raise InputError("an officer's key is an EC P-256 or P-384 key")
+    signature = key.sign(request.text, ec.ECDSA(_HASHES[key.curve.name]()))
+    return approval_file(officer, request, signature)
+
+
+def _load_officer_key(der_or_pem: bytes, source: str) -> tuple[bytes, ec.EllipticCurvePublicKey]:
+    try:
+        if der_or_pem.lstrip().startswith(b"-----"):
+            key = serialization.load_pem_public_key(der_or_pem)
+        else:
+            key = serialization.load_der_public_key(der_or_pem)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InputError(
+            "not a public key (PEM or DER SubjectPublicKeyInfo)", source=source
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _HASHES:
+        raise InputError("an officer's key must be EC P-256 or P-384", source=source)
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der, key
+
+
+def officer_key_fingerprint(der_or_pem: bytes, source: str = "public key") -> str:
+    """SHA-256 of an officer's SubjectPublicKeyInfo (hex): what an add-officer request names."""
+    der, _key = _load_officer_key(der_or_pem, source)
+    return hashlib.sha256(der).hexdigest()
+
+
+def verify_approvals(
+    session: Session,
+    config: Config,
+    request: CeremonyRequest,
+    approvals: Sequence[ApprovalFile],
+    *,
+    ceremony: str,
+    parameters: Mapping[str, Any],
+    now: datetime.datetime | None = None,
+) -> list[Approval]:
+    """Check ``request`` is the ceremony being run and carries M valid approvals; stage the
+    approval rows in ``session`` (they commit with the ceremony). Raises ApprovalError naming
+    the problem; nothing is written then."""
+    if request.ceremony != ceremony or dict(request.parameters) != dict(parameters):
+        raise ApprovalError(
+            f"the request approves {request.ceremony} {dict(request.parameters)}, "
+            f"not {ceremony} {dict(parameters)}"
+        )
+    if (now or utcnow()) >= request.expires_at:
+        raise ApprovalError(f"request {request.request_id} expired at {request.expires_at}")
+    if pki_repo.request_used(session, request.request_id):
+        raise ApprovalError(f"request {request.request_id} was already used by a ceremony")
+    required, _officers = quorum(session, config)
+    officers = {o.name: o for o in pki_repo.active_officers(session)}
+    seen: set[str] = set()
+    rows = []
+    for approval in approvals:
+        where = approval.source
+        officer = officers.get(approval.officer)
+        if officer is None:
+            raise ApprovalError(f"{where}: {approval.officer!r} is not an active officer")
+        if approval.officer in seen:
+            raise ApprovalError(f"{where}: officer {approval.officer!r} approved twice")
+        if approval.request_id != request.request_id:
+            raise ApprovalError(f"{where}: the approval is for another request")
+        _der, key = _load_officer_key(officer.public_key, f"officer {officer.name}")
+        try:
+            key.verify(approval.signature, request.text, ec.ECDSA(_HASHES[key.curve.name]()))
+        except (PycaInvalidSignature, ValueError):
+            raise ApprovalError(
+                f"{where}: the signature of officer {approval.officer!r} does not verify"
+            ) from None
+        seen.add(approval.officer)
+        rows.append(
+            Approval(
+                request_id=request.request_id,
+                ceremony=request.ceremony,
+                officer=officer,
+                request=request.text.decode(),
+                signature=approval.signature,
+            )
+        )
+    if len(rows) < required:
+        raise ApprovalError(
+            f"{request.ceremony} needs {required} officer approvals "
+            f"(M of N = {required} of {_officers}); {len(rows)} given"
+        )
+    # Claim the request before any token work: a second run of it, even with other officers'
+    # approvals and on another node, fails here on the unique request id.
+    repo.add(session, CeremonyRun(request_id=request.request_id, ceremony=request.ceremony))
+    for row in rows:
+        repo.add(session, row)
+    session.flush()
+    return rows
+
+
+def quorum(session: Session, config: Config) -> tuple[int, int]:
+    """M and N as the database fixed them at the first ceremony step."""
+    row = policy(session, config)
+    return row.approvals, row.officers
+
+
+def policy(session: Session, config: Config) -> CeremonyPolicy:
+    """The ceremony policy as the database fixed it at the first ceremony step (M, N, and
+    whether revoking a CA certificate is a ceremony); the configuration must agree (a quorum
+    each process read from its own environment would be no control)."""
+    row = pki_repo.ceremony_policy(session)
+    if row is None:
+        row = CeremonyPolicy(
+            approvals=config.ceremony_approvals,
+            officers=config.ceremony_officers,
+            ca_revocation_ceremony=config.ca_revocation_ceremony,
+        )
+        repo.add(session, row)
+        return row
+    if (row.approvals, row.officers) != (config.ceremony_approvals, config.ceremony_officers):
+        raise ConfigError(
+            f"the ceremony quorum was fixed at {row.approvals} of {row.officers} when the first "
+            f"officer was registered, but ceremony_approvals / ceremony_officers (or "
+            f"KMS_CEREMONY_APPROVALS / KMS_CEREMONY_OFFICERS) say {config.ceremony_approvals} "
+            f"of {config.ceremony_officers}: set them back; the quorum does not change"
+        )
+    if row.ca_revocation_ceremony != config.ca_revocation_ceremony:
+        fixed = "true" if row.ca_revocation_ceremony else "false"
+        raise ConfigError(
+            f"ca_revocation_ceremony was fixed at {fixed} when the first officer was "
+            "registered, but ca_revocation_ceremony (or KMS_CA_REVOCATION_CEREMONY) says "
+            f"otherwise: set it back to {fixed}; the policy does not change"
+        )
+    return row
+
+
+def register_officer(
+    session: Session,
+    config: Config,
+    name: str,
+    public_key: bytes,
+    *,
+    request: CeremonyRequest | None = None,
+    approvals: Sequence[ApprovalFile] = (),
+    source: str = "public key",
+) -> tuple[Officer, list[Approval]]:
+    """Add an officer: free while fewer than M are registered (bootstrap), an ``add-officer``
+    ceremony after that; never more than N."""
+    if not name or len(name) > 64 or not name.isprintable():
+        raise InputError("an officer name is 1 to 64 printable characters", field="name")
+    der, _key = _load_officer_key(public_key, source)
+    fingerprint = hashlib.sha256(der).hexdigest()
+    if pki_repo.officer_by_name(session, name) is not None:
+        raise ConflictError(f"an officer named {name!r} is already registered")
+    if pki_repo.officer_by_fingerprint(session, fingerprint) is not None:
+        raise ConflictError("another officer already registered this public key")
+    required, cap = quorum(session, config)
+    active = pki_repo.active_officers(session)
+    if len(active) >= cap:
+        raise ConflictError(
+            f"{len(active)} officers are registered, the quorum's N (ceremony_officers)"
+        )
+    rows: list[Approval] = []
+    # Bootstrap ends for good once M officers were ever registered, not while M are active.
+    if pki_repo.officers_ever(session) >= required:
+        if request is None:
+            raise ApprovalError(
+                f"{len(active)} officers are registered: adding one is an add-officer ceremony "
+                f"needing {required} approvals (kms ceremony request add-officer)"
+            )
+        rows = verify_approvals(
+            session,
+            config,
+            request,
+            approvals,
+            ceremony="add-officer",
+            parameters={"name": name, "public_key_sha256": fingerprint},
+        )
+    officer = Officer(
+        name=name, public_key=der, key_fingerprint=fingerprint, state=OfficerState.ACTIVE
+    )
+    repo.add(session, officer)
+    return officer, rows
+
+
+def add_officer(
+    db: Database,
+    config: Config,
+    actor: str,
+    name: str,
+    public_key: bytes,
+    *,
+    request: CeremonyRequest | None = None,
+    approvals: Sequence[ApprovalFile] = (),
+    source: str = "public key",
+) -> dict[str, object]:
+    """:func:`register_officer` in its own transaction, audited."""
+    with db.begin() as session:
+        officer, used = register_officer(
+            session, config, name, public_key, request=request, approvals=approvals, source=source
+        )
+        session.flush()
+        info = describe_officer(officer)
+        audit.append(
+            session,
+            actor,
+            [
+                audit.AuditRecord(
+                    "officer.add", name, {"key_sha256": officer.key_fingerprint, **approvers(used)}
+                )
+            ],
+        )
+    return info
+
+
+def remove_officer(
+    db: Database,
+    config: Config,
+    actor: str,
+    name: str,
+    *,
+    request: CeremonyRequest,
+    approvals: Sequence[ApprovalFile],
+) -> dict[str, object]:
+    """Take an officer out (a lost or compromised key): a ``remove-officer`` ceremony. Refused
+    when it would leave fewer than M active officers, since no ceremony could run after."""
+    with db.begin() as session:
+        used = verify_approvals(
+            session,
+            config,
+            request,
+            approvals,
+            ceremony="remove-officer",
+            parameters={"name": name},
+        )
+        officer = pki_repo.officer_by_name(session, name)
+        if officer is None or officer.state is not OfficerState.ACTIVE:
+            raise ConflictError(f"{name!r} is not an active officer")
+        required, _cap = quorum(session, config)
+        if len(pki_repo.active_officers(session)) - 1 < required:
+            raise ConflictError(
+                f"removing {name!r} would leave fewer than M = {required} active officers"
+            )
+        officer.state = OfficerState.REMOVED
+        info = describe_officer(officer)
+        audit.append(session, actor, [audit.AuditRecord("officer.remove", name, approvers(used))])
+    return info
+
+
+def describe_officer(officer: Officer) -> dict[str, object]:
+    return {
+        "name": officer.name,
+        "key_sha256": officer.key_fingerprint,
+        "state": officer.state.value,
+        "created_at": officer.created_at.isoformat(),
+    }
+
+
+def approvers(rows: Sequence[Approval]) -> dict[str, object]:
+    """What the audit record of a ceremony says about its approvals: who, and a digest of each
+    signature, so that the approval rows are bound into the hash-chained trail."""
+    return {
+        "request_id": rows[0].request_id if rows else None,
+        "approved_by": sorted(row.officer.name for row in rows),
+        "approval_signatures": {
+            row.officer.name: hashlib.sha256(row.signature).hexdigest() for row in rows
+        },
+    }

@@ -1,0 +1,92 @@
+"""Confirmation (the end of step 2): the station wrote a meter's keys, so they become ACTIVE.
+
+A state change in the database only: no key is touched, so no token login is needed. Meters
+already ACTIVE are reported rather than refused, so a station can retry a confirmation; an
+unknown meter refuses the whole confirmation. ``--from`` reads the system titles out of the
+``result.jsonl`` that ``kms provision`` wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kms.db import Database, MeterState
+from kms.db import repository as repo
+from kms.db.base import utcnow
+from kms.dlms.system_title import format_system_title
+from kms.errors import InputError, NotFoundError
+from kms.services.common import audit
+
+
+@dataclass(frozen=True)
+class ConfirmReport:
+    """What a confirmation did."""
+
+    activated: list[str]
+    already_active: list[str]
+    keys_activated: int
+
+
+def confirm(db: Database, actor: str, system_titles: Sequence[bytes]) -> ConfirmReport:
+    """Move PENDING meters (and their keys) to ACTIVE; already ACTIVE meters are reported.
+
+    A state change in the database only: no key is touched, so no token login is needed. An
+    unknown meter refuses the whole confirmation.
+    """
+    if not system_titles:
+        raise InputError("no meter to confirm")
+    activated: list[str] = []
+    already: list[str] = []
+    keys = 0
+    with db.begin() as session:
+        meters = repo.meters_by_system_title(session, system_titles)
+        for title in system_titles:
+            if title not in meters:
+                raise NotFoundError(f"no meter with system title {format_system_title(title)}")
+        now = utcnow()
+        records = []
+        for title in system_titles:
+            meter = meters[title]
+            hex_title = format_system_title(title)
+            if meter.state is MeterState.ACTIVE:
+                already.append(hex_title)
+                continue
+            if meter.state is not MeterState.PENDING:
+                raise InputError(f"meter {hex_title} is {meter.state.value}, not PENDING")
+            keys += repo.activate_meter(session, meter, now)
+            activated.append(hex_title)
+            records.append(audit.AuditRecord("meter.confirm", hex_title, {"keys": "ACTIVE"}))
+        if records:
+            audit.append(session, actor, records)
+    return ConfirmReport(activated, already, keys)
+
+
+def read_result_titles(path: Path) -> list[bytes]:
+    """System titles listed in a result.jsonl (for ``kms provision confirm --from``)."""
+    titles: list[bytes] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            title = bytes.fromhex(obj["system_title"])
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                "not a result line with a hexadecimal system_title",
+                source=path.name,
+                row=number,
+                field="system_title",
+            ) from None
+        if len(title) != 8:
+            raise InputError(
+                "system title is not 8 bytes", source=path.name, row=number, field="system_title"
+            )
+        titles.append(title)
+    return titles

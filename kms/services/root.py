@@ -1,0 +1,92 @@
+"""The composition root: the one place that builds the services of a process.
+
+The CLI's Context holds one :class:`Services` per invocation, and the network service will hold
+one per worker process; tests and station software build their own from a :class:`Config`. It
+owns the process's :class:`Resources` -- the configuration, the token session and the database --
+and opens them lazily: a command that needs only the database never logs in to the token, and the
+database's schema gate runs before the token login, so a database that is behind is refused
+before anything touches the token.
+
+The style of every service is the same: a class whose collaborators (the :class:`Resources`, or
+other services) come in through ``__init__``, built here on first use, whose public methods are
+the use cases. The acting identity is an argument of each call that leaves an audit record
+(``actor=``), never a property of the process, so one process can serve many callers.
+
+:meth:`Services.close` closes in dependency order: the head-end's key caches first (they destroy
+the session keys they unwrapped), then the token session, then the database pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from kms.config import Config, load_config
+from kms.services.common.resources import Resources
+from kms.services.hes.protection import TokenApduProtection, apdu_protection_factory
+from kms.services.pki.end_entities import EndEntityService
+
+__all__ = ["Resources", "Services"]
+
+S = TypeVar("S")
+
+
+class Services:
+    """Every service of one process, built on first use from one :class:`Resources`."""
+
+    def __init__(self, config: Config | None = None, *, resources: Resources | None = None) -> None:
+        if resources is None:
+            resources = Resources(config if config is not None else load_config())
+        self.resources = resources
+        self._built: dict[str, object] = {}
+        #: Closers of the services that hold token state, run before the token is closed.
+        self._closers: list[Callable[[], None]] = []
+
+    @property
+    def config(self) -> Config:
+        """The process's validated configuration."""
+        return self.resources.config
+
+    def _service(self, name: str, build: Callable[[], S]) -> S:
+        """The service ``name``, built by ``build`` the first time it is asked for."""
+        if name not in self._built:
+            self._built[name] = build()
+        service = self._built[name]
+        return service  # type: ignore[return-value]
+
+    # --- the head-end (step 7) ---------------------------------------------------------------
+
+    def apdus(self, *, ic_block_size: int | None = None) -> TokenApduProtection:
+        """The APDU protection of this process; its keys serve HLS and associations too.
+        ``ic_block_size`` overrides the configured block on first use (a CLI process protects
+        one APDU and reserves exactly one IC)."""
+
+        def build() -> TokenApduProtection:
+            db = self.resources.database()  # the schema gate before the token login
+            service = apdu_protection_factory(
+                self.resources.hsm(), db, self.config, ic_block_size=ic_block_size
+            )
+            self.on_close(service.close)
+            return service
+
+        return self._service("apdus", build)
+
+    # --- the PKI -------------------------------------------------------------------------------
+
+    @property
+    def end_entities(self) -> EndEntityService:
+        """The KMS's own key pairs (HES client, data concentrators, site keys)."""
+        return self._service("end_entities", lambda: EndEntityService(self.resources))
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Run ``closer`` at :meth:`close`, before the token session ends (newest first)."""
+        self._closers.append(closer)
+
+    def close(self) -> None:
+        """Close the services that hold token state, then the token and the database."""
+        try:
+            while self._closers:
+                self._closers.pop()()
+        finally:
+            self._built.clear()
+            self.resources.close()
