@@ -5,7 +5,7 @@ what the meter answered and gets the plain APDU back once its tag verified. The 
 meter's ACTIVE GUEK (unicast) or GBEK (broadcast, SC bit 6) and its GAK, from the security setup
 the caller names (default instance 0, the management client); GCM and GMAC run in the token
 under the unwrapped encryption key (:mod:`kms.services.working_keys` keeps them), the AK enters
-the AAD as bytes (DESIGN.md section 6), and the byte layouts come from the pure codecs of
+the AAD as bytes (docs/token.md section 8), and the byte layouts come from the pure codecs of
 :mod:`kms.dlms`.
 
 Forms (``Form``): the service-specific ``glo`` APDU (the plain APDU's tag + 8 or + 32, no system

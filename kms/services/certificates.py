@@ -260,7 +260,7 @@ def issue(
     token both release the GIL while they compute: so the CSRs are verified on worker threads,
     and what the token signed is checked on a worker thread while the token signs more
     (:func:`kms.services.issuance.make`). The token and the database are still called from this
-    thread only (DESIGN.md section 6).
+    thread only (docs/token.md section 4).
     """
     if not items:
         raise InputError("no CSR to issue a certificate for")

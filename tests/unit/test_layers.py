@@ -1,4 +1,7 @@
-"""DESIGN.md section 3: who may import what. A test instead of a linter plug-in, same effect."""
+"""docs/architecture.md section 3: who may import what.
+
+A test instead of a linter plug-in, same effect.
+"""
 
 from __future__ import annotations
 
