@@ -20,7 +20,7 @@ GET request; 1 KiB) the benchmark measures operations per second of, in this ord
 Each process count is measured right after the other, and each KMS measurement right after its
 floor, so that they see about the same machine. Two-process figures are the sum of two worker
 processes started at the same instant (a shared wall-clock start time), each with its own login
-and database connection: DESIGN.md section 6 (one lock per process, parallelism by processes).
+and database connection: docs/token.md section 4 (one lock per process, parallelism by processes).
 
 The workers are long-lived children of this script (``--worker``), two for the floor and pyca
 (bare python-pkcs11) and two for the KMS (``kms.hsm.open_hsm`` and ``kms.db.Database`` from the
@@ -326,7 +326,7 @@ class FloorWorker:
         delay = 0.02
         for attempt in range(8):
             try:
-                # One login per process (DESIGN.md section 6); two at the same instant can
+                # One login per process (docs/token.md section 5); two at the same instant can
                 # collide on the token file, so retry like the adapter does.
                 self.session = token.open(rw=True, user_pin=os.environ["KMS_USER_PIN"])
                 break

@@ -16,7 +16,7 @@ time and in this order:
    ``result.jsonl`` included; migration and manifest writing excluded). The result file must have
    N lines and the database N PENDING meters, or the run fails.
 
-Each case runs in its own child process (its own C_Login: DESIGN.md section 6 allows one login
+Each case runs in its own child process (its own C_Login: docs/token.md section 5 allows one login
 per process, and SoftHSM must not see two threads), so that ``ru_maxrss`` is the peak of that case
 alone. ``SOFTHSM2_CONF`` points at a throwaway token directory before anything loads the PKCS#11
 module. Before the timed cases a setup child creates the root keys and the transport key, and
@@ -314,7 +314,7 @@ def child_floor(spec: dict[str, Any]) -> dict[str, Any]:
     token = lib.get_token(token_label=spec["token_label"])
     session = token.open(rw=True, user_pin=os.environ["KMS_USER_PIN"])
     try:
-        # Handles found once, as the adapter caches them (DESIGN.md section 6: never search per
+        # Handles found once, as the adapter caches them (docs/token.md section 6: never search per
         # request).
         secret = ObjectClass.SECRET_KEY
         storage: Any = session.get_key(object_class=secret, label=STORAGE_LABEL)

@@ -89,7 +89,7 @@ class Config:
     provision_chunk_size: int = 500
     #: The head-end's system title (8 bytes), or None when this KMS protects no APDUs.
     client_system_title: bytes | None = None
-    #: Invocation counters reserved per database commit (DESIGN.md invariant 4).
+    #: Invocation counters reserved per database commit (docs/architecture.md, invariant 4).
     ic_block_size: int = 1000
     #: Unwrapped session keys kept per process, and how long an unused one stays.
     key_cache_size: int = 256

@@ -30,8 +30,8 @@ def transport_key() -> None:
 def import_key(ctx: Context, label: str, key_file: Path, json_output: bool) -> None:
     """Import a meter vendor's initial master key as a non-extractable token object.
 
-    This is the one audited ceremony where plaintext key material enters the KMS (DESIGN.md
-    invariant 1). Compare the printed check value (KCV) with the vendor's.
+    This is the one audited ceremony where plaintext key material enters the KMS
+    (docs/architecture.md, invariant 1). Compare the printed check value (KCV) with the vendor's.
     """
 
     def body() -> None:

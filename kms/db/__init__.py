@@ -1,4 +1,5 @@
-"""The metadata database: the only package that imports ``sqlalchemy`` (DESIGN.md section 3)."""
+"""The metadata database: the only package that imports ``sqlalchemy``
+(docs/architecture.md section 3)."""
 
 from sqlalchemy.orm import Session
 

@@ -1,6 +1,7 @@
 """Alembic, driven from code: upgrade to head, and the gate that refuses a database behind it.
 
-The migration scripts live in ``schema/`` at the top of the repository (DESIGN.md section 5).
+The migration scripts live in ``schema/`` at the top of the repository
+(docs/architecture.md section 5).
 Every command that reads or writes the key store (all but ``kms db upgrade|status``, ``kms init``
 and ``kms selftest``, which touches only the token) calls :func:`require_current` first, so a
 database that is behind is refused with the command that fixes it, not with a missing-table error

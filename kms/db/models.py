@@ -1,4 +1,4 @@
-"""The metadata database (DESIGN.md section 4): SQLAlchemy 2.0 typed models.
+"""The metadata database (docs/architecture.md section 4): SQLAlchemy 2.0 typed models.
 
 No column holds plaintext key material. A key is a wrapped blob (RFC 3394 under the storage key),
 the label and version of the key that wrapped it, a binding MAC computed in the token over the

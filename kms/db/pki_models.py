@@ -1,5 +1,5 @@
-"""The PKI's metadata (DESIGN.md section 4): certificate authorities, certificates, officers and
-their ceremony approvals.
+"""The PKI's metadata (docs/architecture.md section 4): certificate authorities, certificates,
+officers and their ceremony approvals.
 
 A CA's private key is a token object named by its label; only its certificate is stored here.
 Certificates are kept as issued (DER) with the fields the KMS searches by pulled out beside

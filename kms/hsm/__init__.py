@@ -1,4 +1,5 @@
-"""PKCS#11 token access: the only package that imports ``pkcs11`` (DESIGN.md section 3)."""
+"""PKCS#11 token access: the only package that imports ``pkcs11``
+(docs/architecture.md section 3)."""
 
 from kms.hsm.adapter import Hsm, Key, SessionKey, TokenKey, TokenSigner, open_hsm
 from kms.hsm.gcm import TokenGcm

@@ -328,7 +328,7 @@ class Hsm(TokenSession):
         return self._read_value("read HLS secret", secret)
 
     def read_ak(self, key: SessionKey) -> bytearray:
-        """The AK's bytes, only for a key unwrapped as ``AK_FOR_USE`` (DESIGN.md section 6)."""
+        """The AK's bytes, only for a key unwrapped as ``AK_FOR_USE`` (docs/token.md section 8)."""
         if key.use is not KeyUse.AK_FOR_USE or not self.profile.ak_on_host:
             raise errors.UnsupportedMechanism(
                 "only an authentication key unwrapped for use may be read, and only when the "

@@ -7,7 +7,7 @@ x-coordinate of the shared point (32 or 48 bytes; the cofactor is 1), the key is
 
     DerivedKey = leftmost key_length bytes of Hash(00000001 || Z || OtherInfo)
 
-What SoftHSM 2.6.1 does and does not do decides the shape (measured, DESIGN.md section 6):
+What SoftHSM 2.6.1 does and does not do decides the shape (measured, docs/token.md section 9):
 
 * ``CKM_ECDH1_DERIVE`` takes only ``CKD_NULL`` (``CKD_SHA256_KDF`` answers
   ``CKR_MECHANISM_PARAM_INVALID``), so the token gives Z itself, as a generic-secret object.

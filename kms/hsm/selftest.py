@@ -3,9 +3,10 @@
 Two vectors, each with throwaway session keys of known value (never a real key):
 
 * RFC 3394 section 4.1: AES-128 key wrap of 00112233..FF under 000102..0F gives
-  1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5 (also dlms-security.md 8.4).
-* Green Book Ed. 8.x Table 40 (dlms-security.md 8.1): glo-get-request with SC 0x30, i.e. AES-GCM-128
-  with IV = system title || IC and AAD = SC || AK, ciphertext 411312FF..BC and tag 7D825C3B..6B.
+  1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5 (also docs/dlms-security.md 8.4).
+* Green Book Ed. 8.x Table 40 (docs/dlms-security.md 8.1): glo-get-request with SC 0x30, i.e.
+  AES-GCM-128 with IV = system title || IC and AAD = SC || AK, ciphertext 411312FF..BC and tag
+  7D825C3B..6B.
 
 A token that fails either is refused: the KMS would otherwise write keys no meter can use.
 """

@@ -1,6 +1,6 @@
 """The token session under the adapter: one login, one lock, retries, and handles.
 
-What DESIGN.md section 6 measured decides the shape of this module:
+What docs/token.md sections 4 and 5 record decides the shape of this module:
 
 * **One lock per process.** python-pkcs11 initialises the module without locking arguments, so
   SoftHSM does no locking of its own and two threads calling in at once crash it. Every call into
@@ -40,7 +40,7 @@ from kms.hsm.templates import KeyUse
 
 T = TypeVar("T")
 
-#: Serialises every call into the PKCS#11 module in this process (DESIGN.md section 6).
+#: Serialises every call into the PKCS#11 module in this process (docs/token.md section 4).
 _TOKEN_LOCK = threading.RLock()
 #: One loaded library per module path: C_Initialize may run only once per process.
 _LIBS: dict[str, Any] = {}

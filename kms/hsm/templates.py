@@ -2,9 +2,10 @@
 
 python-pkcs11's default capabilities give an AES key encrypt, sign and wrap at once; the style
 rule is that a key gets only what its job needs. Root keys are token objects, ``CKA_SENSITIVE``
-and not extractable (DESIGN.md invariant 2). Per-meter keys are sensitive session objects that
+and not extractable (docs/architecture.md, invariant 2).
+Per-meter keys are sensitive session objects that
 *are* extractable, because ``C_WrapKey`` (under the storage key or the meter's KEK) is their only
-way out of the token; the AK is the named exception of DESIGN.md section 6 (readable when
+way out of the token; the AK is the named exception of docs/token.md section 8 (readable when
 unwrapped for use, never when generated). Key agreement (:mod:`kms.hsm.ecdh`) adds derive-only EC
 private keys (static token objects and ephemeral session objects), Z as a secret that can do
 nothing, and agreed keys ``*_FOR_USE`` that never leave the token.
@@ -150,7 +151,7 @@ def ec_private_key(label: str, key_id: bytes, *, backup: bool = False) -> dict[A
     ``backup``: a CA key may leave the token once, wrapped under a ``CKA_TRUSTED`` key in a
     backup ceremony. PKCS#11 has no "extractable only to trusted keys" short of
     ``CKA_EXTRACTABLE`` with ``CKA_WRAP_WITH_TRUSTED``, which the token enforces (measured,
-    DESIGN.md section 6); ``CKA_TRUSTED`` can only be set by the security officer.
+    docs/token.md section 11); ``CKA_TRUSTED`` can only be set by the security officer.
     """
     return {
         Attribute.TOKEN: True,

@@ -1,13 +1,14 @@
 """The per-process cache of keys unwrapped for use: bounded, idle-expiring, zeroising.
 
 Unwrapping a stored blob into a session object costs ~370 us on SoftHSM and GCM under a session
-key ~38 us (DESIGN.md section 6), so unwrapping per APDU would make protection ten times slower.
+key ~38 us (docs/token.md section 12), so unwrapping per APDU would make protection ten times
+slower.
 The cache keeps what a key was unwrapped into, keyed by its ``key_version`` id (or any other
 hashable name: an association's dedicated key is cached under its own):
 
 * an encryption key (GUEK, GBEK) as a session object in the token -- its value never leaves it;
-* the authentication key as a ``bytearray`` of its value -- the named exception of DESIGN.md
-  section 6 (``ak_on_host``): no PKCS#11 mechanism takes AAD from a key object.
+* the authentication key as a ``bytearray`` of its value -- the named exception of docs/token.md
+  section 8 (``ak_on_host``): no PKCS#11 mechanism takes AAD from a key object.
 
 At most ``capacity`` entries are kept (least recently used goes first) and an entry unused for
 ``idle_seconds`` goes at the next access. Whatever leaves the cache is destroyed at once: a

@@ -1,5 +1,6 @@
-"""Invocation counters: each (key, system title, IC) is used at most once, ever (DESIGN.md
-invariant 4; Green Book clause 9.2.3.3.7.3 as quoted in docs/dlms-security.md section 7).
+"""Invocation counters: each (key, system title, IC) is used at most once, ever
+(docs/architecture.md, invariant 4; Green Book clause 9.2.3.3.7.3 as quoted in
+docs/dlms-security.md section 7).
 
 Sending. A process never takes an IC straight from the database row: it *reserves* a block of
 ``ic_block_size`` counters in one committed row update (the row locked, ``next_free`` moved past

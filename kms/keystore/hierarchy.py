@@ -9,7 +9,8 @@ AUDIT      ECDSA P-384 key pair                    signs audit checkpoints
 TRANSPORT  AES-128/256, wrap/unwrap                a vendor's initial master key (ceremony)
 =========  ======================================  ==========================================
 
-All are ``CKA_TOKEN``, ``CKA_SENSITIVE`` and not extractable (DESIGN.md invariant 2), recorded in
+All are ``CKA_TOKEN``, ``CKA_SENSITIVE`` and not extractable (docs/architecture.md, invariant 2),
+recorded in
 ``root_key`` with label, CKA_ID, purpose and version. ``kms init`` is idempotent and never
 overwrites: a key the token already has is adopted, a key the database records but the token has
 lost is an error (the blobs wrapped under it would be unreadable), and only a key neither has is

@@ -1,4 +1,4 @@
-"""Bad input to the ``kms`` command (DESIGN.md invariant 7), black box.
+"""Bad input to the ``kms`` command (docs/architecture.md, invariant 7), black box.
 
 Every case checks four things: the exit status (2 for bad input or usage, 4 for a wrong PIN), a
 message that names the problem (for a manifest: the row, counted from 1 for the first meter,

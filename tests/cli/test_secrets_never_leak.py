@@ -1,4 +1,5 @@
-"""DESIGN.md invariant 1 through the command line: no secret leaves the token in plaintext.
+"""docs/architecture.md, invariant 1, through the command line: no secret leaves the token in
+plaintext.
 
 The transport keys of :data:`tests.kms_fixtures.TRANSPORT_KEYS` are imported with
 ``kms transport-key import`` (the one audited ceremony where plaintext enters), then meters are

@@ -15,7 +15,8 @@ in the state it promises:
     :meth:`Database.begin` commits or rolls back use it directly.
 
 ``db_session``
-    warehouse's ``get_db_session_for_app_config`` (docs/style-by-example.md): a connection with an
+    warehouse's ``get_db_session_for_app_config`` (docs/architecture.md section 7.6): a connection
+    with an
     open transaction, a session joined to it with ``join_transaction_mode="create_savepoint"``,
     and a rollback at the end, so nothing the test writes outlives it.
 """

@@ -1,7 +1,7 @@
 """The Alembic migrations in ``schema/`` build exactly the schema the models describe.
 
-This is warehouse's ``bin/db-check`` done in pytest (docs/style-by-example.md, "How the
-migration-drift test works"): every test starts from an *empty* database on the engine
+This is warehouse's ``bin/db-check`` done in pytest (docs/architecture.md section 7.6, "The
+migration-drift test"): every test starts from an *empty* database on the engine
 ``KMS_TEST_DATABASE`` names (SQLite or PostgreSQL; both CI legs run this file; the ``engine``
 fixture of ``tests/db/conftest.py`` empties it again after each test), builds the schema
 with the real migrations and never with ``metadata.create_all()``, and then checks that
@@ -206,7 +206,8 @@ def test_every_migration_has_a_real_downgrade(path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(VERSIONS_DIR.glob("*.py")), ids=lambda p: p.name)
 def test_every_migration_has_the_warehouse_header(path: Path) -> None:
-    # docs/style-by-example.md: message, Revision ID, Revises and Create Date in the docstring.
+    # docs/architecture.md section 7.6: message, Revision ID, Revises and Create Date in the
+    # docstring.
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     doc = ast.get_docstring(tree) or ""
     revision = next(

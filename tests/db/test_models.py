@@ -2,7 +2,8 @@
 
 Runs on whatever engine ``KMS_TEST_DATABASE`` names. Constraint violations are written through the
 repository inside :meth:`kms.db.Database.begin`, which turns every SQLAlchemy error into
-:class:`kms.errors.DatabaseError` and rolls the whole transaction back (DESIGN.md invariant 7:
+:class:`kms.errors.DatabaseError` and rolls the whole transaction back (docs/architecture.md,
+invariant 7:
 nothing is half-written). The static checks read the models *and* the migrated database, so a
 column added by a migration alone is caught too.
 """
@@ -217,7 +218,7 @@ def test_invocation_counter_is_unique_per_key_version_and_direction(db: Database
 
 def test_database_error_carries_no_stored_bytes(db: Database) -> None:
     # The driver's IntegrityError quotes the statement's parameters (here a wrapped blob); the
-    # KMS's error must not, nor chain it as the visible cause (DESIGN.md invariant 1).
+    # KMS's error must not, nor chain it as the visible cause (docs/architecture.md, invariant 1).
     (setup_id,) = _setup(db)
     with db.begin() as session:
         repo.insert_key_versions(session, [_key(setup_id)])

@@ -1,4 +1,4 @@
-"""DESIGN.md invariant 3: a per-meter key at rest is a wrapped blob bound to its row.
+"""docs/architecture.md, invariant 3: a per-meter key at rest is a wrapped blob bound to its row.
 
 :mod:`kms.keystore.blobs` wraps a key under the storage key and MACs the blob, in the token,
 together with the row's identity (system title, security setup logical name, role, version).

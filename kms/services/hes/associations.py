@@ -8,7 +8,7 @@ APDUs with that key (ded- and general-ded-ciphering), the GAK still in the AAD.
 :meth:`AssociationService.open` makes that key in the token and returns the
 glo-initiate-request. No PKCS#11 mechanism ciphers a key object at an offset inside a plaintext,
 so the new key's bytes are read once to build the request (the profile's
-``dedicated_key_on_host``, one of DESIGN.md invariant 1's named exceptions, audited with the
+``dedicated_key_on_host``, a named exception to docs/architecture.md, invariant 1, audited with the
 opening): the key is generated non-sensitive, read into a ``bytearray``, wrapped under the
 storage key and bound to the association's row, and destroyed; the request is ciphered in the
 token and both buffers are zeroised. For use the key is unwrapped sensitive and

@@ -6,7 +6,8 @@ The service-specific ``glo`` APDU (the plain APDU's tag + 8 or + 32, no system t
 ``ded`` (tag + 16 or + 64) and ``general-ded`` (0xDC), which use the dedicated key of an open
 association (:mod:`kms.services.hes.associations`) instead of the GUEK. GCM and GMAC run in the
 token under the unwrapped encryption key (:mod:`kms.services.hes.working_keys` keeps them), the
-AK enters the AAD as bytes, and the byte layouts come from the pure codecs of :mod:`kms.dlms`.
+AK enters the AAD as bytes (docs/token.md section 8), and the byte layouts come from the pure
+codecs of :mod:`kms.dlms`.
 
 protect() keeps a prepared sender per (meter, setup, SC, form, association): the hot path costs
 an IC, one token call and the framing. verify() moves the receive floor only after the tag

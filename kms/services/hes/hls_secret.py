@@ -1,8 +1,8 @@
 """Importing a meter's HLS secret (mechanism 6): an audited ceremony, like a transport key's.
 
 The secret of HLS-SHA-256 is set in the meter by its maker or an earlier owner, so it enters the
-KMS in plaintext once, from a file (never the command line): this is one of DESIGN.md invariant
-1's named, audited exceptions. It becomes a sensitive session object at once, is wrapped under
+KMS in plaintext once, from a file (never the command line): a named, audited exception to
+docs/architecture.md, invariant 1. It becomes a sensitive session object at once, is wrapped under
 the storage key (RFC 3394 where its length allows, else RFC 5649) and bound to its row like every
 per-meter key, and the session object is destroyed. Each import adds a version (Vault style):
 the new one is ACTIVE, the older ACTIVE one RETIRED, all in one transaction with its audit

@@ -4,9 +4,14 @@ The head-end hands the KMS a plain APDU for a meter and gets it back ciphered; i
 what the meter answered and gets the plain APDU back once its tag verified. The keys are the
 meter's ACTIVE GUEK (unicast) or GBEK (broadcast, SC bit 6) and its GAK, from the security setup
 the caller names (default instance 0, the management client); GCM and GMAC run in the token
-under the unwrapped encryption key (:mod:`kms.services.hes.working_keys` keeps them), the AK enters
-the AAD as bytes (DESIGN.md section 6), and the byte layouts come from the pure codecs of
-:mod:`kms.dlms`.
+under the unwrapped encryption key (:mod:`kms.services.hes.working_keys` keeps them), the AK
+enters the AAD as bytes (docs/token.md section 8), and the byte layouts come from the pure codecs
+of :mod:`kms.dlms`.
+
+This module is the dispatcher: it picks the handler by the form asked (protect) or by the APDU's
+tag (verify) -- :mod:`kms.services.hes.glo_ciphering` for the glo and ded forms,
+:mod:`kms.services.hes.agreed_ciphering` for general-ciphering with an agreed key -- and neither
+handler imports the other.
 
 Forms (``Form``): the service-specific ``glo`` APDU (the plain APDU's tag + 8 or + 32, no system
 title), ``general-glo`` (0xDB, carrying the originator's system title), and their dedicated-key
@@ -29,9 +34,8 @@ choosing would hand out the keystream of ICs the meter has not used yet, which w
 meter's later messages. So it is refused unless the caller says the meter's security policy is
 encryption only (``allow_unauthenticated``); then it is deciphered once, moves the floor like
 any accepted APDU (so no IC is ever deciphered twice) and is marked ``authenticated=False``.
-A verification failure
-carries the DLMS exception-response a server would send (``exception_response``) where the Green
-Book defines one.
+A verification failure carries the DLMS exception-response a server would send
+(``exception_response``) where the Green Book defines one.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ a :class:`WorkingKeys` keeps, per process:
   the ACTIVE key version's id, blob and binding MAC -- enough to unwrap it again without the
   database), in a bounded LRU;
 * the unwrapped keys, in a :class:`~kms.keystore.cache.KeyCache` (session objects for encryption
-  keys, the AK's bytes for the AAD; see that module and DESIGN.md section 6);
+  keys, the AK's bytes for the AAD; see that module and docs/token.md section 8);
 * one reserved block of sending invocation counters per key version
   (:mod:`kms.keystore.counters`).
 
@@ -27,7 +27,7 @@ Whatever holds a key beyond one call is told when the cache lets it go (:meth:`o
 :meth:`on_evict`), and a session key from a token session since reopened counts as gone.
 
 A :class:`WorkingKeys` is shared by the threads of a process; one lock serialises it (the token
-needs one anyway, DESIGN.md section 6).
+needs one anyway, docs/token.md section 4).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class WorkingKeys:
             return key
 
     def authentication_key(self, ref: KeyRef) -> bytearray:
-        """The AK's bytes for the AAD (DESIGN.md section 6); the cache owns and zeroises them."""
+        """The AK's bytes for the AAD (docs/token.md section 8): the cache owns and zeroises them."""
         _require_role(ref, KeyRole.GAK)
         with self.lock:
             cached = self._lookup(ref.id)

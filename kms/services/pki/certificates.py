@@ -257,8 +257,8 @@ def issue(
     Signature checks dominate once the rest is batched (kms.services.pki.issuance), and pyca and the
     token both release the GIL while they compute: so the CSRs are verified on worker threads,
     and what the token signed is checked on a worker thread while the token signs more
-    (:func:`kms.services.pki.issuance.make`). The token and the database are still called from this
-    thread only (DESIGN.md section 6).
+    (:func:`kms.services.pki.issuance.make`). The token and the database are still called from
+    this thread only (docs/token.md section 4).
     """
     if not items:
         raise InputError("no CSR to issue a certificate for")

@@ -11,7 +11,7 @@ token (C_WrapKey, RFC 3394):
 2. method 2 with key_ids 0, 1, 2: GUEK, GBEK and GAK wrapped under the new KEK.
 
 Sending key_id 3 alone avoids the open question of which KEK unwraps later entries of the same
-array (dlms-security.md section 11).
+array (docs/dlms-security.md section 11).
 
 Transactions and the resume rule. The whole manifest is checked first (format, duplicates in the
 file and in the database, transport keys and their lengths): any problem is reported and nothing
@@ -24,7 +24,7 @@ writes a complete ``result.jsonl``. A meter that is already ACTIVE is refused.
 
 Throughput. The token work of one chunk overlaps the commit of the previous one on a single
 database thread; only the calling thread ever calls the token, so the one-lock-per-process rule of
-DESIGN.md section 6 holds, and chunks still commit one after the other, in manifest order.
+docs/token.md section 4 holds, and chunks still commit one after the other, in manifest order.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class ProvisioningService:
         generated = done = 0
         chunk_size = self._config.provision_chunk_size
         # Token work for chunk n+1 overlaps the commit of chunk n on one database thread. Only
-        # this thread calls the token (DESIGN.md section 6); chunks commit strictly in order.
+        # this thread calls the token (docs/token.md section 4); chunks commit strictly in order.
         with (
             _atomic_writer(out) as handle,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-db") as pool,

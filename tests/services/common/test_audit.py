@@ -1,4 +1,5 @@
-"""DESIGN.md invariant 6: the audit log is hash-chained, its checkpoints are signed in the token,
+"""docs/architecture.md, invariant 6: the audit log is hash-chained, its checkpoints are signed
+in the token,
 and deletion, edit or reordering is detected.
 
 Every tampering test builds the same chain through :mod:`kms.services.common.audit` (two

@@ -1,4 +1,5 @@
-"""Invocation counters survive SIGKILL and concurrency (issue 4 section 6; DESIGN.md invariant 4).
+"""Invocation counters survive SIGKILL and concurrency (issue 4 section 6;
+docs/architecture.md, invariant 4).
 
 Two head-end processes (:mod:`tests.services.hes.ic_worker`) protect APDUs for the same meter at
 once, each with its own token login and database connection and a small counter block (so that

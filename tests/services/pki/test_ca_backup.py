@@ -1,4 +1,4 @@
-"""The CA key backup ceremonies (kms/services/ca_backup.py): a trusted backup key built from
+"""The CA key backup ceremonies (kms/services/pki/ca_backup.py): a trusted backup key built from
 officers' components, CA keys backed up only on M-of-N approval and only under that key, a backup
 file that holds no key byte but the wrapped blob, and a restore into another token that signs for
 the CA; refusals write nothing.
