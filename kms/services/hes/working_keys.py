@@ -185,7 +185,7 @@ class WorkingKeys:
             return key
 
     def authentication_key(self, ref: KeyRef) -> bytearray:
-        """The AK's bytes for the AAD (docs/token.md section 8): the cache owns and zeroises them."""
+        """The AK's bytes for the AAD (docs/token.md section 8), owned and zeroised by the cache."""
         _require_role(ref, KeyRole.GAK)
         with self.lock:
             cached = self._lookup(ref.id)
