@@ -507,3 +507,112 @@ def test_keys_that_leave_the_cache_before_use_are_never_used(kms: Kms, meter0: F
             service.protect(meter0.system_title, GET_REQUEST, 0x30, actor=ACTOR)
     finally:
         service.close()
+
+
+def _store_pending_successor(kms: Kms, meter: FieldMeter, role: KeyRole) -> int:
+    """A new key stored as the next PENDING version of ``role`` in setup 0, as key agreement and
+    renewal store one (sealed under the storage key, bound to its row); its version."""
+    from kms.hsm import KeyUse
+    from kms.keystore.blobs import KeyIdentity, seal
+
+    with kms.db.begin() as session:
+        stored = repo.meter_by_system_title(session, meter.system_title)
+        assert stored is not None
+        (setup,) = [s for s in stored.setups if s.logical_name[4] == 0]
+        version = 1 + max(k.version for k in setup.keys if k.role is role)
+        identity = KeyIdentity(meter.system_title, setup.logical_name, role.value, version)
+        length = 16 if stored.suite == 0 else 32
+        fresh = kms.hsm.generate_key(KeyUse.EK, length)
+        try:
+            sealed = seal(kms.hsm, kms.root, fresh, identity)
+            kcv = kms.hsm.check_value(fresh)
+        finally:
+            kms.hsm.destroy(fresh)
+        repo.add(
+            session,
+            KeyVersion(
+                security_setup_id=setup.id,
+                role=role,
+                version=version,
+                state=KeyState.PENDING,
+                key_length=length,
+                wrapped_key=sealed.wrapped_key,
+                wrapping_key_label=sealed.wrapping_key_label,
+                wrapping_key_version=sealed.wrapping_key_version,
+                binding_mac=sealed.binding_mac,
+                check_value=kcv,
+            ),
+        )
+    return version
+
+
+def test_an_active_and_a_pending_version_are_held_side_by_side(
+    kms: Kms, meter0: FieldMeter, service: TokenApduProtection
+) -> None:
+    keys = meter0.keys()
+    pending_version = _store_pending_successor(kms, meter0, KeyRole.GUEK)
+    setup = service.keys.setups.setup(meter0.system_title, 0)
+    active, pending = setup.active(KeyRole.GUEK), setup.pending(KeyRole.GUEK)
+    assert active is not None and pending is not None
+    assert (active.identity.version, pending.identity.version) == (1, pending_version)
+    assert setup.key(KeyRole.GUEK) is active  # what protect and verify use
+    assert setup.pending(KeyRole.GBEK) is None and setup.active(KeyRole.GBEK) is not None
+    # protect still ciphers under the ACTIVE GUEK, and counts under it.
+    result = service.protect(meter0.system_title, GET_REQUEST, 0x30, actor=ACTOR)
+    assert parse_ciphered_apdu(result.apdu).payload == oracle_protect(
+        keys["GUEK"], keys["GAK"], 0x30, CLIENT, result.invocation_counter, GET_REQUEST
+    )
+    with kms.db.begin() as session:
+        assert repo.invocation_counter(session, active.id, Direction.SEND) is not None
+        assert repo.invocation_counter(session, pending.id, Direction.SEND) is None
+    # And what the meter sends under its ACTIVE GUEK verifies.
+    response = oracle_glo(keys["GUEK"], keys["GAK"], 0x30, meter0.system_title, 3, GET_RESPONSE)
+    assert service.verify(meter0.system_title, response, actor=ACTOR).apdu == GET_RESPONSE
+
+
+def test_a_role_with_only_a_pending_version_is_refused(
+    kms: Kms, meter0: FieldMeter, service: TokenApduProtection
+) -> None:
+    with kms.db.begin() as session:
+        stored = repo.meter_by_system_title(session, meter0.system_title)
+        assert stored is not None
+        for version in stored.setups[0].keys:
+            if version.role is KeyRole.GUEK:
+                version.state = KeyState.RETIRED
+    _store_pending_successor(kms, meter0, KeyRole.GUEK)
+    setup = service.keys.setups.setup(meter0.system_title, 0)
+    assert setup.active(KeyRole.GUEK) is None and setup.pending(KeyRole.GUEK) is not None
+    with pytest.raises(KeyStateError, match=r"GUEK of meter .* is PENDING"):
+        service.protect(meter0.system_title, GET_REQUEST, 0x30, actor=ACTOR)
+
+
+def test_each_call_is_audited_as_its_own_caller(kms: Kms, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from kms.db import AuditEvent
+
+    meters = [field_meter(kms, tmp_path, 95 + i, 0) for i in range(2)]
+    service = apdu_protection_factory(kms.hsm, kms.db, kms.config, ic_block_size=1)
+    try:
+        # One process, two callers: each one's key unwraps and counter blocks name it.
+        service.protect(meters[0].system_title, GET_REQUEST, 0x30, actor="alice")
+        service.protect(meters[1].system_title, GET_REQUEST, 0x30, actor="bob")
+        service.protect(meters[0].system_title, GET_REQUEST, 0x30, actor="bob")
+    finally:
+        service.close()
+    with kms.db.begin() as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.operation.in_(["key.use", "ic.reserve"]))
+            .order_by(AuditEvent.seq)
+        ).all()
+        seen = [(e.actor, e.operation) for e in events]
+    assert seen == [
+        ("alice", "key.use"),
+        ("alice", "key.use"),
+        ("alice", "ic.reserve"),
+        ("bob", "key.use"),
+        ("bob", "key.use"),
+        ("bob", "ic.reserve"),
+        ("bob", "ic.reserve"),  # the keys of the first meter were unwrapped already
+    ]
