@@ -10,8 +10,8 @@ GET request; 1 KiB) the benchmark measures operations per second of, in this ord
    ``CKM_AES_GCM``, ``GCMParams(iv, SC || AK, 96)`` and a new IV per operation, under an AES key
    of the suite's length held as a session object with the KMS's EK_FOR_USE template (sensitive,
    not extractable); no database, no KMS code (1 and 2 processes);
-3. **KMS protect** -- ``apdu_protection_factory(hsm, db, config).protect(meter, apdu, sc)`` with
-   the configured ``ic_block_size`` (1 and 2 processes, each its own meter);
+3. **KMS protect** -- ``apdu_protection_factory(hsm, db, config).protect(meter, apdu, sc,
+   actor=...)`` with the configured ``ic_block_size`` (1 and 2 processes, each its own meter);
 4. **pyca decrypt**, **token decrypt (floor)** and **KMS verify** -- the same for the receiving
    side; the KMS verifies glo-get-responses that pyca ciphered as the meter would (the meter's
    keys learnt by a simulated meter from the provisioning result's key_transfer APDUs, as the
@@ -509,6 +509,7 @@ class KmsWorker:
         aes = AESGCM(keys["GUEK"])
         ak = keys["GAK"]
         service = self.service
+        actor = self.config.actor
         if kind == "protect":
             apdu = plain_request(size)
             protect = service.protect
@@ -517,7 +518,7 @@ class KmsWorker:
             def step(n: int) -> int:
                 result = None
                 for _ in range(n):
-                    result = protect(title, apdu, sc)
+                    result = protect(title, apdu, sc, actor=actor)
                 last[0] = result
                 return n
 
@@ -551,7 +552,7 @@ class KmsWorker:
         calibration = responses(BATCH * 4)
         began = time.perf_counter()
         for response in calibration:  # warm-up, and how many to prepare
-            if verify(title, response).apdu != apdu:
+            if verify(title, response, actor=actor).apdu != apdu:
                 raise RuntimeError("verify returned another plaintext")
         rate = len(calibration) / (time.perf_counter() - began)
         wanted = count if count is not None else int(rate * (seconds or 0) * 3) + 4 * BATCH
@@ -570,7 +571,7 @@ class KmsWorker:
                 loop.excluded[1] += cpu_seconds() - cpu
             chunk = pool[start : start + n]
             for response in chunk:
-                if verify(title, response).apdu != apdu:
+                if verify(title, response, actor=actor).apdu != apdu:
                     bad[0] += 1
             position[0] = start + len(chunk)
             return len(chunk)
@@ -683,20 +684,22 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
             # The first protect unwraps the keys and reserves the first block: counted too.
             calls[0] = commits[0] = 0
             for _ in range(SETUP_PROTECTS):
-                service.protect(st, GET_REQUEST, sc)
+                service.protect(st, GET_REQUEST, sc, actor=config.actor)
             protect_calls, protect_commits = calls[0], commits[0]
-            service.protect(st, GET_REQUEST, sc)  # keys cached from here on
+            service.protect(st, GET_REQUEST, sc, actor=config.actor)  # keys cached from here on
             calls[0] = commits[0] = 0
             for _ in range(SETUP_PROTECTS):
-                service.protect(st, GET_REQUEST, sc)
+                service.protect(st, GET_REQUEST, sc, actor=config.actor)
             steady_calls, steady_commits = calls[0], commits[0]
             aes = AESGCM(keys[title]["GUEK"])
             plain = plain_response(13)
-            service.verify(st, meter_response(aes, sc, keys[title]["GAK"], st, 1, plain))
+            service.verify(
+                st, meter_response(aes, sc, keys[title]["GAK"], st, 1, plain), actor=config.actor
+            )
             calls[0] = commits[0] = 0
             for ic in range(2, 2 + SETUP_VERIFIES):
                 response = meter_response(aes, sc, keys[title]["GAK"], st, ic, plain)
-                service.verify(st, response)
+                service.verify(st, response, actor=config.actor)
             counts[str(suite)] = {
                 "protects": SETUP_PROTECTS,
                 "protect_token_calls_first_run": protect_calls,

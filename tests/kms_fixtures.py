@@ -39,6 +39,9 @@ TRANSPORT_KEYS = {
     "vendor-aes256": bytes.fromhex("C0FFEE00" * 8),
 }
 
+#: Who acts in tests that call the head-end services (``actor=`` of each call that audits).
+ACTOR = "pytest"
+
 
 @dataclass
 class Kms:

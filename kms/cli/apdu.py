@@ -81,7 +81,7 @@ def protect(
         sc = parse_security_control(security_control)
         plain = parse_hex(apdu_hex, "apdu")
         result = ctx.apdu_service().protect(
-            title, plain, sc, setup=setup, form=Form(form), association=association
+            title, plain, sc, setup=setup, form=Form(form), association=association, actor=ctx.actor
         )
         if json_output:
             emit_json(result.to_json())
@@ -132,6 +132,7 @@ def verify(
             setup=setup,
             association=association,
             allow_unauthenticated=allow_unauthenticated,
+            actor=ctx.actor,
         )
         if json_output:
             emit_json(result.to_json())

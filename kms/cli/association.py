@@ -66,7 +66,7 @@ def open_association(
         title = parse_system_title(system_title)
         sc = parse_security_control(security_control)
         opened = association_factory(ctx.apdu_service()).open(
-            title, sc, setup=setup, max_receive_pdu_size=max_pdu_size
+            title, sc, setup=setup, max_receive_pdu_size=max_pdu_size, actor=ctx.actor
         )
         if json_output:
             emit_json(opened.to_json())
@@ -85,7 +85,7 @@ def close_association(ctx: Context, handle: str, json_output: bool) -> None:
     """Close an association: its stored dedicated key is wiped and never used again."""
 
     def body() -> None:
-        association_factory(ctx.apdu_service()).close(handle)
+        association_factory(ctx.apdu_service()).close(handle, actor=ctx.actor)
         if json_output:
             emit_json({"association": handle, "state": "CLOSED"})
         else:

@@ -88,7 +88,9 @@ def answer(
         title = parse_system_title(system_title)
         stoc = parse_hex(server_challenge, "server_challenge")
         ctos = parse_hex(client_challenge or "", "client_challenge")
-        result = _service(ctx).answer(title, Mechanism(int(mechanism)), stoc, ctos, setup=setup)
+        result = _service(ctx).answer(
+            title, Mechanism(int(mechanism)), stoc, ctos, setup=setup, actor=ctx.actor
+        )
         if json_output:
             emit_json({"response": result.response.hex().upper(), "ic": result.invocation_counter})
         else:
@@ -127,7 +129,9 @@ def check(
         ctos = parse_hex(client_challenge, "client_challenge")
         stoc = parse_hex(server_challenge or "", "server_challenge")
         f_ctos = parse_hex(response, "response")
-        ic = _service(ctx).check(title, Mechanism(int(mechanism)), ctos, stoc, f_ctos, setup=setup)
+        ic = _service(ctx).check(
+            title, Mechanism(int(mechanism)), ctos, stoc, f_ctos, setup=setup, actor=ctx.actor
+        )
         if json_output:
             emit_json({"verified": True, "ic": ic})
         else:

@@ -28,7 +28,7 @@ from kms.services.hes.protection import (
 )
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.oracles import ORACLES, Opened, Oracle, OracleRefused, split_envelope
-from tests.kms_fixtures import FieldMeter, Kms, field_meter
+from tests.kms_fixtures import ACTOR, FieldMeter, Kms, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 SUITES = (0, 1, 2)
@@ -106,7 +106,7 @@ def kms_to_oracle(
     keys = meter.keys()
     ics = []
     for apdu in (GET_REQUEST, SET_REQUEST):
-        result = service.protect(meter.system_title, apdu, sc, form=form)
+        result = service.protect(meter.system_title, apdu, sc, form=form, actor=ACTOR)
         ics.append(result.invocation_counter)
         assert oracle.open(keys, CLIENT, result.apdu) == Opened(
             apdu, CLIENT, result.invocation_counter, sc
@@ -141,15 +141,17 @@ def oracle_to_kms(
         unauthenticated = not sc & 0x10
         if unauthenticated:
             with pytest.raises(InputError, match="encryption only"):
-                service.verify(meter.system_title, data)
-        result = service.verify(meter.system_title, data, allow_unauthenticated=unauthenticated)
+                service.verify(meter.system_title, data, actor=ACTOR)
+        result = service.verify(
+            meter.system_title, data, allow_unauthenticated=unauthenticated, actor=ACTOR
+        )
         assert result == ApduResult(apdu, meter.system_title, ic, authenticated=not unauthenticated)
     # What the oracle sent was taken as sent: the replay and the maximum IC are refused.
     with pytest.raises(InvocationCounterError):
-        service.verify(meter.system_title, sent[-1], allow_unauthenticated=True)
+        service.verify(meter.system_title, sent[-1], allow_unauthenticated=True, actor=ACTOR)
     at_max = oracle.cipher(keys, sc, meter.system_title, 0xFFFFFFFF, GET_RESPONSE, general=general)
     with pytest.raises(InvocationCounterError):
-        service.verify(meter.system_title, at_max, allow_unauthenticated=True)
+        service.verify(meter.system_title, at_max, allow_unauthenticated=True, actor=ACTOR)
 
 
 # --- broadcast --------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def test_broadcast_both_ways_under_the_gbek(
     for form in FORMS:
         for mode in (0x50, 0x60, 0x70):
             sc = mode | suite
-            result = service.protect(meter.system_title, GET_REQUEST, sc, form=form)
+            result = service.protect(meter.system_title, GET_REQUEST, sc, form=form, actor=ACTOR)
             assert oracle.open(keys, CLIENT, result.apdu) == Opened(
                 GET_REQUEST, CLIENT, result.invocation_counter, sc
             )
@@ -185,7 +187,9 @@ def test_broadcast_both_ways_under_the_gbek(
             ic += 1
             general = form is Form.GENERAL_GLO
             data = oracle.cipher(keys, sc, meter.system_title, ic, GET_RESPONSE, general=general)
-            verified = service.verify(meter.system_title, data, allow_unauthenticated=True)
+            verified = service.verify(
+                meter.system_title, data, allow_unauthenticated=True, actor=ACTOR
+            )
             assert verified == ApduResult(
                 GET_RESPONSE, meter.system_title, ic, authenticated=bool(sc & 0x10)
             )
@@ -207,8 +211,8 @@ def test_dlms_cosem_raw_length_byte_is_refused(
     data = GeneralGlobalCipher(meter.system_title, field, 7, payload).to_bytes()
     assert data[10] == len(payload) + 5 >= 0x80
     with pytest.raises(InputError) as caught:
-        service.verify(meter.system_title, data)
+        service.verify(meter.system_title, data, actor=ACTOR)
     assert caught.value.field == "length"
     # The same content with an A-XDR length (0x81 nn) verifies.
     fixed = data[:10] + bytes([0x81]) + data[10:]
-    assert service.verify(meter.system_title, fixed).apdu == apdu
+    assert service.verify(meter.system_title, fixed, actor=ACTOR).apdu == apdu

@@ -25,7 +25,7 @@ from kms.services.hes.associations import association_factory
 from kms.services.hes.protection import Form, TokenApduProtection, apdu_protection_factory
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.oracles import split_envelope
-from tests.kms_fixtures import FieldMeter, Kms, field_meter
+from tests.kms_fixtures import ACTOR, FieldMeter, Kms, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 GET_REQUEST = bytes.fromhex("C001C1 0008 0000010000FF 02 00")
@@ -73,7 +73,7 @@ def service(kms: Kms) -> Iterator[TokenApduProtection]:
 def opened_association(service: TokenApduProtection, meter: FieldMeter) -> tuple[str, bytes]:
     """Open an association; the meter side (gurux, dlms-cosem) learns the dedicated key."""
     keys = meter.keys()
-    opened = association_factory(service).open(meter.system_title, 0x30 | meter.suite)
+    opened = association_factory(service).open(meter.system_title, 0x30 | meter.suite, actor=ACTOR)
     plain = gurux_open(keys["GUEK"], keys["GAK"], CLIENT, opened.apdu)
     request = CosemInitiateRequest.from_bytes(plain)
     assert request.dedicated_key is not None
@@ -92,7 +92,7 @@ def test_ded_and_general_ded_both_ways_in_every_mode(
         for mode in (0x10, 0x20, 0x30):
             sc = mode | suite
             result = service.protect(
-                meter.system_title, GET_REQUEST, sc, form=form, association=handle
+                meter.system_title, GET_REQUEST, sc, form=form, association=handle, actor=ACTOR
             )
             assert result.apdu[0] == tag
             assert gurux_open(dedicated, ak, CLIENT, result.apdu) == GET_REQUEST
@@ -112,10 +112,18 @@ def test_ded_and_general_ded_both_ways_in_every_mode(
                 dedicated, ak, sc, meter.system_title, ic, response_tag, GET_RESPONSE
             )
             verified = service.verify(
-                meter.system_title, answer, association=handle, allow_unauthenticated=mode == 0x20
+                meter.system_title,
+                answer,
+                association=handle,
+                allow_unauthenticated=mode == 0x20,
+                actor=ACTOR,
             )
             assert (verified.apdu, verified.invocation_counter) == (GET_RESPONSE, ic)
             with pytest.raises(InvocationCounterError):
                 service.verify(
-                    meter.system_title, answer, association=handle, allow_unauthenticated=True
+                    meter.system_title,
+                    answer,
+                    association=handle,
+                    allow_unauthenticated=True,
+                    actor=ACTOR,
                 )

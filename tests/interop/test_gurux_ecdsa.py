@@ -38,10 +38,10 @@ from kms.dlms.suites import SecuritySuite
 from kms.hsm import TokenKey
 from kms.pki.profiles import CertificateType
 from kms.services.hes.hls import hls_factory
-from kms.services.hes.working_keys import WorkingKeys
+from kms.services.hes.keys_in_use import keys_in_use
 from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
-from tests.kms_fixtures import Kms, Pki, field_meter
+from tests.kms_fixtures import ACTOR, Kms, Pki, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 MESSAGES = [
@@ -147,9 +147,11 @@ def test_the_head_ends_hls_ecdsa_answer_verifies_in_gurux(pki: Pki, tmp_path: Pa
     meter = field_meter(kms, tmp_path, 70, 1)
     _key, der = _head_end(kms, 1)
     stoc, ctos = bytes(range(32)), bytes(range(64, 112))
-    service = hls_factory(WorkingKeys(kms.hsm, kms.db, kms.config), kms.config)
+    service = hls_factory(keys_in_use(kms.hsm, kms.db, kms.config), kms.config)
     try:
-        f_stoc = service.answer(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos).response
+        f_stoc = service.answer(
+            meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos, actor=ACTOR
+        ).response
     finally:
         service.close()
     public = GXPublicKey.fromRawBytes(_point(der))

@@ -33,7 +33,7 @@ from kms.errors import InvocationCounterError
 from kms.services.hes.protection import Form, TokenApduProtection, apdu_protection_factory
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.meter_session import CLOCK, MeterSession
-from tests.kms_fixtures import FieldMeter, Kms, field_meter
+from tests.kms_fixtures import ACTOR, FieldMeter, Kms, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 START = datetime.datetime(
@@ -72,14 +72,16 @@ def test_several_exchanges_in_a_row(
     meter = session(field, first_send_ic=40)
     sc = mode | suite
     for n in range(1, 6):
-        sent = service.protect(field.system_title, get_request(n), sc, form=form)
+        sent = service.protect(field.system_title, get_request(n), sc, form=form, actor=ACTOR)
         answer = meter.handle(sent.apdu)
         assert meter.last_refusal is None
         assert meter.receive_floor == sent.invocation_counter + 1
         assert answer[0] == (0xDB if form is Form.GENERAL_GLO else 0xCC)
         # Encryption only (SC 0x2s) carries no tag: the head-end accepts it only where the
         # meter's policy says so, which is the case here.
-        result = service.verify(field.system_title, answer, allow_unauthenticated=mode == 0x20)
+        result = service.verify(
+            field.system_title, answer, allow_unauthenticated=mode == 0x20, actor=ACTOR
+        )
         assert (result.system_title, result.invocation_counter) == (field.system_title, 39 + n)
         response = GetResponseFactory.from_bytes(result.apdu)
         assert isinstance(response, GetResponseNormal)
@@ -97,11 +99,11 @@ def test_replays_are_refused_both_ways(
     field = field_meter(kms, tmp_path, 1, suite)
     meter = session(field)
     sc = 0x30 | suite
-    first = service.protect(field.system_title, get_request(1), sc)
-    second = service.protect(field.system_title, get_request(2), sc)
+    first = service.protect(field.system_title, get_request(1), sc, actor=ACTOR)
+    second = service.protect(field.system_title, get_request(2), sc, actor=ACTOR)
     answer = meter.handle(second.apdu)
     assert meter.last_refusal is None
-    service.verify(field.system_title, answer)
+    service.verify(field.system_title, answer, actor=ACTOR)
 
     # The meter refuses the same request again, and an older one that arrives late.
     floor, send_ic = meter.receive_floor, meter.send_ic
@@ -119,12 +121,12 @@ def test_replays_are_refused_both_ways(
 
     # The KMS refuses the meter's response again, with the form a meter would send.
     with pytest.raises(InvocationCounterError) as caught:
-        service.verify(field.system_title, answer)
+        service.verify(field.system_title, answer, actor=ACTOR)
     assert caught.value.exception_response == bytes.fromhex("D80106 00000002")
 
     # And the exchange goes on.
-    third = service.protect(field.system_title, get_request(3), sc)
-    result = service.verify(field.system_title, meter.handle(third.apdu))
+    third = service.protect(field.system_title, get_request(3), sc, actor=ACTOR)
+    result = service.verify(field.system_title, meter.handle(third.apdu), actor=ACTOR)
     assert isinstance(GetResponseFactory.from_bytes(result.apdu), GetResponseNormal)
 
 
@@ -135,7 +137,7 @@ def test_a_changed_request_is_refused_and_the_floor_holds(
     field = field_meter(kms, tmp_path, 1, suite)
     meter = session(field)
     for mode in (0x10, 0x30):
-        sent = service.protect(field.system_title, get_request(1), mode | suite)
+        sent = service.protect(field.system_title, get_request(1), mode | suite, actor=ACTOR)
         for position in (len(sent.apdu) - 1, 7, 6):  # the tag, the body, the IC's last byte
             changed = bytearray(sent.apdu)
             changed[position] ^= 0x01
@@ -153,7 +155,7 @@ def test_a_request_for_another_meter_is_refused(
     field_b = field_meter(kms, tmp_path, 2, 0)
     assert field_a.keys()["GUEK"] != field_b.keys()["GUEK"]
     meter_a = session(field_a)
-    for_b = service.protect(field_b.system_title, get_request(1), 0x30)
+    for_b = service.protect(field_b.system_title, get_request(1), 0x30, actor=ACTOR)
     assert meter_a.handle(for_b.apdu) == bytes.fromhex("D80105")
     assert meter_a.last_refusal == "tag does not verify"
     # A suite the meter does not use is refused before any cryptography.
@@ -168,8 +170,8 @@ def test_an_unknown_attribute_gets_object_undefined(
     field = field_meter(kms, tmp_path, 1, 1)
     meter = session(field)
     register = CosemAttribute(enumerations.CosemInterface.REGISTER, Obis(1, 0, 1, 8, 0), 2)
-    sent = service.protect(field.system_title, get_request(7, register), 0x31)
-    result = service.verify(field.system_title, meter.handle(sent.apdu))
+    sent = service.protect(field.system_title, get_request(7, register), 0x31, actor=ACTOR)
+    result = service.verify(field.system_title, meter.handle(sent.apdu), actor=ACTOR)
     response = GetResponseFactory.from_bytes(result.apdu)
     assert isinstance(response, GetResponseNormalWithError)
     assert response.error == enumerations.DataAccessResult.OBJECT_UNDEFINED

@@ -36,12 +36,12 @@ from kms.dlms.suites import SecuritySuite
 from kms.errors import AuthenticationFailed
 from kms.pki.profiles import CertificateType
 from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
-from kms.services.hes.working_keys import WorkingKeys
+from kms.services.hes.keys_in_use import keys_in_use
 from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.meter import ActionResult, KeyPairType, SimulatedMeter
 from tests.interop.pki_requests import SUCCESS, refusal, returned
-from tests.kms_fixtures import FieldMeter, Kms, Pki, field_meter
+from tests.kms_fixtures import ACTOR, FieldMeter, Kms, Pki, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 SUITES = pytest.mark.parametrize("suite", [1, 2])
@@ -51,7 +51,7 @@ TYPES = (CertificateType.DIGITAL_SIGNATURE, CertificateType.KEY_AGREEMENT)
 
 @pytest.fixture
 def service(kms: Kms) -> Iterator[TokenHlsAuthentication]:
-    svc = hls_factory(WorkingKeys(kms.hsm, kms.db, kms.config), kms.config)
+    svc = hls_factory(keys_in_use(kms.hsm, kms.db, kms.config), kms.config)
     try:
         yield svc
     finally:
@@ -142,11 +142,11 @@ def test_hls_ecdsa_both_ways(
         ctos = service.challenge(length)
         stoc = meter.associate(CLIENT, ctos)
         assert stoc is not None, meter.last_refusal
-        f_stoc = service.answer(title, ECDSA, stoc, ctos).response
+        f_stoc = service.answer(title, ECDSA, stoc, ctos, actor=ACTOR).response
         f_ctos = returned(meter.apply(reply_to_hls_authentication(f_stoc)))
         assert meter.authenticated, meter.last_refusal
         assert len(f_ctos) == (64 if suite == 1 else 96)
-        assert service.check(title, ECDSA, ctos, stoc, f_ctos) is None
+        assert service.check(title, ECDSA, ctos, stoc, f_ctos, actor=ACTOR) is None
 
 
 @SUITES
@@ -161,14 +161,14 @@ def test_the_meter_refuses_a_wrong_f_stoc(
     assert stoc is not None
     other = bytes(b ^ 0x5A for b in stoc)
     if case == "flipped bit":
-        good = service.answer(title, ECDSA, stoc, ctos).response
+        good = service.answer(title, ECDSA, stoc, ctos, actor=ACTOR).response
         f_stoc = good[:-1] + bytes([good[-1] ^ 1])
     elif case == "truncated":
-        f_stoc = service.answer(title, ECDSA, stoc, ctos).response[:-1]
+        f_stoc = service.answer(title, ECDSA, stoc, ctos, actor=ACTOR).response[:-1]
     elif case == "other StoC":
-        f_stoc = service.answer(title, ECDSA, other, ctos).response
+        f_stoc = service.answer(title, ECDSA, other, ctos, actor=ACTOR).response
     else:
-        f_stoc = service.answer(title, ECDSA, stoc, service.challenge(32)).response
+        f_stoc = service.answer(title, ECDSA, stoc, service.challenge(32), actor=ACTOR).response
     assert meter.apply(reply_to_hls_authentication(f_stoc)) == refusal(ActionResult.OTHER_REASON)
     assert not meter.authenticated
     assert meter.last_refusal is not None and "f(StoC)" in meter.last_refusal
@@ -184,7 +184,11 @@ def test_the_kms_refuses_a_wrong_f_ctos(
     stoc = meter.associate(CLIENT, ctos)
     assert stoc is not None
     f_ctos = returned(
-        meter.apply(reply_to_hls_authentication(service.answer(title, ECDSA, stoc, ctos).response))
+        meter.apply(
+            reply_to_hls_authentication(
+                service.answer(title, ECDSA, stoc, ctos, actor=ACTOR).response
+            )
+        )
     )
     flipped = f_ctos[:-1] + bytes([f_ctos[-1] ^ 1])
     wrong = [
@@ -196,8 +200,8 @@ def test_the_kms_refuses_a_wrong_f_ctos(
     ]
     for client_challenge, server_challenge, response in wrong:
         with pytest.raises(AuthenticationFailed):
-            service.check(title, ECDSA, client_challenge, server_challenge, response)
-    assert service.check(title, ECDSA, ctos, stoc, f_ctos) is None
+            service.check(title, ECDSA, client_challenge, server_challenge, response, actor=ACTOR)
+    assert service.check(title, ECDSA, ctos, stoc, f_ctos, actor=ACTOR) is None
 
 
 def test_a_meters_answer_does_not_authenticate_another_meter(
@@ -208,10 +212,10 @@ def test_a_meters_answer_does_not_authenticate_another_meter(
     ctos = service.challenge(32)
     stoc = first.meter.associate(CLIENT, ctos)
     assert stoc is not None
-    f_stoc = service.answer(first.field.system_title, ECDSA, stoc, ctos).response
+    f_stoc = service.answer(first.field.system_title, ECDSA, stoc, ctos, actor=ACTOR).response
     f_ctos = returned(first.meter.apply(reply_to_hls_authentication(f_stoc)))
     with pytest.raises(AuthenticationFailed):
-        service.check(second.field.system_title, ECDSA, ctos, stoc, f_ctos)
+        service.check(second.field.system_title, ECDSA, ctos, stoc, f_ctos, actor=ACTOR)
     # And the head-end's answer to the first meter is refused by the second.
     assert second.meter.associate(CLIENT, ctos, stoc=stoc) == stoc
     assert second.meter.apply(reply_to_hls_authentication(f_stoc)) == refusal(
@@ -232,7 +236,7 @@ def test_without_the_head_ends_certificate_the_meter_refuses(
     ctos = service.challenge(32)
     stoc = meter.associate(CLIENT, ctos)
     assert stoc is not None
-    f_stoc = service.answer(title, ECDSA, stoc, ctos).response
+    f_stoc = service.answer(title, ECDSA, stoc, ctos, actor=ACTOR).response
     assert meter.apply(reply_to_hls_authentication(f_stoc)) == refusal(ActionResult.OTHER_REASON)
     assert meter.last_refusal == f"no digital signature certificate for client {CLIENT.hex()}"
 

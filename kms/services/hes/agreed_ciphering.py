@@ -27,10 +27,11 @@ AlgorithmID is AES-GCM-128 or -256 by suite.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from kms.config import Config
-from kms.db import KeyRole
+from kms.db import Database, KeyRole
 from kms.dlms import kdf
 from kms.dlms.general_ciphering import (
     AgreedKey,
@@ -49,12 +50,14 @@ from kms.dlms.key_agreement import (
 from kms.dlms.protection import protect, unprotect
 from kms.dlms.system_title import format_system_title
 from kms.errors import AuthenticationFailed, InputError, InvalidSignature
-from kms.hsm import Key, KeyUse, SessionKey, TokenKey
+from kms.hsm import Hsm, Key, KeyUse, SessionKey, TokenKey
 from kms.pki import ecdsa, profiles
 from kms.pki.profiles import CertificateType
 from kms.services.common import audit, peers
 from kms.services.hes.apdu import ApduResult, check_security_control, check_suite
-from kms.services.hes.working_keys import SetupKeys, WorkingKeys
+from kms.services.hes.invocation_counters import InvocationCounters
+from kms.services.hes.key_refs import SetupKeys
+from kms.services.hes.setup_keys import SetupKeyCache
 
 SCHEMES = {
     "1e1s": KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN,
@@ -74,8 +77,20 @@ class _Peer:
 class AgreedKeyCiphering:
     """general-ciphering with agreed-key, in the token (module docstring)."""
 
-    def __init__(self, keys: WorkingKeys, config: Config) -> None:
-        self._keys = keys
+    def __init__(
+        self,
+        hsm: Hsm,
+        db: Database,
+        setups: SetupKeyCache,
+        counters: InvocationCounters,
+        lock: threading.RLock,
+        config: Config,
+    ) -> None:
+        self._hsm = hsm
+        self._db = db
+        self._setups = setups
+        self._counters = counters
+        self._lock = lock
         self._config = config
 
     def protect(
@@ -86,25 +101,27 @@ class AgreedKeyCiphering:
         scheme: KeyAgreementScheme,
         *,
         setup: int = 0,
+        actor: str,
     ) -> ApduResult:
-        """Cipher ``apdu`` for the meter under a key agreed for it alone."""
+        """Cipher ``apdu`` for the meter under a key agreed for it alone; the agreement (and a
+        new block of ICs, a key unwrapped) is audited as ``actor``."""
         if scheme not in SCHEMES.values():
             raise InputError("general-ciphering agrees keys by 1e1s or 0e2s", field="scheme")
         if not apdu:
             raise InputError("the APDU to protect is empty", field="apdu")
         client = self._config.require_client_system_title()
         sc = check_security_control(security_control)
-        setup_keys = self._keys.setup(system_title, setup)
+        setup_keys = self._setups.setup(system_title, setup)
         check_suite(setup_keys, sc)
         one_pass = scheme is KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN
         peer = self._peer(setup_keys, client, own_signing=one_pass)
-        hsm = self._keys.hsm
+        hsm = self._hsm
         suite = setup_keys.suite
         algorithm = kdf.algorithm_id_for(suite)
-        with self._keys.lock:
+        with self._lock:
             transaction_id = hsm.random(8)
-            ak = self._ak(setup_keys, sc.authentication)
-            ic = self._keys.next_send_ic(setup_keys.key(KeyRole.GUEK))
+            ak = self._ak(setup_keys, sc.authentication, actor)
+            ic = self._counters.next_send_ic(setup_keys.key(KeyRole.GUEK), actor=actor)
             ephemeral: SessionKey | None = None
             agreed: SessionKey | None = None
             try:
@@ -149,11 +166,12 @@ class AgreedKeyCiphering:
         ciphered = GeneralCipheringApdu(
             transaction_id, client, system_title, b"", b"", key_info, sc, ic, payload
         )
-        self._audit("protect", system_title, scheme, ic, result.kdf_location)
+        self._audit("protect", system_title, scheme, ic, result.kdf_location, actor)
         return ApduResult(ciphered.to_bytes(), client, ic)
 
-    def verify(self, system_title: bytes, apdu: bytes, *, setup: int = 0) -> ApduResult:
-        """Check and decipher a general-ciphering APDU with agreed-key from the meter."""
+    def verify(self, system_title: bytes, apdu: bytes, *, setup: int = 0, actor: str) -> ApduResult:
+        """Check and decipher a general-ciphering APDU with agreed-key from the meter; the
+        agreement (and a key unwrapped) is audited as ``actor``."""
         client = self._config.require_client_system_title()
         general = parse_general_ciphering_apdu(apdu)
         title = format_system_title(system_title)
@@ -171,7 +189,7 @@ class AgreedKeyCiphering:
                 "an agreed-key APDU without authentication carries no tag: refused",
                 field="security_control",
             )
-        setup_keys = self._keys.setup(system_title, setup)
+        setup_keys = self._setups.setup(system_title, setup)
         check_suite(setup_keys, sc)
         scheme = agreed_key_scheme(general.key_info)
         one_pass = scheme is KeyAgreementScheme.ONE_PASS_DIFFIE_HELLMAN
@@ -190,10 +208,10 @@ class AgreedKeyCiphering:
                 algorithm, system_title, general.transaction_id, client
             )
         guek = setup_keys.key(KeyRole.GUEK)
-        hsm = self._keys.hsm
-        with self._keys.lock:
-            self._keys.check_received(guek, general.invocation_counter)
-            ak = self._ak(setup_keys, True)
+        hsm = self._hsm
+        with self._lock:
+            self._counters.check_received(guek, general.invocation_counter)
+            ak = self._ak(setup_keys, True, actor)
             result = hsm.agree_key(
                 peer.own_private,
                 point,
@@ -215,8 +233,10 @@ class AgreedKeyCiphering:
                 )
             finally:
                 hsm.destroy(agreed)
-            self._keys.accept_received(guek, general.invocation_counter)
-        self._audit("verify", system_title, scheme, general.invocation_counter, result.kdf_location)
+            self._counters.accept_received(guek, general.invocation_counter)
+        self._audit(
+            "verify", system_title, scheme, general.invocation_counter, result.kdf_location, actor
+        )
         return ApduResult(plain, system_title, general.invocation_counter)
 
     def _audit(
@@ -226,6 +246,7 @@ class AgreedKeyCiphering:
         scheme: KeyAgreementScheme,
         ic: int,
         kdf_location: str,
+        actor: str,
     ) -> None:
         """Each agreement is audited with where its KDF ran (the issue's rule for every use of
         the host fallback; the token-digest path passes the derived key through the host too)."""
@@ -234,17 +255,17 @@ class AgreedKeyCiphering:
             format_system_title(system_title),
             {"scheme": scheme.name, "ic": ic, "kdf": kdf_location},
         )
-        with self._keys.database.begin() as session:
-            audit.append(session, self._config.actor, [record])
+        with self._db.begin() as session:
+            audit.append(session, actor, [record])
 
-    def _ak(self, setup_keys: SetupKeys, authenticated: bool) -> bytearray:
+    def _ak(self, setup_keys: SetupKeys, authenticated: bool, actor: str) -> bytearray:
         if not authenticated:
             return bytearray()
-        return self._keys.authentication_key(setup_keys.key(KeyRole.GAK))
+        return self._setups.authentication_key(setup_keys.key(KeyRole.GAK), actor=actor)
 
     def _peer(self, setup_keys: SetupKeys, client: bytes, *, own_signing: bool) -> _Peer:
         curve = profiles.curve_for_suite(setup_keys.suite)
-        with self._keys.database.begin() as session:
+        with self._db.begin() as session:
             public_key, _serial = peers.peer_public_key(
                 session, setup_keys.system_title, CertificateType.KEY_AGREEMENT, curve
             )
@@ -257,7 +278,7 @@ class AgreedKeyCiphering:
     def _check_meter_signature(
         self, setup_keys: SetupKeys, curve: str, point: bytes, signature: bytes
     ) -> None:
-        with self._keys.database.begin() as session:
+        with self._db.begin() as session:
             public_key, _serial = peers.peer_public_key(
                 session, setup_keys.system_title, CertificateType.DIGITAL_SIGNATURE, curve
             )

@@ -74,10 +74,12 @@ class ApduProtection(Protocol):
         setup: int = 0,
         form: Form = Form.GLO,
         association: str | None = None,
+        actor: str,
     ) -> ApduResult:
         """Cipher ``apdu`` for the meter ``system_title``; returns the ciphered APDU with the
         head-end's system title and the IC used. The ded forms need the ``association`` whose
-        dedicated key they use. Raises the errors of the module docstring."""
+        dedicated key they use. What it audits (a block of ICs, a key unwrapped, an agreement)
+        names ``actor``, the caller. Raises the errors of the module docstring."""
         ...
 
     def verify(
@@ -88,11 +90,13 @@ class ApduProtection(Protocol):
         setup: int = 0,
         association: str | None = None,
         allow_unauthenticated: bool = False,
+        actor: str,
     ) -> ApduResult:
         """Check and decipher an APDU from the meter ``system_title``; returns the plain APDU
         with the meter's system title and its IC, after the receive floor moved past it. A
         ded- or general-ded-ciphered APDU needs its ``association``. An encryption-only APDU
-        (no tag) is refused unless ``allow_unauthenticated`` (module docstring)."""
+        (no tag) is refused unless ``allow_unauthenticated`` (module docstring). What it audits
+        names ``actor``."""
         ...
 
     def close(self) -> None:

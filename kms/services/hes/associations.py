@@ -12,7 +12,7 @@ so the new key's bytes are read once to build the request (the profile's
 opening): the key is generated non-sensitive, read into a ``bytearray``, wrapped under the
 storage key and bound to the association's row, and destroyed; the request is ciphered in the
 token and both buffers are zeroised. For use the key is unwrapped sensitive and
-non-extractable (:class:`~kms.services.hes.working_keys.WorkingKeys`).
+non-extractable (:meth:`~kms.services.hes.setup_keys.SetupKeyCache.dedicated_key`).
 
 An association is stored, so that separate processes (one ``kms apdu protect`` each) can use
 it, with invocation counters of its own (the key is fresh, so they start afresh and are never
@@ -23,10 +23,11 @@ refused everywhere.
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from kms.db import Association, AssociationState, KeyRole
+from kms.db import Association, AssociationState, Database, KeyRole
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.initiate_request import DEFAULT_CONFORMANCE, InitiateRequest
@@ -39,14 +40,17 @@ from kms.errors import (
     UnsupportedMechanism,
     UnsupportedReason,
 )
-from kms.hsm import KeyUse
+from kms.hsm import Hsm, KeyUse
+from kms.keystore import hierarchy
 from kms.keystore.blobs import seal
 from kms.keystore.counters import FIRST_INVOCATION_COUNTER
 from kms.memory import zeroise
 from kms.services.common import audit
 from kms.services.hes.apdu import Form, check_security_control, check_suite
+from kms.services.hes.dedicated_keys import OpenAssociations
+from kms.services.hes.key_refs import dedicated_identity
 from kms.services.hes.protection import TokenApduProtection
-from kms.services.hes.working_keys import dedicated_identity
+from kms.services.hes.setup_keys import SetupKeyCache
 
 __all__ = [
     "AssociationService",
@@ -86,22 +90,36 @@ class AssociationService(Protocol):
         setup: int = 0,
         conformance: int = DEFAULT_CONFORMANCE,
         max_receive_pdu_size: int = 0xFFFF,
+        actor: str,
     ) -> OpenedAssociation:
         """Make a dedicated key for the meter and cipher the glo-initiate-request carrying it
-        under the GUEK (``security_control`` must ask for encryption)."""
+        under the GUEK (``security_control`` must ask for encryption); audited as ``actor``."""
         ...
 
-    def close(self, handle: str) -> None:
-        """Wipe the association's stored key; it can no longer be used."""
+    def close(self, handle: str, *, actor: str) -> None:
+        """Wipe the association's stored key; it can no longer be used. Audited as ``actor``."""
         ...
 
 
 class TokenAssociationService:
     """:class:`AssociationService` on the token and the database (module docstring)."""
 
-    def __init__(self, apdus: TokenApduProtection) -> None:
+    def __init__(
+        self,
+        apdus: TokenApduProtection,
+        hsm: Hsm,
+        db: Database,
+        setups: SetupKeyCache,
+        associations: OpenAssociations,
+        lock: threading.RLock,
+    ) -> None:
         self._apdus = apdus
-        self._keys = apdus.keys
+        self._hsm = hsm
+        self._db = db
+        self._setups = setups
+        self._associations = associations
+        self._lock = lock
+        self._root: hierarchy.RootKeys | None = None
 
     def open(
         self,
@@ -111,9 +129,9 @@ class TokenAssociationService:
         setup: int = 0,
         conformance: int = DEFAULT_CONFORMANCE,
         max_receive_pdu_size: int = 0xFFFF,
+        actor: str,
     ) -> OpenedAssociation:
-        keys = self._keys
-        hsm = keys.hsm
+        hsm = self._hsm
         # Everything that can be wrong is refused before a key is made and read.
         sc = check_security_control(security_control)
         if not sc.encryption:
@@ -124,7 +142,7 @@ class TokenAssociationService:
                 "dedicated key travels under the GUEK, to one meter",
                 field="sc",
             )
-        setup_keys = keys.setup(system_title, setup)
+        setup_keys = self._setups.setup(system_title, setup)
         check_suite(setup_keys, sc)
         setup_keys.key(KeyRole.GUEK)
         setup_keys.key(KeyRole.GAK)
@@ -138,9 +156,11 @@ class TokenAssociationService:
         handle = secrets.token_hex(16)
         identity = dedicated_identity(system_title, setup_keys.logical_name, handle)
         length = setup_keys.suite.key_length
-        with keys.lock:
-            with keys.db.begin() as session:
-                root = keys.root(session)
+        with self._lock:
+            with self._db.begin() as session:
+                if self._root is None:  # loaded once per process
+                    self._root = hierarchy.load_root_keys(hsm, session)
+                root = self._root
             fresh = hsm.generate_key(KeyUse.DEDICATED, length)
             value = bytearray()
             plain = bytearray()
@@ -156,18 +176,21 @@ class TokenAssociationService:
                 # (python-pkcs11 takes the plaintext as bytes: that one copy is freed, not
                 # zeroised, when the call returns.)
                 result = self._apdus.protect(
-                    system_title, bytes(plain), security_control, setup=setup, form=Form.GLO
+                    system_title,
+                    bytes(plain),
+                    security_control,
+                    setup=setup,
+                    form=Form.GLO,
+                    actor=actor,
                 )
             except KMSError as exc:
-                audit.record_failure(
-                    keys.db, keys.actor, "association.open", identity.describe(), exc
-                )
+                audit.record_failure(self._db, actor, "association.open", identity.describe(), exc)
                 raise
             finally:
                 hsm.destroy(fresh)
                 zeroise(value)
                 zeroise(plain)
-            with keys.db.begin() as session:
+            with self._db.begin() as session:
                 repo.add(
                     session,
                     Association(
@@ -189,16 +212,14 @@ class TokenAssociationService:
                     "dedicated_key_on_host": hsm.profile.dedicated_key_on_host,
                     "carried_under_ic": result.invocation_counter,
                 }
-                keys.record(
-                    [audit.AuditRecord("association.open", identity.describe(), details)], session
-                )
+                record = audit.AuditRecord("association.open", identity.describe(), details)
+                audit.append(session, actor, [record])
         return OpenedAssociation(
             handle, result.apdu, result.system_title, result.invocation_counter
         )
 
-    def close(self, handle: str) -> None:
-        keys = self._keys
-        with keys.lock, keys.db.begin() as session:
+    def close(self, handle: str, *, actor: str) -> None:
+        with self._lock, self._db.begin() as session:
             row = repo.association_by_handle(session, handle)
             if row is None:
                 raise NotFoundError(f"no association {handle!r}")
@@ -209,8 +230,8 @@ class TokenAssociationService:
             locked.wrapped_key = None
             locked.binding_mac = None
             locked.closed_at = utcnow()
-            keys.record([audit.AuditRecord("association.close", handle)], session)
-        keys.forget_association(handle)
+            audit.append(session, actor, [audit.AuditRecord("association.close", handle)])
+        self._associations.forget(handle)
 
 
 def _needs_encryption(security_control: int) -> InputError:
@@ -223,4 +244,7 @@ def _needs_encryption(security_control: int) -> InputError:
 
 def association_factory(apdus: TokenApduProtection) -> TokenAssociationService:
     """The association service of a process, sharing the APDU service's keys."""
-    return TokenAssociationService(apdus)
+    keys = apdus.keys
+    return TokenAssociationService(
+        apdus, keys.hsm, keys.database, keys.setups, keys.associations, keys.lock
+    )

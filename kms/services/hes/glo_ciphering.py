@@ -5,9 +5,9 @@ The service-specific ``glo`` APDU (the plain APDU's tag + 8 or + 32, no system t
 ``general-glo`` (0xDB, carrying the originator's system title), and their dedicated-key twins
 ``ded`` (tag + 16 or + 64) and ``general-ded`` (0xDC), which use the dedicated key of an open
 association (:mod:`kms.services.hes.associations`) instead of the GUEK. GCM and GMAC run in the
-token under the unwrapped encryption key (:mod:`kms.services.hes.working_keys` keeps them), the
+token under the unwrapped encryption key (:mod:`kms.services.hes.setup_keys` keeps them), the
 AK enters the AAD as bytes (docs/token.md section 8), and the byte layouts come from the pure
-codecs of :mod:`kms.dlms`.
+codecs of :mod:`kms.dlms`; the counters are :mod:`kms.services.hes.invocation_counters`'s.
 
 protect() keeps a prepared sender per (meter, setup, SC, form, association): the hot path costs
 an IC, one token call and the framing. verify() moves the receive floor only after the tag
@@ -16,6 +16,7 @@ verified.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
@@ -37,9 +38,12 @@ from kms.dlms.protection import PreparedProtection, unprotect
 from kms.dlms.security_control import SecurityControl
 from kms.dlms.system_title import format_system_title
 from kms.errors import InputError, UnsupportedMechanism, UnsupportedReason
-from kms.hsm import SessionKey
+from kms.hsm import Hsm, SessionKey
 from kms.services.hes.apdu import ApduResult, Form, check_security_control, check_suite
-from kms.services.hes.working_keys import DedicatedRef, KeyRef, SetupKeys, WorkingKeys
+from kms.services.hes.dedicated_keys import OpenAssociations
+from kms.services.hes.invocation_counters import InvocationCounters
+from kms.services.hes.key_refs import DedicatedRef, KeyRef, SetupKeys
+from kms.services.hes.setup_keys import SetupKeyCache
 
 __all__ = ["GloCiphering"]
 
@@ -100,13 +104,25 @@ class GloCiphering:
     """The glo and ded forms (service-specific and general), with keys unwrapped into the token
     and counters in the database."""
 
-    def __init__(self, keys: WorkingKeys, config: Config) -> None:
-        self._keys = keys
+    def __init__(
+        self,
+        hsm: Hsm,
+        setups: SetupKeyCache,
+        counters: InvocationCounters,
+        associations: OpenAssociations,
+        lock: threading.RLock,
+        config: Config,
+    ) -> None:
+        self._hsm = hsm
+        self._setups = setups
+        self._counters = counters
+        self._associations = associations
+        self._lock = lock
         self._config = config
         self._senders: OrderedDict[tuple[object, ...], _Sender] = OrderedDict()
         self._capacity = config.key_cache_size
-        keys.on_evict(self._drop_senders)
-        keys.on_key_evict(self._drop_senders_of_key)
+        setups.on_evict(self._drop_senders)
+        setups.on_key_evict(self._drop_senders_of_key)
 
     # --- protect -----------------------------------------------------------------------------
 
@@ -119,13 +135,16 @@ class GloCiphering:
         setup: int = 0,
         form: Form = Form.GLO,
         association: str | None = None,
+        actor: str,
     ) -> ApduResult:
+        """Cipher ``apdu`` for the meter; a new block of ICs or a key unwrapped for it is
+        audited as ``actor``."""
         name = (system_title, setup, security_control, form, association)
-        with self._keys.lock:
+        with self._lock:
             sender = self._senders.get(name)
-            if sender is None or not self._keys.still_cached(sender.ek_name, sender.ek):
+            if sender is None or not self._setups.still_cached(sender.ek_name, sender.ek):
                 sender = self._prepare(
-                    name, system_title, setup, security_control, form, association
+                    name, system_title, setup, security_control, form, association, actor
                 )
             if not apdu:
                 raise InputError("the APDU to protect is empty", field="apdu")
@@ -142,10 +161,10 @@ class GloCiphering:
                         field="apdu",
                     )
             if sender.dedicated is not None:
-                ic = self._keys.next_dedicated_ic(sender.dedicated)
+                ic = self._counters.next_dedicated_ic(sender.dedicated)
             else:
                 assert sender.unicast is not None
-                ic = self._keys.next_send_ic(sender.unicast)
+                ic = self._counters.next_send_ic(sender.unicast, actor=actor)
             payload = sender.protection.protect(ic, apdu)
         title = None if tags is not None else sender.client
         ciphered = frame_ciphered_apdu(tag, title, sender.security_control, ic, payload)
@@ -159,17 +178,18 @@ class GloCiphering:
         security_control: int,
         form: Form,
         association: str | None,
+        actor: str,
     ) -> _Sender:
         """Check everything about a new (meter, SC, form), resolve its keys, keep a sender."""
         client = self._config.require_client_system_title()
         sc = check_security_control(security_control)
         dedicated = form in (Form.DED, Form.GENERAL_DED)
-        keys = self._resolve(system_title, setup, sc, dedicated, association)
+        keys = self._resolve(system_title, setup, sc, dedicated, association, actor)
         old = self._senders.pop(name, None)
         if old is not None:
             old.protection.close()
         sender = _Sender(
-            protection=PreparedProtection(self._keys.hsm.aead(keys.ek), sc, client, keys.ak),
+            protection=PreparedProtection(self._hsm.aead(keys.ek), sc, client, keys.ak),
             ek_name=keys.ek_name,
             ek=keys.ek,
             unicast=keys.unicast,
@@ -188,13 +208,13 @@ class GloCiphering:
 
     def _drop_senders_of_key(self, name: Hashable) -> None:
         """Forget the senders ciphering under a key the cache let go (with their AK copies)."""
-        with self._keys.lock:
+        with self._lock:
             for gone in [n for n, sender in self._senders.items() if sender.ek_name == name]:
                 self._senders.pop(gone).protection.close()
 
     def _drop_senders(self, system_title: bytes | None) -> None:
         """Forget the senders of a meter (``None``: all), zeroising their AAD prefixes."""
-        with self._keys.lock:
+        with self._lock:
             for name in [
                 n
                 for n, s in self._senders.items()
@@ -212,9 +232,10 @@ class GloCiphering:
         setup: int = 0,
         association: str | None = None,
         allow_unauthenticated: bool = False,
+        actor: str,
     ) -> ApduResult:
         """Check and decipher a glo or ded APDU from the meter; the floor moves once the tag
-        verified."""
+        verified. A key unwrapped for it is audited as ``actor``."""
         sc, ic, payload, originator, dedicated = _parse(system_title, apdu)
         if not (sc.authentication or allow_unauthenticated):
             raise InputError(
@@ -223,19 +244,19 @@ class GloCiphering:
                 "policy is encryption only (allow_unauthenticated, --allow-unauthenticated)",
                 field="security_control",
             )
-        with self._keys.lock:
-            keys = self._resolve(system_title, setup, sc, dedicated, association)
+        with self._lock:
+            keys = self._resolve(system_title, setup, sc, dedicated, association, actor)
             if keys.dedicated is not None:
-                self._keys.check_dedicated(keys.dedicated, ic)
+                self._counters.check_dedicated(keys.dedicated, ic)
             else:
                 assert keys.unicast is not None
-                self._keys.check_received(keys.unicast, ic)
-            plain = unprotect(self._keys.hsm.aead(keys.ek), sc, originator, ic, keys.ak, payload)
+                self._counters.check_received(keys.unicast, ic)
+            plain = unprotect(self._hsm.aead(keys.ek), sc, originator, ic, keys.ak, payload)
             if keys.dedicated is not None:
-                self._keys.accept_dedicated(keys.dedicated, ic)
+                self._counters.accept_dedicated(keys.dedicated, ic)
             else:
                 assert keys.unicast is not None
-                self._keys.accept_received(keys.unicast, ic)
+                self._counters.accept_received(keys.unicast, ic)
         return ApduResult(plain, originator, ic, authenticated=sc.authentication)
 
     # --- keys --------------------------------------------------------------------------------
@@ -247,13 +268,14 @@ class GloCiphering:
         sc: SecurityControl,
         dedicated: bool,
         association: str | None,
+        actor: str,
     ) -> _Keys:
         """The keys for an APDU to or from ``system_title`` with security control ``sc``."""
         if not dedicated:
-            setup_keys = self._keys.setup(system_title, setup)
+            setup_keys = self._setups.setup(system_title, setup)
             check_suite(setup_keys, sc)
             ek_ref = setup_keys.key(KeyRole.GBEK if sc.broadcast else KeyRole.GUEK)
-            ek, ak = self._keys.keys_for(ek_ref, self._ak_ref(setup_keys, sc))
+            ek, ak = self._setups.keys_for(ek_ref, self._ak_ref(setup_keys, sc), actor=actor)
             return _Keys(ek, ak, ek_ref, None)
         if association is None:
             raise InputError(
@@ -261,7 +283,7 @@ class GloCiphering:
                 "name it (open one with `kms association open`)",
                 field="association",
             )
-        ref = self._keys.association(association)
+        ref = self._associations.association(association)
         setup_keys = ref.setup
         if setup_keys.system_title != system_title or setup_keys.logical_name[4] != setup:
             raise InputError(
@@ -276,7 +298,7 @@ class GloCiphering:
                 "a dedicated key is unicast: the broadcast bit (0x40) cannot be set", field="sc"
             )
         check_suite(setup_keys, sc)
-        ek, ak = self._keys.keys_for(ref, self._ak_ref(setup_keys, sc))
+        ek, ak = self._setups.keys_for(ref, self._ak_ref(setup_keys, sc), actor=actor)
         return _Keys(ek, ak, None, ref)
 
     @staticmethod

@@ -2,8 +2,10 @@
 unwrap a key again without the database, and name it in messages.
 
 :class:`KeyRef` is one stored key version of a meter, :class:`SetupKeys` a security setup with
-its ACTIVE key versions by role (and why the others are unusable), :class:`DedicatedRef` the
-dedicated key of an open association. Built by :mod:`kms.services.hes.working_keys`.
+the key versions it has in use by role (:class:`InUse`: the ACTIVE one that protects and
+verifies, and a PENDING successor that renewal brings in beside it, and why a role without an
+ACTIVE version is unusable), :class:`DedicatedRef` the dedicated key of an open association.
+Built by :mod:`kms.services.hes.setup_keys` and :mod:`kms.services.hes.dedicated_keys`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from kms.dlms.system_title import format_system_title
 from kms.errors import KeyStateError, NotFoundError
 from kms.keystore.blobs import KeyIdentity
 
-__all__ = ["ADVICE", "DedicatedRef", "KeyRef", "SetupKeys", "dedicated_identity", "key_ref"]
+__all__ = [
+    "ADVICE",
+    "DedicatedRef",
+    "InUse",
+    "KeyRef",
+    "SetupKeys",
+    "dedicated_identity",
+    "key_ref",
+]
 
 ADVICE = {
     KeyState.PENDING: "confirm the meter's keys first (`kms provision confirm`)",
@@ -47,6 +57,23 @@ class KeyRef:
         return self.identity.describe()
 
 
+@dataclass(frozen=True)
+class InUse:
+    """The versions of one role a setup has in use, side by side.
+
+    Renewal (seed step 6) stores the new version PENDING while the meter still runs on the
+    ACTIVE one, so both must be at hand: the ACTIVE one protects and verifies, the PENDING one is
+    what the renewal confirms (or abandons). Either may be missing.
+    """
+
+    active: KeyRef | None = None
+    pending: KeyRef | None = None
+
+    def refs(self) -> tuple[KeyRef, ...]:
+        """The versions held (ACTIVE first)."""
+        return tuple(ref for ref in (self.active, self.pending) if ref is not None)
+
+
 @dataclass
 class SetupKeys:
     """A security setup of a meter, as the protecting process knows it."""
@@ -55,13 +82,17 @@ class SetupKeys:
     system_title: bytes
     logical_name: bytes
     suite: SecuritySuite
-    keys: dict[KeyRole, KeyRef]
+    #: The versions in use of each role that has an ACTIVE or a PENDING one.
+    versions: dict[KeyRole, InUse]
     #: The state of each role that has no ACTIVE version (for the error when it is asked for).
     unusable: dict[KeyRole, KeyState]
 
     def key(self, role: KeyRole) -> KeyRef:
-        """The ACTIVE version of ``role``, or :class:`~kms.errors.KeyStateError` saying why not."""
-        ref = self.keys.get(role)
+        """The ACTIVE version of ``role``, or :class:`~kms.errors.KeyStateError` saying why not.
+
+        The one protect and verify use: a PENDING version is never used for an APDU.
+        """
+        ref = self.active(role)
         if ref is not None:
             return ref
         where = f"{format_system_title(self.system_title)} {format_logical_name(self.logical_name)}"
@@ -69,6 +100,20 @@ class SetupKeys:
         if state is None:
             raise NotFoundError(f"meter {where} has no {role.value}")
         raise KeyStateError(f"the {role.value} of meter {where} is {state.value}: {ADVICE[state]}")
+
+    def active(self, role: KeyRole) -> KeyRef | None:
+        """The ACTIVE version of ``role``, if there is one."""
+        in_use = self.versions.get(role)
+        return in_use.active if in_use is not None else None
+
+    def pending(self, role: KeyRole) -> KeyRef | None:
+        """The newest PENDING version of ``role`` (the successor renewal brings in), if any."""
+        in_use = self.versions.get(role)
+        return in_use.pending if in_use is not None else None
+
+    def refs(self) -> tuple[KeyRef, ...]:
+        """Every version held, of every role (what to forget when the setup goes)."""
+        return tuple(ref for in_use in self.versions.values() for ref in in_use.refs())
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The head-end hands the KMS a plain APDU for a meter and gets it back ciphered; i
 what the meter answered and gets the plain APDU back once its tag verified. The keys are the
 meter's ACTIVE GUEK (unicast) or GBEK (broadcast, SC bit 6) and its GAK, from the security setup
 the caller names (default instance 0, the management client); GCM and GMAC run in the token
-under the unwrapped encryption key (:mod:`kms.services.hes.working_keys` keeps them), the AK
+under the unwrapped encryption key (:mod:`kms.services.hes.setup_keys` keeps them), the AK
 enters the AAD as bytes (docs/token.md section 8), and the byte layouts come from the pure codecs
 of :mod:`kms.dlms`.
 
@@ -49,7 +49,7 @@ from kms.hsm import Hsm
 from kms.services.hes.agreed_ciphering import SCHEMES, AgreedKeyCiphering
 from kms.services.hes.apdu import ApduProtection, ApduResult, Form
 from kms.services.hes.glo_ciphering import GloCiphering
-from kms.services.hes.working_keys import WorkingKeys
+from kms.services.hes.keys_in_use import KeysInUse, keys_in_use
 
 __all__ = [
     "ApduProtection",
@@ -68,15 +68,21 @@ _AGREED = {
 
 class TokenApduProtection:
     """:class:`ApduProtection` in the token: picks the handler by form (protect) or by the
-    APDU's tag (verify); neither handler knows the other."""
+    APDU's tag (verify); neither handler knows the other. Each handler gets the collaborators
+    it uses; this object keeps their grouping only to hand it to the process's other head-end
+    services (:attr:`keys`) and to close it."""
 
-    def __init__(self, keys: WorkingKeys, config: Config) -> None:
+    def __init__(self, keys: KeysInUse, config: Config) -> None:
         self._keys = keys
-        self._glo = GloCiphering(keys, config)
-        self._agreed = AgreedKeyCiphering(keys, config)
+        self._glo = GloCiphering(
+            keys.hsm, keys.setups, keys.counters, keys.associations, keys.lock, config
+        )
+        self._agreed = AgreedKeyCiphering(
+            keys.hsm, keys.database, keys.setups, keys.counters, keys.lock, config
+        )
 
     @property
-    def keys(self) -> WorkingKeys:
+    def keys(self) -> KeysInUse:
         """The keys in use (shared with the HLS and association services of the process)."""
         return self._keys
 
@@ -89,12 +95,21 @@ class TokenApduProtection:
         setup: int = 0,
         form: Form = Form.GLO,
         association: str | None = None,
+        actor: str,
     ) -> ApduResult:
         scheme = _AGREED.get(form)
         if scheme is not None:
-            return self._agreed.protect(system_title, apdu, security_control, scheme, setup=setup)
+            return self._agreed.protect(
+                system_title, apdu, security_control, scheme, setup=setup, actor=actor
+            )
         return self._glo.protect(
-            system_title, apdu, security_control, setup=setup, form=form, association=association
+            system_title,
+            apdu,
+            security_control,
+            setup=setup,
+            form=form,
+            association=association,
+            actor=actor,
         )
 
     def verify(
@@ -105,16 +120,18 @@ class TokenApduProtection:
         setup: int = 0,
         association: str | None = None,
         allow_unauthenticated: bool = False,
+        actor: str,
     ) -> ApduResult:
         try:
             if apdu[:1] == bytes([GENERAL_CIPHERING]):
-                return self._agreed.verify(system_title, apdu, setup=setup)
+                return self._agreed.verify(system_title, apdu, setup=setup, actor=actor)
             return self._glo.verify(
                 system_title,
                 apdu,
                 setup=setup,
                 association=association,
                 allow_unauthenticated=allow_unauthenticated,
+                actor=actor,
             )
         except InvalidTag as exc:
             exc.exception_response = exception_response.deciphering_error().to_bytes()
@@ -136,4 +153,4 @@ def apdu_protection_factory(
 ) -> TokenApduProtection:
     """The APDU service of a process. ``ic_block_size`` overrides the configured block size
     (the CLI protects one APDU per process and reserves exactly one counter)."""
-    return TokenApduProtection(WorkingKeys(hsm, db, config, ic_block_size=ic_block_size), config)
+    return TokenApduProtection(keys_in_use(hsm, db, config, ic_block_size=ic_block_size), config)

@@ -56,10 +56,12 @@ def main(argv: list[str]) -> int:
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         # Load the meter's setup before announcing readiness (a database round trip).
-        service.keys.setup(system_title, 0)
+        service.keys.setups.setup(system_title, 0)
         Path(f"{output}.ready").touch()
         while not _stop:
-            result = service.protect(system_title, GET_REQUEST, SECURITY_CONTROL)
+            result = service.protect(
+                system_title, GET_REQUEST, SECURITY_CONTROL, actor=config.actor
+            )
             line = f"{result.invocation_counter} {result.apdu.hex()}\n".encode()
             if os.write(fd, line) != len(line):
                 raise OSError(f"short write to {output}")

@@ -26,7 +26,7 @@ from kms.pki.profiles import CertificateType
 from kms.services.hes.protection import Form, TokenApduProtection, apdu_protection_factory
 from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
-from tests.kms_fixtures import FieldMeter, Pki, field_meter, meter_csr
+from tests.kms_fixtures import ACTOR, FieldMeter, Pki, field_meter, meter_csr
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 GET_REQUEST = bytes.fromhex("C001C1000800000100FF0200")
@@ -155,8 +155,12 @@ def test_the_meter_reads_what_the_kms_ciphers(
     pki: Pki, tmp_path: Path, service: TokenApduProtection, suite: int, form: Form
 ) -> None:
     parties = Parties(pki, field_meter(pki.kms, tmp_path, 80 + suite, suite))
-    first = service.protect(parties.meter.system_title, GET_REQUEST, 0x30 | suite, form=form)
-    second = service.protect(parties.meter.system_title, GET_REQUEST, 0x30 | suite, form=form)
+    first = service.protect(
+        parties.meter.system_title, GET_REQUEST, 0x30 | suite, form=form, actor=ACTOR
+    )
+    second = service.protect(
+        parties.meter.system_title, GET_REQUEST, 0x30 | suite, form=form, actor=ACTOR
+    )
     assert second.invocation_counter > first.invocation_counter
     assert first.apdu[2:10] != second.apdu[2:10]  # a fresh transaction id (the 0e2s nonce)
     for result in (first, second):
@@ -182,15 +186,17 @@ def test_the_kms_reads_what_the_meter_ciphers(
     parties = Parties(pki, field_meter(pki.kms, tmp_path, 90 + suite, suite))
     title = parties.meter.system_title
     apdu = parties.meter_writes(GET_REQUEST, 7, one_pass=one_pass)
-    result = service.verify(title, apdu)
+    result = service.verify(title, apdu, actor=ACTOR)
     assert (result.apdu, result.invocation_counter) == (GET_REQUEST, 7)
     with pytest.raises(InvocationCounterError):
-        service.verify(title, apdu)  # the same APDU again: a replay
+        service.verify(title, apdu, actor=ACTOR)  # the same APDU again: a replay
     tampered = bytearray(parties.meter_writes(GET_REQUEST, 8, one_pass=one_pass))
     tampered[-1] ^= 1
     with pytest.raises(InvalidTag):
-        service.verify(title, bytes(tampered))
-    assert service.verify(title, parties.meter_writes(GET_REQUEST, 9, one_pass=one_pass)).apdu
+        service.verify(title, bytes(tampered), actor=ACTOR)
+    assert service.verify(
+        title, parties.meter_writes(GET_REQUEST, 9, one_pass=one_pass), actor=ACTOR
+    ).apdu
 
 
 def test_a_forged_ephemeral_signature_is_refused(
@@ -202,7 +208,7 @@ def test_a_forged_ephemeral_signature_is_refused(
     signature_end = 1 + 9 + 9 + 9 + 1 + 1 + 2 + 2 + 2 + 128
     apdu[signature_end - 1] ^= 1
     with pytest.raises(AuthenticationFailed, match="ephemeral key does not verify"):
-        service.verify(parties.meter.system_title, bytes(apdu))
+        service.verify(parties.meter.system_title, bytes(apdu), actor=ACTOR)
 
 
 def test_agreed_ciphering_needs_the_meters_key_agreement_certificate(
@@ -210,6 +216,10 @@ def test_agreed_ciphering_needs_the_meters_key_agreement_certificate(
 ) -> None:
     meter = field_meter(pki.kms, tmp_path, 96, 2)
     with pytest.raises(Exception, match="key-agreement certificate on P-384"):
-        service.protect(meter.system_title, GET_REQUEST, 0x32, form=Form.GENERAL_AGREED_0E2S)
+        service.protect(
+            meter.system_title, GET_REQUEST, 0x32, form=Form.GENERAL_AGREED_0E2S, actor=ACTOR
+        )
     with pytest.raises(InputError, match="suite 1"):
-        service.protect(meter.system_title, GET_REQUEST, 0x31, form=Form.GENERAL_AGREED_1E1S)
+        service.protect(
+            meter.system_title, GET_REQUEST, 0x31, form=Form.GENERAL_AGREED_1E1S, actor=ACTOR
+        )

@@ -31,7 +31,7 @@ from kms.services.hes.protection import (
 )
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.interop.oracles import GENERAL_GLO_CIPHERING, build_envelope, glo_tag
-from tests.kms_fixtures import FieldMeter, Kms, field_meter
+from tests.kms_fixtures import ACTOR, FieldMeter, Kms, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 TAG_LENGTH = 12
@@ -122,7 +122,7 @@ def test_protect_is_what_pyca_computes(
 ) -> None:
     meter = meters[case.suite]
     sc = case.sc()
-    result = service.protect(meter.system_title, case.apdu, sc, form=case.form)
+    result = service.protect(meter.system_title, case.apdu, sc, form=case.form, actor=ACTOR)
     ic = result.invocation_counter
     ek, ak = keys_for(meter, sc)
     payload = pyca_payload(ek, ak, sc, CLIENT, ic, case.apdu)
@@ -157,6 +157,6 @@ def test_verify_returns_what_pyca_protected(
     else:
         title = meter.system_title if send_system_title else b""
         data = build_envelope(GENERAL_GLO_CIPHERING, title, sc, ic, payload)
-    assert service.verify(meter.system_title, data, allow_unauthenticated=True) == ApduResult(
-        case.apdu, meter.system_title, ic, authenticated=bool(sc & 0x10)
-    )
+    assert service.verify(
+        meter.system_title, data, allow_unauthenticated=True, actor=ACTOR
+    ) == ApduResult(case.apdu, meter.system_title, ic, authenticated=bool(sc & 0x10))

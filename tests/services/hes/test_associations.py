@@ -19,7 +19,7 @@ from kms.errors import HsmError, InputError, InvocationCounterError, KeyStateErr
 from kms.services.hes.associations import TokenAssociationService, association_factory
 from kms.services.hes.protection import Form, TokenApduProtection, apdu_protection_factory
 from tests.conftest import CLIENT_SYSTEM_TITLE
-from tests.kms_fixtures import FieldMeter, Kms, field_meter
+from tests.kms_fixtures import ACTOR, FieldMeter, Kms, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 GET_REQUEST = bytes.fromhex("C0010000080000010000FF0200")
@@ -72,7 +72,7 @@ def test_the_dedicated_key_reaches_the_meter_and_protects_ded_apdus(
     suite: int,
 ) -> None:
     meter = field_meter(kms, tmp_path, 60 + suite, suite)
-    opened = associations.open(meter.system_title, 0x30 | suite)
+    opened = associations.open(meter.system_title, 0x30 | suite, actor=ACTOR)
     assert opened.system_title == CLIENT and opened.invocation_counter == 1
     dedicated = open_as_meter(meter, opened.apdu)
     assert len(dedicated) == (32 if suite == 2 else 16)
@@ -80,7 +80,7 @@ def test_the_dedicated_key_reaches_the_meter_and_protects_ded_apdus(
     sc = 0x30 | suite
 
     result = apdus.protect(
-        meter.system_title, GET_REQUEST, sc, form=Form.DED, association=opened.handle
+        meter.system_title, GET_REQUEST, sc, form=Form.DED, association=opened.handle, actor=ACTOR
     )
     parsed = parse_ciphered_apdu(result.apdu)
     assert parsed.tag == 0xD0
@@ -90,7 +90,12 @@ def test_the_dedicated_key_reaches_the_meter_and_protects_ded_apdus(
     assert parsed.payload == expected
 
     general = apdus.protect(
-        meter.system_title, GET_REQUEST, sc, form=Form.GENERAL_DED, association=opened.handle
+        meter.system_title,
+        GET_REQUEST,
+        sc,
+        form=Form.GENERAL_DED,
+        association=opened.handle,
+        actor=ACTOR,
     )
     dc = parse_general_ciphering(general.apdu)
     assert (dc.tag, dc.system_title, dc.invocation_counter) == (0xDC, CLIENT, 2)
@@ -99,26 +104,36 @@ def test_the_dedicated_key_reaches_the_meter_and_protects_ded_apdus(
     sealed = AESGCM(dedicated).encrypt(iv_m, GET_RESPONSE, bytes([sc]) + ak)
     body = bytes([sc]) + (5).to_bytes(4, "big") + sealed[: len(GET_RESPONSE) + 12]
     answer = bytes([0xD4, len(body)]) + body
-    verified = apdus.verify(meter.system_title, answer, association=opened.handle)
+    verified = apdus.verify(meter.system_title, answer, association=opened.handle, actor=ACTOR)
     assert (verified.apdu, verified.invocation_counter) == (GET_RESPONSE, 5)
     with pytest.raises(InvocationCounterError):
-        apdus.verify(meter.system_title, answer, association=opened.handle)
+        apdus.verify(meter.system_title, answer, association=opened.handle, actor=ACTOR)
 
 
 def test_another_process_uses_the_stored_association_with_disjoint_counters(
     kms: Kms, tmp_path: Path, associations: TokenAssociationService
 ) -> None:
     meter = field_meter(kms, tmp_path, 70, 0)
-    opened = associations.open(meter.system_title, 0x30)
+    opened = associations.open(meter.system_title, 0x30, actor=ACTOR)
     dedicated = open_as_meter(meter, opened.apdu)
     first = apdu_protection_factory(kms.hsm, kms.db, kms.config, ic_block_size=10)
     second = apdu_protection_factory(kms.hsm, kms.db, kms.config, ic_block_size=10)
     try:
         a = first.protect(
-            meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association=opened.handle
+            meter.system_title,
+            GET_REQUEST,
+            0x30,
+            form=Form.DED,
+            association=opened.handle,
+            actor=ACTOR,
         )
         b = second.protect(
-            meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association=opened.handle
+            meter.system_title,
+            GET_REQUEST,
+            0x30,
+            form=Form.DED,
+            association=opened.handle,
+            actor=ACTOR,
         )
         assert (a.invocation_counter, b.invocation_counter) == (1, 11)
         for result in (a, b):
@@ -126,7 +141,9 @@ def test_another_process_uses_the_stored_association_with_disjoint_counters(
             iv = CLIENT + parsed.invocation_counter.to_bytes(4, "big")
             ak = meter.keys()["GAK"]
             assert parsed.payload == AESGCM(dedicated).encrypt(iv, GET_REQUEST, b"\x30" + ak)[:25]
-        ek = second.keys.dedicated_key(second.keys.association(opened.handle))
+        ek = second.keys.setups.dedicated_key(
+            second.keys.associations.association(opened.handle), actor=ACTOR
+        )
         attributes = kms.hsm.attributes(ek)
         assert (attributes["sensitive"], attributes["extractable"]) == (True, False)
         with pytest.raises(HsmError):
@@ -140,9 +157,11 @@ def test_closing_wipes_the_key_and_refuses_further_use(
     kms: Kms, tmp_path: Path, apdus: TokenApduProtection, associations: TokenAssociationService
 ) -> None:
     meter = field_meter(kms, tmp_path, 71, 0)
-    opened = associations.open(meter.system_title, 0x30)
-    apdus.protect(meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association=opened.handle)
-    associations.close(opened.handle)
+    opened = associations.open(meter.system_title, 0x30, actor=ACTOR)
+    apdus.protect(
+        meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association=opened.handle, actor=ACTOR
+    )
+    associations.close(opened.handle, actor=ACTOR)
     with kms.db.begin() as session:
         row = session.scalars(select(Association)).one()
         assert (row.state, row.wrapped_key, row.binding_mac) == (
@@ -155,10 +174,15 @@ def test_closing_wipes_the_key_and_refuses_further_use(
     assert "association.close" in events
     with pytest.raises(KeyStateError, match="closed"):
         apdus.protect(
-            meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association=opened.handle
+            meter.system_title,
+            GET_REQUEST,
+            0x30,
+            form=Form.DED,
+            association=opened.handle,
+            actor=ACTOR,
         )
     with pytest.raises(KeyStateError, match="already closed"):
-        associations.close(opened.handle)
+        associations.close(opened.handle, actor=ACTOR)
 
 
 def test_ded_forms_need_the_right_association(
@@ -166,26 +190,38 @@ def test_ded_forms_need_the_right_association(
 ) -> None:
     meter = field_meter(kms, tmp_path, 72, 0)
     other = field_meter(kms, tmp_path, 73, 0)
-    opened = associations.open(meter.system_title, 0x30)
+    opened = associations.open(meter.system_title, 0x30, actor=ACTOR)
     with pytest.raises(InputError) as caught:
-        apdus.protect(meter.system_title, GET_REQUEST, 0x30, form=Form.DED)
+        apdus.protect(meter.system_title, GET_REQUEST, 0x30, form=Form.DED, actor=ACTOR)
     assert caught.value.field == "association"
     with pytest.raises(InputError, match="belongs to meter"):
         apdus.protect(
-            other.system_title, GET_REQUEST, 0x30, form=Form.DED, association=opened.handle
+            other.system_title,
+            GET_REQUEST,
+            0x30,
+            form=Form.DED,
+            association=opened.handle,
+            actor=ACTOR,
         )
     with pytest.raises(InputError, match="unicast"):
         apdus.protect(
-            meter.system_title, GET_REQUEST, 0x70, form=Form.DED, association=opened.handle
+            meter.system_title,
+            GET_REQUEST,
+            0x70,
+            form=Form.DED,
+            association=opened.handle,
+            actor=ACTOR,
         )
     with pytest.raises(NotFoundError):
-        apdus.protect(meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association="nope")
+        apdus.protect(
+            meter.system_title, GET_REQUEST, 0x30, form=Form.DED, association="nope", actor=ACTOR
+        )
     with pytest.raises(InputError, match="encryption"):
-        associations.open(meter.system_title, 0x10)
+        associations.open(meter.system_title, 0x10, actor=ACTOR)
     with pytest.raises(InputError, match="broadcast"):
-        associations.open(meter.system_title, 0x70)
+        associations.open(meter.system_title, 0x70, actor=ACTOR)
     with pytest.raises(InputError, match="suite"):
-        associations.open(meter.system_title, 0x32)
+        associations.open(meter.system_title, 0x32, actor=ACTOR)
     with kms.db.begin() as session:
         # Refused before any key was made: one association (the first) in the audit trail.
         opened = [
@@ -194,5 +230,7 @@ def test_ded_forms_need_the_right_association(
         assert len(opened) == 1
     # A ded- APDU from the meter without its association is refused before any cryptography.
     with pytest.raises(InputError) as caught:
-        apdus.verify(meter.system_title, bytes.fromhex("D40D30000000010102030405060708"))
+        apdus.verify(
+            meter.system_title, bytes.fromhex("D40D30000000010102030405060708"), actor=ACTOR
+        )
     assert caught.value.field == "association"

@@ -36,10 +36,10 @@ from kms.errors import (
 from kms.pki.profiles import CertificateType
 from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
 from kms.services.hes.hls_secret import import_hls_secret, read_secret_file
-from kms.services.hes.working_keys import WorkingKeys
+from kms.services.hes.keys_in_use import keys_in_use
 from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
-from tests.kms_fixtures import FieldMeter, Kms, Pki, field_meter
+from tests.kms_fixtures import ACTOR, FieldMeter, Kms, Pki, field_meter
 
 CLIENT = bytes.fromhex(CLIENT_SYSTEM_TITLE)
 CTOS = bytes.fromhex("4B35366956616759")
@@ -59,7 +59,7 @@ def meter_gmac(
 
 @pytest.fixture
 def service(kms: Kms) -> Iterator[TokenHlsAuthentication]:
-    svc = hls_factory(WorkingKeys(kms.hsm, kms.db, kms.config), kms.config)
+    svc = hls_factory(keys_in_use(kms.hsm, kms.db, kms.config), kms.config)
     try:
         yield svc
     finally:
@@ -74,14 +74,16 @@ def test_mechanism_5_both_ways(
     keys = meter.keys()
     ctos = service.challenge(16)
     assert len(ctos) == 16 and ctos != service.challenge(16)
-    answer = service.answer(meter.system_title, Mechanism.HLS_GMAC, STOC, ctos)
+    answer = service.answer(meter.system_title, Mechanism.HLS_GMAC, STOC, ctos, actor=ACTOR)
     assert answer.invocation_counter == 1
     assert answer.response == meter_gmac(keys, suite, CLIENT, 1, STOC)
     f_ctos = meter_gmac(keys, suite, meter.system_title, 9, ctos)
-    assert service.check(meter.system_title, Mechanism.HLS_GMAC, ctos, STOC, f_ctos) == 9
+    assert (
+        service.check(meter.system_title, Mechanism.HLS_GMAC, ctos, STOC, f_ctos, actor=ACTOR) == 9
+    )
     # The same answer again is a replay.
     with pytest.raises(InvocationCounterError):
-        service.check(meter.system_title, Mechanism.HLS_GMAC, ctos, STOC, f_ctos)
+        service.check(meter.system_title, Mechanism.HLS_GMAC, ctos, STOC, f_ctos, actor=ACTOR)
 
 
 def test_mechanism_5_wrong_answer_fails_and_moves_no_floor(
@@ -91,11 +93,15 @@ def test_mechanism_5_wrong_answer_fails_and_moves_no_floor(
     keys = meter.keys()
     other_challenge = meter_gmac(keys, 0, meter.system_title, 9, STOC)
     with pytest.raises(AuthenticationFailed):
-        service.check(meter.system_title, Mechanism.HLS_GMAC, CTOS, STOC, other_challenge)
+        service.check(
+            meter.system_title, Mechanism.HLS_GMAC, CTOS, STOC, other_challenge, actor=ACTOR
+        )
     with pytest.raises(InputError) as caught:
-        service.check(meter.system_title, Mechanism.HLS_GMAC, CTOS, STOC, b"\x30" + bytes(16))
+        service.check(
+            meter.system_title, Mechanism.HLS_GMAC, CTOS, STOC, b"\x30" + bytes(16), actor=ACTOR
+        )
     assert caught.value.field == "security_control"
-    ref = service._keys.setup(meter.system_title, 0).key(KeyRole.GUEK)
+    ref = service._setups.setup(meter.system_title, 0).key(KeyRole.GUEK)
     with kms.db.begin() as session:
         assert repo.invocation_counter(session, ref.id, Direction.RECEIVE) is None
 
@@ -117,16 +123,21 @@ def test_mechanism_6_in_the_token_or_on_the_host_as_the_profile_says(
 ) -> None:
     meter = field_meter(kms, tmp_path, 50, 0)
     _secret(kms, meter, secret)
-    answer = service.answer(meter.system_title, Mechanism.HLS_SHA256, STOC, CTOS)
+    answer = service.answer(meter.system_title, Mechanism.HLS_SHA256, STOC, CTOS, actor=ACTOR)
     assert answer.invocation_counter is None
     assert (
         answer.response
         == hashlib.sha256(secret + CLIENT + meter.system_title + STOC + CTOS).digest()
     )
     f_ctos = hashlib.sha256(secret + meter.system_title + CLIENT + CTOS + STOC).digest()
-    assert service.check(meter.system_title, Mechanism.HLS_SHA256, CTOS, STOC, f_ctos) is None
+    assert (
+        service.check(meter.system_title, Mechanism.HLS_SHA256, CTOS, STOC, f_ctos, actor=ACTOR)
+        is None
+    )
     with pytest.raises(AuthenticationFailed):
-        service.check(meter.system_title, Mechanism.HLS_SHA256, CTOS, STOC, answer.response)
+        service.check(
+            meter.system_title, Mechanism.HLS_SHA256, CTOS, STOC, answer.response, actor=ACTOR
+        )
     with kms.db.begin() as session:
         uses = [
             json.loads(e.details)
@@ -147,9 +158,9 @@ def test_a_new_secret_retires_the_old_and_is_used_at_once(kms: Kms, tmp_path: Pa
             (k.version, k.state) for k in found.setups[0].keys if k.role is KeyRole.HLS_SECRET
         )
     assert states == [(1, KeyState.RETIRED), (2, KeyState.ACTIVE)]
-    service = hls_factory(WorkingKeys(kms.hsm, kms.db, kms.config), kms.config)
+    service = hls_factory(keys_in_use(kms.hsm, kms.db, kms.config), kms.config)
     try:
-        answer = service.answer(meter.system_title, Mechanism.HLS_SHA256, STOC, CTOS)
+        answer = service.answer(meter.system_title, Mechanism.HLS_SHA256, STOC, CTOS, actor=ACTOR)
     finally:
         service.close()
     assert (
@@ -163,13 +174,13 @@ def test_no_secret_no_ecdsa_key_and_bad_challenges(
 ) -> None:
     meter = field_meter(kms, tmp_path, 52, 1)
     with pytest.raises(NotFoundError, match="HLS_SECRET"):
-        service.answer(meter.system_title, Mechanism.HLS_SHA256, STOC, CTOS)
+        service.answer(meter.system_title, Mechanism.HLS_SHA256, STOC, CTOS, actor=ACTOR)
     with pytest.raises(NotFoundError, match="no valid signing key on P-256"):
-        service.answer(meter.system_title, Mechanism.HLS_ECDSA, STOC * 4, CTOS * 4)
+        service.answer(meter.system_title, Mechanism.HLS_ECDSA, STOC * 4, CTOS * 4, actor=ACTOR)
     with pytest.raises(InputError, match="32 to 64"):
-        service.answer(meter.system_title, Mechanism.HLS_ECDSA, STOC, CTOS * 4)
+        service.answer(meter.system_title, Mechanism.HLS_ECDSA, STOC, CTOS * 4, actor=ACTOR)
     with pytest.raises(InputError, match="8 to 64 bytes"):
-        service.answer(meter.system_title, Mechanism.HLS_GMAC, b"short", CTOS)
+        service.answer(meter.system_title, Mechanism.HLS_GMAC, b"short", CTOS, actor=ACTOR)
     with pytest.raises(InputError):
         service.challenge(7)
 
@@ -196,7 +207,9 @@ def test_hls_refuses_a_pending_meter(
     manifest = write_manifest(tmp_path / "p.csv", [meter_row(98, 0)])
     ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, tmp_path / "p.jsonl")
     with pytest.raises(KeyStateError, match="PENDING"):
-        service.answer(bytes.fromhex("4D4D4D0000000062"), Mechanism.HLS_GMAC, STOC, CTOS)
+        service.answer(
+            bytes.fromhex("4D4D4D0000000062"), Mechanism.HLS_GMAC, STOC, CTOS, actor=ACTOR
+        )
 
 
 # --- mechanism 7: HLS-ECDSA ---------------------------------------------------------------------
@@ -231,7 +244,7 @@ def test_mechanism_7_both_ways(
     )  # fmt: skip
     stoc, ctos = bytes(range(32)), bytes(range(100, 148))
 
-    answer = service.answer(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos)
+    answer = service.answer(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos, actor=ACTOR)
     assert answer.invocation_counter is None and len(answer.response) == 32 * suite + 32
     half = len(answer.response) // 2
     der = encode_dss_signature(
@@ -243,12 +256,15 @@ def test_mechanism_7_both_ways(
     r, s = decode_dss_signature(signed)
     size = 32 if suite == 1 else 48
     response = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    assert service.check(meter.system_title, Mechanism.HLS_ECDSA, ctos, stoc, response) is None
+    assert (
+        service.check(meter.system_title, Mechanism.HLS_ECDSA, ctos, stoc, response, actor=ACTOR)
+        is None
+    )
     for bad in (response[:-1] + bytes([response[-1] ^ 1]), response[:-1], b""):
         with pytest.raises(AuthenticationFailed, match="HLS-ECDSA response did not verify"):
-            service.check(meter.system_title, Mechanism.HLS_ECDSA, ctos, stoc, bad)
+            service.check(meter.system_title, Mechanism.HLS_ECDSA, ctos, stoc, bad, actor=ACTOR)
     with pytest.raises(AuthenticationFailed):  # signed over the other order: not f(CtoS)
-        service.check(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos, response)
+        service.check(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos, response, actor=ACTOR)
 
 
 def test_mechanism_7_needs_a_valid_meter_certificate(
@@ -257,4 +273,6 @@ def test_mechanism_7_needs_a_valid_meter_certificate(
     kms = pki.kms
     meter = field_meter(kms, tmp_path, 70, 1)
     with pytest.raises(NotFoundError, match="no valid signing certificate on P-256"):
-        service.check(meter.system_title, Mechanism.HLS_ECDSA, CTOS * 4, STOC * 4, bytes(64))
+        service.check(
+            meter.system_title, Mechanism.HLS_ECDSA, CTOS * 4, STOC * 4, bytes(64), actor=ACTOR
+        )

@@ -341,7 +341,7 @@ def test_sigkilled_concurrent_senders_never_reuse_an_invocation_counter(
     # emitted is at most one block per run (the rest of a block lost to a crash or a stop).
     service = apdu_protection_factory(kms.hsm, kms.db, kms.config)
     try:
-        guek = service.keys.setup(meter.system_title, 0).key(KeyRole.GUEK)
+        guek = service.keys.setups.setup(meter.system_title, 0).key(KeyRole.GUEK)
     finally:
         service.close()
     with kms.db.begin() as session:
