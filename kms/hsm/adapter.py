@@ -49,7 +49,7 @@ class Hsm(TokenSession):
         }
 
         def read() -> dict[str, Any]:
-            obj = self._resolve(key)
+            obj = self.resolve(key)
             out: dict[str, Any] = {}
             for name, attr in names.items():
                 try:
@@ -58,19 +58,19 @@ class Hsm(TokenSession):
                     out[name] = None
             return out
 
-        return self._call("read attributes", read, idempotent=True)
+        return self.call("read attributes", read, idempotent=True)
 
     def read_value(self, key: Key) -> bytes:
         """Try to read CKA_VALUE; for tests proving the token refuses (it raises HsmError)."""
-        return bytes(self._call("read value", lambda: self._resolve(key)[Attribute.VALUE]))
+        return bytes(self.call("read value", lambda: self.resolve(key)[Attribute.VALUE]))
 
     # --- root keys and ceremonies ------------------------------------------------------------
 
     def create_storage_key(self, label: str, key_id: bytes) -> TokenKey:
         """Generate the AES-256 storage key as a non-extractable token object."""
-        self._call(
+        self.call(
             "generate storage key",
-            lambda: self._session.generate_key(
+            lambda: self.pkcs11_session.generate_key(
                 KeyType.AES,
                 256,
                 store=True,
@@ -83,9 +83,9 @@ class Hsm(TokenSession):
 
     def create_binding_key(self, label: str, key_id: bytes) -> TokenKey:
         """Generate the 256-bit generic-secret HMAC key that binds blobs to their rows."""
-        self._call(
+        self.call(
             "generate binding key",
-            lambda: self._session.generate_key(
+            lambda: self.pkcs11_session.generate_key(
                 KeyType.GENERIC_SECRET,
                 256,
                 store=True,
@@ -106,7 +106,7 @@ class Hsm(TokenSession):
         oid = _CURVE_OIDS[curve]
 
         def generate() -> None:
-            params = self._session.create_domain_parameters(
+            params = self.pkcs11_session.create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(oid)}, local=True
             )
             params.generate_keypair(
@@ -117,16 +117,16 @@ class Hsm(TokenSession):
                 private_template=templates.ec_private_key(label, key_id, backup=backup),
             )
 
-        self._call(f"generate {curve} key pair", generate)
+        self.call(f"generate {curve} key pair", generate)
         return TokenKey(label, "private")
 
     def public_key_der(self, key: TokenKey) -> bytes:
         """DER SubjectPublicKeyInfo of the public half of an EC key pair."""
         public = TokenKey(key.label, "public")
         return bytes(
-            self._call(
+            self.call(
                 "export public key",
-                lambda: encode_ec_public_key(self._resolve(public)),
+                lambda: encode_ec_public_key(self.resolve(public)),
                 idempotent=True,
             )
         )
@@ -137,9 +137,9 @@ class Hsm(TokenSession):
         """Bring a vendor's master key into the token (``value``), or generate one (``None``)."""
         template = templates.transport_key(label, key_id)
         if value is None:
-            self._call(
+            self.call(
                 "generate transport key",
-                lambda: self._session.generate_key(
+                lambda: self.pkcs11_session.generate_key(
                     KeyType.AES,
                     length * 8,
                     store=True,
@@ -152,7 +152,7 @@ class Hsm(TokenSession):
             if len(value) not in (16, 32):
                 raise ValueError("a transport key is 16 or 32 bytes")
             template[Attribute.VALUE] = value
-            self._call("import transport key", lambda: self._session.create_object(template))
+            self.call("import transport key", lambda: self.pkcs11_session.create_object(template))
         return TokenKey(label)
 
     def check_value(self, key: Key) -> bytes:
@@ -163,9 +163,9 @@ class Hsm(TokenSession):
         unwrapped key for one; an empty answer is an error rather than a silent ``b""``.
         """
         value = bytes(
-            self._call(
+            self.call(
                 "read check value",
-                lambda: self._resolve(key)[Attribute.CHECK_VALUE],
+                lambda: self.resolve(key)[Attribute.CHECK_VALUE],
                 idempotent=isinstance(key, TokenKey),
             )
         )
@@ -182,9 +182,9 @@ class Hsm(TokenSession):
         """Generate an AES key as a sensitive session object."""
         if length not in (16, 32):
             raise ValueError("AES keys are 16 or 32 bytes")
-        obj = self._call(
+        obj = self.call(
             "generate key",
-            lambda: self._session.generate_key(
+            lambda: self.pkcs11_session.generate_key(
                 KeyType.AES,
                 length * 8,
                 capabilities=MechanismFlag(0),
@@ -192,23 +192,23 @@ class Hsm(TokenSession):
                 template=_SESSION_TEMPLATES[use],
             ),
         )
-        return SessionKey(obj, self._generation, length, use)
+        return self.session_key(obj, length, use)
 
     def load_known_key(self, value: bytes) -> SessionKey:
         """A throwaway session key of known value, for known-answer self-tests only."""
         template = templates.known_answer_key()
         template[Attribute.VALUE] = value
-        obj = self._call("create self-test key", lambda: self._session.create_object(template))
-        return SessionKey(obj, self._generation, len(value), KeyUse.EK)
+        obj = self.call("create self-test key", lambda: self.pkcs11_session.create_object(template))
+        return self.session_key(obj, len(value), KeyUse.EK)
 
     def wrap_key(self, wrapping_key: Key, key_to_wrap: SessionKey) -> bytes:
         """RFC 3394 AES key wrap of a session key, inside the token."""
         mech = self.profile.mechanism("key_wrap")
         return bytes(
-            self._call(
+            self.call(
                 "wrap key",
-                lambda: self._resolve(wrapping_key).wrap_key(
-                    self._resolve(key_to_wrap), mechanism=mech
+                lambda: self.resolve(wrapping_key).wrap_key(
+                    self.resolve(key_to_wrap), mechanism=mech
                 ),
             )
         )
@@ -227,7 +227,7 @@ class Hsm(TokenSession):
             self.profile.mechanism("key_wrap"),
             _SESSION_TEMPLATES[use],
         )
-        return SessionKey(obj, self._generation, length, use)
+        return self.session_key(obj, length, use)
 
     def _unwrap(
         self,
@@ -242,7 +242,7 @@ class Hsm(TokenSession):
 
         def unwrap() -> Any:
             try:
-                return self._resolve(unwrapping_key).unwrap_key(
+                return self.resolve(unwrapping_key).unwrap_key(
                     ObjectClass.SECRET_KEY,
                     key_type,
                     wrapped,
@@ -254,7 +254,7 @@ class Hsm(TokenSession):
                 # SoftHSM answers a failed RFC 3394/5649 integrity check with CKR_GENERAL_ERROR.
                 raise errors.InvalidUnwrap(f"{operation}: integrity check failed") from None
 
-        return self._call(operation, unwrap)
+        return self.call(operation, unwrap)
 
     # --- HLS secrets (mechanism 6) ----------------------------------------------------------
 
@@ -265,8 +265,8 @@ class Hsm(TokenSession):
             raise ValueError("an HLS secret is 1 to 64 bytes")
         template = dict(_SESSION_TEMPLATES[KeyUse.SECRET])
         template[Attribute.VALUE] = bytes(value)
-        obj = self._call("import HLS secret", lambda: self._session.create_object(template))
-        return SessionKey(obj, self._generation, len(value), KeyUse.SECRET)
+        obj = self.call("import HLS secret", lambda: self.pkcs11_session.create_object(template))
+        return self.session_key(obj, len(value), KeyUse.SECRET)
 
     @staticmethod
     def secret_wrap_is_exact(length: int) -> bool:
@@ -287,9 +287,9 @@ class Hsm(TokenSession):
         """Wrap an HLS secret in the token: RFC 3394 when its length allows, else RFC 5649."""
         mech = self._secret_wrap_mechanism(secret.length)
         return bytes(
-            self._call(
+            self.call(
                 "wrap HLS secret",
-                lambda: self._resolve(wrapping_key).wrap_key(self._resolve(secret), mechanism=mech),
+                lambda: self.resolve(wrapping_key).wrap_key(self.resolve(secret), mechanism=mech),
             )
         )
 
@@ -305,15 +305,15 @@ class Hsm(TokenSession):
             self._secret_wrap_mechanism(length),
             templates.secret_for_use(readable=readable),
         )
-        return SessionKey(obj, self._generation, length, KeyUse.SECRET)
+        return self.session_key(obj, length, KeyUse.SECRET)
 
     def digest_secret(self, secret: SessionKey, message: bytes) -> bytes:
         """SHA-256(secret || message) in the token (C_DigestKey, then C_DigestUpdate)."""
         mech = self.profile.mechanism("digest_key")
         return bytes(
-            self._call(
+            self.call(
                 "digest HLS secret",
-                lambda: self._session.digest([self._resolve(secret), message], mechanism=mech),
+                lambda: self.pkcs11_session.digest([self.resolve(secret), message], mechanism=mech),
             )
         )
 
@@ -340,7 +340,7 @@ class Hsm(TokenSession):
     def _read_value(self, operation: str, key: SessionKey) -> bytearray:
         """CKA_VALUE of a key made readable for one of the profile's named exceptions, into a
         buffer the caller zeroises."""
-        return bytearray(self._call(operation, lambda: self._resolve(key)[Attribute.VALUE]))
+        return bytearray(self.call(operation, lambda: self.resolve(key)[Attribute.VALUE]))
 
     def read_dedicated_key(self, key: SessionKey) -> bytearray:
         """A new dedicated key's bytes, to place in the initiate request that carries it.
@@ -362,10 +362,10 @@ class Hsm(TokenSession):
         """Destroy a session key now rather than at session close."""
 
         def destroy() -> None:
-            if key._generation == self._generation:  # else it died with its session
-                key._object.destroy()
+            if self.is_live(key):  # else it died with its session
+                self.resolve(key).destroy()
 
-        self._call("destroy key", destroy)
+        self.call("destroy key", destroy)
 
     # --- MAC, signatures, GCM ----------------------------------------------------------------
 
@@ -373,9 +373,9 @@ class Hsm(TokenSession):
         """HMAC (the profile's binding_mac) computed in the token."""
         mech = self.profile.mechanism("binding_mac")
         return bytes(
-            self._call(
+            self.call(
                 "compute MAC",
-                lambda: self._resolve(key).sign(data, mechanism=mech),
+                lambda: self.resolve(key).sign(data, mechanism=mech),
                 idempotent=True,
             )
         )
@@ -384,8 +384,8 @@ class Hsm(TokenSession):
         """Raw ECDSA r||s over a digest computed on the host (the hash is not secret)."""
         mech = self.profile.mechanism("ecdsa")
         return bytes(
-            self._call(
-                "sign", lambda: self._resolve(key).sign(digest, mechanism=mech), idempotent=True
+            self.call(
+                "sign", lambda: self.resolve(key).sign(digest, mechanism=mech), idempotent=True
             )
         )
 
@@ -401,10 +401,10 @@ class Hsm(TokenSession):
         wanted = [bytes(d) for d in digests]
 
         def sign_all() -> list[bytes]:
-            private = self._resolve(key)
+            private = self.resolve(key)
             return [bytes(private.sign(d, mechanism=mech)) for d in wanted]
 
-        return self._call("sign", sign_all, idempotent=True) if wanted else []
+        return self.call("sign", sign_all, idempotent=True) if wanted else []
 
     def signer(self, key: TokenKey, curve: str) -> TokenSigner:
         """``key`` as a :class:`kms.pki.ecdsa.Signer`: certificates and CRLs signed in the token."""
@@ -421,10 +421,10 @@ class Hsm(TokenSession):
             for object_class in ("private", "public"):
                 half = TokenKey(key.label, object_class)
                 with contextlib.suppress(errors.TokenKeyNotFound):
-                    self._resolve(half).destroy()
-                self._handles.pop((key.label, object_class), None)
+                    self.resolve(half).destroy()
+                self.forget_handle(half)
 
-        self._call("destroy key pair", destroy)
+        self.call("destroy key pair", destroy)
 
     def gcm_encrypt(
         self, key: SessionKey, iv: bytes, aad: bytes, plaintext: bytes, tag_bits: int
@@ -487,10 +487,10 @@ class Hsm(TokenSession):
 
         def destroy() -> None:
             with contextlib.suppress(errors.TokenKeyNotFound):
-                self._resolve(key).destroy()
-            self._handles.pop((key.label, key.object_class), None)
+                self.resolve(key).destroy()
+            self.forget_handle(key)
 
-        self._call(f"destroy {key.label}", destroy)
+        self.call(f"destroy {key.label}", destroy)
 
     # --- end of CA key backup ------------------------------------------------------------------
 
@@ -499,9 +499,9 @@ class Hsm(TokenSession):
         if length < 1:
             raise ValueError("ask for at least one random byte")
         return bytes(
-            self._call(
+            self.call(
                 "generate random",
-                lambda: self._session.generate_random(length * 8),
+                lambda: self.pkcs11_session.generate_random(length * 8),
                 idempotent=True,
             )
         )
@@ -550,11 +550,11 @@ class Hsm(TokenSession):
 
     def _data_objects(self, label: str) -> list[Any]:
         query = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label}
-        return list(self._session.get_objects(query))
+        return list(self.pkcs11_session.get_objects(query))
 
     def read_data(self, label: str) -> list[bytes]:
         """Values of the private token data objects labelled ``label`` (usually one)."""
-        return self._call(
+        return self.call(
             f"read data object {label}",
             lambda: [bytes(obj[Attribute.VALUE]) for obj in self._data_objects(label)],
             idempotent=True,
@@ -569,11 +569,11 @@ class Hsm(TokenSession):
 
         def replace() -> None:
             old = self._data_objects(label)
-            self._session.create_object(templates.data_object(label, value))
+            self.pkcs11_session.create_object(templates.data_object(label, value))
             for obj in old:
                 obj.destroy()
 
-        self._call(f"write data object {label}", replace)
+        self.call(f"write data object {label}", replace)
 
 
 @dataclass(frozen=True)
