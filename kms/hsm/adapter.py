@@ -15,11 +15,10 @@ from typing import Any
 
 import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
-from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from kms import errors
 from kms.config import Config, Pin
-from kms.hsm import ecdh, templates, trusted_wrap
+from kms.hsm import ecdh, signing, templates, trusted_wrap
 from kms.hsm.gcm import TokenGcm
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
@@ -29,8 +28,6 @@ __all__ = ["Hsm", "Key", "SessionKey", "TokenKey", "TokenSigner", "open_hsm"]
 #: Per-meter key templates, built once: python-pkcs11 merges them into a new dict per call and
 #: never changes them, and they sit on the provisioning hot path.
 _SESSION_TEMPLATES = {use: templates.session_key(use) for use in KeyUse}
-
-_CURVE_OIDS = {"P-256": "secp256r1", "P-384": "secp384r1"}
 
 
 class Hsm(TokenSession):
@@ -103,33 +100,11 @@ class Hsm(TokenSession):
 
         ``backup`` makes the private key wrappable under a trusted key only (CA keys).
         """
-        oid = _CURVE_OIDS[curve]
-
-        def generate() -> None:
-            params = self.pkcs11_session.create_domain_parameters(
-                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(oid)}, local=True
-            )
-            params.generate_keypair(
-                store=True,
-                capabilities=MechanismFlag(0),
-                mechanism=self.profile.mechanism("ec_key_pair_gen"),
-                public_template=templates.ec_public_key(label, key_id),
-                private_template=templates.ec_private_key(label, key_id, backup=backup),
-            )
-
-        self.call(f"generate {curve} key pair", generate)
-        return TokenKey(label, "private")
+        return signing.create_ec_key_pair(self, label, key_id, curve, backup=backup)
 
     def public_key_der(self, key: TokenKey) -> bytes:
         """DER SubjectPublicKeyInfo of the public half of an EC key pair."""
-        public = TokenKey(key.label, "public")
-        return bytes(
-            self.call(
-                "export public key",
-                lambda: encode_ec_public_key(self.resolve(public)),
-                idempotent=True,
-            )
-        )
+        return signing.public_key_der(self, key)
 
     def create_transport_key(
         self, label: str, key_id: bytes, value: bytes | None, length: int
@@ -382,12 +357,7 @@ class Hsm(TokenSession):
 
     def sign_digest(self, key: TokenKey, digest: bytes) -> bytes:
         """Raw ECDSA r||s over a digest computed on the host (the hash is not secret)."""
-        mech = self.profile.mechanism("ecdsa")
-        return bytes(
-            self.call(
-                "sign", lambda: self.resolve(key).sign(digest, mechanism=mech), idempotent=True
-            )
-        )
+        return signing.sign_digest(self, key, digest)
 
     def sign_digests(self, key: TokenKey, digests: Sequence[bytes]) -> list[bytes]:
         """Raw ECDSA r||s over each digest, back to back in one call under the token lock.
@@ -397,18 +367,11 @@ class Hsm(TokenSession):
         P-384 signature on SoftHSM), so callers pass chunks, not whole batches. A lost session
         re-runs the whole list: signing again is harmless, the earlier signatures are discarded.
         """
-        mech = self.profile.mechanism("ecdsa")
-        wanted = [bytes(d) for d in digests]
-
-        def sign_all() -> list[bytes]:
-            private = self.resolve(key)
-            return [bytes(private.sign(d, mechanism=mech)) for d in wanted]
-
-        return self.call("sign", sign_all, idempotent=True) if wanted else []
+        return signing.sign_digests(self, key, digests)
 
     def signer(self, key: TokenKey, curve: str) -> TokenSigner:
         """``key`` as a :class:`kms.pki.ecdsa.Signer`: certificates and CRLs signed in the token."""
-        if curve not in _CURVE_OIDS:
+        if curve not in signing.CURVE_OIDS:
             raise ValueError(f"unknown curve {curve!r}")
         if key.object_class != "private":
             raise ValueError("a signer is the private half of a key pair")
@@ -416,15 +379,7 @@ class Hsm(TokenSession):
 
     def destroy_key_pair(self, key: TokenKey) -> None:
         """Destroy both halves of a token key pair (a ceremony undoing its own half-made key)."""
-
-        def destroy() -> None:
-            for object_class in ("private", "public"):
-                half = TokenKey(key.label, object_class)
-                with contextlib.suppress(errors.TokenKeyNotFound):
-                    self.resolve(half).destroy()
-                self.forget_handle(half)
-
-        self.call("destroy key pair", destroy)
+        signing.destroy_key_pair(self, key)
 
     def gcm_encrypt(
         self, key: SessionKey, iv: bytes, aad: bytes, plaintext: bytes, tag_bits: int
