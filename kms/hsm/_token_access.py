@@ -2,10 +2,11 @@
 
 :class:`kms.hsm.session.TokenSession` keeps the lock, the login, the retries after a lost session
 and the object handles as private state. The adapter's own operations and the modules that do
-the rest of the work on top of it (:mod:`kms.hsm.ecdh`, :mod:`kms.hsm.trusted_wrap`,
-:mod:`kms.hsm.gcm`) use this instead, so each module says in its signatures what it needs and the
-session can change its bookkeeping without them noticing. ``tests/hsm/test_internal_protocol.py``
-keeps the rule: no module of ``kms.hsm`` reads an underscore attribute it did not define.
+the rest of the work on top of it (:mod:`kms.hsm.key_wrap`, :mod:`kms.hsm.signing`,
+:mod:`kms.hsm.ecdh`, :mod:`kms.hsm.trusted_wrap`, :mod:`kms.hsm.gcm`) use this instead, so each
+module says in its signatures what it needs and the session can change its bookkeeping without
+them noticing. ``tests/hsm/test_internal_protocol.py`` keeps the rule: no module of ``kms.hsm``
+reads an underscore attribute it did not define.
 
 These members are public on :class:`kms.hsm.Hsm` only because Python has no package-private
 names: everything above ``kms.hsm`` uses the adapter's operations, never these. The pkcs11

@@ -2,8 +2,13 @@
 
 :class:`Hsm` is the operations (key generation, wrap and unwrap, MAC, signatures, GCM, data
 objects) on top of :class:`kms.hsm.session.TokenSession`, which owns the lock, the one login,
-the retries after a lost session and the handles (see that module for why). Every key template
-is written out in :mod:`kms.hsm.templates`; every mechanism comes from the HSM profile.
+the retries after a lost session and the handles (see that module for why). The operations reach
+the session through :class:`kms.hsm._token_access.TokenAccess` only, and the larger ones live in
+modules of their own as functions of it, which :class:`Hsm` offers as methods: key wrap
+(:mod:`kms.hsm.key_wrap`), EC signing keys (:mod:`kms.hsm.signing`), EC key agreement
+(:mod:`kms.hsm.ecdh`), CA key backup (:mod:`kms.hsm.trusted_wrap`) and GCM
+(:mod:`kms.hsm.gcm`). Every key template is written out in :mod:`kms.hsm.templates`; every
+mechanism comes from the HSM profile.
 """
 
 from __future__ import annotations
@@ -14,20 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pkcs11.exceptions as p11e
-from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 
 from kms import errors
 from kms.config import Config, Pin
-from kms.hsm import ecdh, signing, templates, trusted_wrap
+from kms.hsm import ecdh, key_wrap, signing, templates, trusted_wrap
 from kms.hsm.gcm import TokenGcm
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
 
 __all__ = ["Hsm", "Key", "SessionKey", "TokenKey", "TokenSigner", "open_hsm"]
-
-#: Per-meter key templates, built once: python-pkcs11 merges them into a new dict per call and
-#: never changes them, and they sit on the provisioning hot path.
-_SESSION_TEMPLATES = {use: templates.session_key(use) for use in KeyUse}
 
 
 class Hsm(TokenSession):
@@ -164,7 +165,7 @@ class Hsm(TokenSession):
                 length * 8,
                 capabilities=MechanismFlag(0),
                 mechanism=self.profile.mechanism("aes_key_gen"),
-                template=_SESSION_TEMPLATES[use],
+                template=templates.SESSION_KEYS[use],
             ),
         )
         return self.session_key(obj, length, use)
@@ -178,58 +179,13 @@ class Hsm(TokenSession):
 
     def wrap_key(self, wrapping_key: Key, key_to_wrap: SessionKey) -> bytes:
         """RFC 3394 AES key wrap of a session key, inside the token."""
-        mech = self.profile.mechanism("key_wrap")
-        return bytes(
-            self.call(
-                "wrap key",
-                lambda: self.resolve(wrapping_key).wrap_key(
-                    self.resolve(key_to_wrap), mechanism=mech
-                ),
-            )
-        )
+        return key_wrap.wrap_key(self, wrapping_key, key_to_wrap)
 
     def unwrap_key(
         self, unwrapping_key: Key, wrapped_key: bytes, use: KeyUse, length: int
     ) -> SessionKey:
         """RFC 3394 unwrap into a session object; a bad blob raises InvalidUnwrap."""
-        if len(wrapped_key) != length + 8:
-            raise errors.InvalidUnwrap("wrapped key has the wrong length")
-        obj = self._unwrap(
-            "unwrap key",
-            unwrapping_key,
-            wrapped_key,
-            KeyType.AES,
-            self.profile.mechanism("key_wrap"),
-            _SESSION_TEMPLATES[use],
-        )
-        return self.session_key(obj, length, use)
-
-    def _unwrap(
-        self,
-        operation: str,
-        unwrapping_key: Key,
-        wrapped: bytes,
-        key_type: KeyType,
-        mechanism: Mechanism,
-        template: dict[Attribute, Any],
-    ) -> Any:
-        """C_UnwrapKey into a session object; a failed integrity check is InvalidUnwrap."""
-
-        def unwrap() -> Any:
-            try:
-                return self.resolve(unwrapping_key).unwrap_key(
-                    ObjectClass.SECRET_KEY,
-                    key_type,
-                    wrapped,
-                    mechanism=mechanism,
-                    capabilities=MechanismFlag(0),
-                    template=template,
-                )
-            except p11e.GeneralError:
-                # SoftHSM answers a failed RFC 3394/5649 integrity check with CKR_GENERAL_ERROR.
-                raise errors.InvalidUnwrap(f"{operation}: integrity check failed") from None
-
-        return self.call(operation, unwrap)
+        return key_wrap.unwrap_key(self, unwrapping_key, wrapped_key, use, length)
 
     # --- HLS secrets (mechanism 6) ----------------------------------------------------------
 
@@ -238,7 +194,7 @@ class Hsm(TokenSession):
         extractable only so that it can be wrapped under the storage key."""
         if not 1 <= len(value) <= 64:
             raise ValueError("an HLS secret is 1 to 64 bytes")
-        template = dict(_SESSION_TEMPLATES[KeyUse.SECRET])
+        template = dict(templates.SESSION_KEYS[KeyUse.SECRET])
         template[Attribute.VALUE] = bytes(value)
         obj = self.call("import HLS secret", lambda: self.pkcs11_session.create_object(template))
         return self.session_key(obj, len(value), KeyUse.SECRET)
@@ -251,36 +207,17 @@ class Hsm(TokenSession):
         padded: the unwrapped secret is then ``length`` rounded up to 8 bytes of which only the
         first ``length`` are the secret (the profile flag ``wrap_pad_unwrap_keeps_padding``).
         """
-        return length >= 16 and length % 8 == 0
-
-    def _secret_wrap_mechanism(self, length: int) -> Mechanism:
-        return self.profile.mechanism(
-            "key_wrap" if self.secret_wrap_is_exact(length) else "key_wrap_pad"
-        )
+        return key_wrap.secret_wrap_is_exact(length)
 
     def wrap_secret(self, wrapping_key: Key, secret: SessionKey) -> bytes:
         """Wrap an HLS secret in the token: RFC 3394 when its length allows, else RFC 5649."""
-        mech = self._secret_wrap_mechanism(secret.length)
-        return bytes(
-            self.call(
-                "wrap HLS secret",
-                lambda: self.resolve(wrapping_key).wrap_key(self.resolve(secret), mechanism=mech),
-            )
-        )
+        return key_wrap.wrap_secret(self, wrapping_key, secret)
 
     def unwrap_secret(
         self, unwrapping_key: Key, wrapped: bytes, length: int, *, readable: bool
     ) -> SessionKey:
         """Unwrap an HLS secret for use: sensitive (for C_DigestKey) unless ``readable``."""
-        obj = self._unwrap(
-            "unwrap HLS secret",
-            unwrapping_key,
-            wrapped,
-            KeyType.GENERIC_SECRET,
-            self._secret_wrap_mechanism(length),
-            templates.secret_for_use(readable=readable),
-        )
-        return self.session_key(obj, length, KeyUse.SECRET)
+        return key_wrap.unwrap_secret(self, unwrapping_key, wrapped, length, readable=readable)
 
     def digest_secret(self, secret: SessionKey, message: bytes) -> bytes:
         """SHA-256(secret || message) in the token (C_DigestKey, then C_DigestUpdate)."""
@@ -342,7 +279,7 @@ class Hsm(TokenSession):
 
         self.call("destroy key", destroy)
 
-    # --- MAC, signatures, GCM ----------------------------------------------------------------
+    # --- MAC, signatures (the work is in kms.hsm.signing), GCM -------------------------------
 
     def mac(self, key: TokenKey, data: bytes) -> bytes:
         """HMAC (the profile's binding_mac) computed in the token."""
