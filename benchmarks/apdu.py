@@ -669,13 +669,13 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
         keys = meter_keys(result, own)
         service = apdu_protection_factory(hsm, db, config)
         calls = [0]
-        real_call = hsm._call
+        real_call = hsm.call
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             calls[0] += 1
             return real_call(*args, **kwargs)
 
-        hsm._call = counted  # type: ignore[method-assign]
+        hsm.call = counted  # type: ignore[method-assign]
         commits = [0]
         event.listen(db.engine, "commit", lambda _c: commits.__setitem__(0, commits[0] + 1))
         counts: dict[str, Any] = {}
@@ -710,7 +710,7 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
                 "verify_token_calls": calls[0],
                 "verify_commits": commits[0],
             }
-        hsm._call = real_call  # type: ignore[method-assign]
+        hsm.call = real_call  # type: ignore[method-assign]
         service.close()
         db.dispose()
     finally:

@@ -1,7 +1,7 @@
 """The one place that maps python-pkcs11 exceptions onto the KMS's own hierarchy.
 
 Mirrors python-pkcs11's ``map_rv_to_error``: a table from exception class to ``KMSError`` class,
-applied by :func:`translate` to every call into the library (``Hsm._call`` wraps each one;
+applied by :func:`translate` to every call into the library (``TokenSession.call`` wraps each one;
 :func:`translated` serves the few calls made outside it, at login). Any
 ``PKCS11Error`` not named in the table falls through to :class:`kms.errors.HsmError`, so nothing
 above ``kms.hsm`` ever sees a ``pkcs11`` type. Messages carry the operation's name and the token's

@@ -2,8 +2,13 @@
 
 :class:`Hsm` is the operations (key generation, wrap and unwrap, MAC, signatures, GCM, data
 objects) on top of :class:`kms.hsm.session.TokenSession`, which owns the lock, the one login,
-the retries after a lost session and the handles (see that module for why). Every key template
-is written out in :mod:`kms.hsm.templates`; every mechanism comes from the HSM profile.
+the retries after a lost session and the handles (see that module for why). The operations reach
+the session through :class:`kms.hsm._token_access.TokenAccess` only, and the larger ones live in
+modules of their own as functions of it, which :class:`Hsm` offers as methods: key wrap
+(:mod:`kms.hsm.key_wrap`), EC signing keys (:mod:`kms.hsm.signing`), EC key agreement
+(:mod:`kms.hsm.ecdh`), CA key backup (:mod:`kms.hsm.trusted_wrap`) and GCM
+(:mod:`kms.hsm.gcm`). Every key template is written out in :mod:`kms.hsm.templates`; every
+mechanism comes from the HSM profile.
 """
 
 from __future__ import annotations
@@ -14,23 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pkcs11.exceptions as p11e
-from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
-from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 
 from kms import errors
 from kms.config import Config, Pin
-from kms.hsm import ecdh, templates, trusted_wrap
+from kms.hsm import ecdh, key_wrap, signing, templates, trusted_wrap
 from kms.hsm.gcm import TokenGcm
 from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
 from kms.hsm.templates import KeyUse
 
 __all__ = ["Hsm", "Key", "SessionKey", "TokenKey", "TokenSigner", "open_hsm"]
-
-#: Per-meter key templates, built once: python-pkcs11 merges them into a new dict per call and
-#: never changes them, and they sit on the provisioning hot path.
-_SESSION_TEMPLATES = {use: templates.session_key(use) for use in KeyUse}
-
-_CURVE_OIDS = {"P-256": "secp256r1", "P-384": "secp384r1"}
 
 
 class Hsm(TokenSession):
@@ -49,7 +47,7 @@ class Hsm(TokenSession):
         }
 
         def read() -> dict[str, Any]:
-            obj = self._resolve(key)
+            obj = self.resolve(key)
             out: dict[str, Any] = {}
             for name, attr in names.items():
                 try:
@@ -58,19 +56,19 @@ class Hsm(TokenSession):
                     out[name] = None
             return out
 
-        return self._call("read attributes", read, idempotent=True)
+        return self.call("read attributes", read, idempotent=True)
 
     def read_value(self, key: Key) -> bytes:
         """Try to read CKA_VALUE; for tests proving the token refuses (it raises HsmError)."""
-        return bytes(self._call("read value", lambda: self._resolve(key)[Attribute.VALUE]))
+        return bytes(self.call("read value", lambda: self.resolve(key)[Attribute.VALUE]))
 
     # --- root keys and ceremonies ------------------------------------------------------------
 
     def create_storage_key(self, label: str, key_id: bytes) -> TokenKey:
         """Generate the AES-256 storage key as a non-extractable token object."""
-        self._call(
+        self.call(
             "generate storage key",
-            lambda: self._session.generate_key(
+            lambda: self.pkcs11_session.generate_key(
                 KeyType.AES,
                 256,
                 store=True,
@@ -83,9 +81,9 @@ class Hsm(TokenSession):
 
     def create_binding_key(self, label: str, key_id: bytes) -> TokenKey:
         """Generate the 256-bit generic-secret HMAC key that binds blobs to their rows."""
-        self._call(
+        self.call(
             "generate binding key",
-            lambda: self._session.generate_key(
+            lambda: self.pkcs11_session.generate_key(
                 KeyType.GENERIC_SECRET,
                 256,
                 store=True,
@@ -103,33 +101,11 @@ class Hsm(TokenSession):
 
         ``backup`` makes the private key wrappable under a trusted key only (CA keys).
         """
-        oid = _CURVE_OIDS[curve]
-
-        def generate() -> None:
-            params = self._session.create_domain_parameters(
-                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(oid)}, local=True
-            )
-            params.generate_keypair(
-                store=True,
-                capabilities=MechanismFlag(0),
-                mechanism=self.profile.mechanism("ec_key_pair_gen"),
-                public_template=templates.ec_public_key(label, key_id),
-                private_template=templates.ec_private_key(label, key_id, backup=backup),
-            )
-
-        self._call(f"generate {curve} key pair", generate)
-        return TokenKey(label, "private")
+        return signing.create_ec_key_pair(self, label, key_id, curve, backup=backup)
 
     def public_key_der(self, key: TokenKey) -> bytes:
         """DER SubjectPublicKeyInfo of the public half of an EC key pair."""
-        public = TokenKey(key.label, "public")
-        return bytes(
-            self._call(
-                "export public key",
-                lambda: encode_ec_public_key(self._resolve(public)),
-                idempotent=True,
-            )
-        )
+        return signing.public_key_der(self, key)
 
     def create_transport_key(
         self, label: str, key_id: bytes, value: bytes | None, length: int
@@ -137,9 +113,9 @@ class Hsm(TokenSession):
         """Bring a vendor's master key into the token (``value``), or generate one (``None``)."""
         template = templates.transport_key(label, key_id)
         if value is None:
-            self._call(
+            self.call(
                 "generate transport key",
-                lambda: self._session.generate_key(
+                lambda: self.pkcs11_session.generate_key(
                     KeyType.AES,
                     length * 8,
                     store=True,
@@ -152,7 +128,7 @@ class Hsm(TokenSession):
             if len(value) not in (16, 32):
                 raise ValueError("a transport key is 16 or 32 bytes")
             template[Attribute.VALUE] = value
-            self._call("import transport key", lambda: self._session.create_object(template))
+            self.call("import transport key", lambda: self.pkcs11_session.create_object(template))
         return TokenKey(label)
 
     def check_value(self, key: Key) -> bytes:
@@ -163,9 +139,9 @@ class Hsm(TokenSession):
         unwrapped key for one; an empty answer is an error rather than a silent ``b""``.
         """
         value = bytes(
-            self._call(
+            self.call(
                 "read check value",
-                lambda: self._resolve(key)[Attribute.CHECK_VALUE],
+                lambda: self.resolve(key)[Attribute.CHECK_VALUE],
                 idempotent=isinstance(key, TokenKey),
             )
         )
@@ -182,79 +158,34 @@ class Hsm(TokenSession):
         """Generate an AES key as a sensitive session object."""
         if length not in (16, 32):
             raise ValueError("AES keys are 16 or 32 bytes")
-        obj = self._call(
+        obj = self.call(
             "generate key",
-            lambda: self._session.generate_key(
+            lambda: self.pkcs11_session.generate_key(
                 KeyType.AES,
                 length * 8,
                 capabilities=MechanismFlag(0),
                 mechanism=self.profile.mechanism("aes_key_gen"),
-                template=_SESSION_TEMPLATES[use],
+                template=templates.SESSION_KEYS[use],
             ),
         )
-        return SessionKey(obj, self._generation, length, use)
+        return self.session_key(obj, length, use)
 
     def load_known_key(self, value: bytes) -> SessionKey:
         """A throwaway session key of known value, for known-answer self-tests only."""
         template = templates.known_answer_key()
         template[Attribute.VALUE] = value
-        obj = self._call("create self-test key", lambda: self._session.create_object(template))
-        return SessionKey(obj, self._generation, len(value), KeyUse.EK)
+        obj = self.call("create self-test key", lambda: self.pkcs11_session.create_object(template))
+        return self.session_key(obj, len(value), KeyUse.EK)
 
     def wrap_key(self, wrapping_key: Key, key_to_wrap: SessionKey) -> bytes:
         """RFC 3394 AES key wrap of a session key, inside the token."""
-        mech = self.profile.mechanism("key_wrap")
-        return bytes(
-            self._call(
-                "wrap key",
-                lambda: self._resolve(wrapping_key).wrap_key(
-                    self._resolve(key_to_wrap), mechanism=mech
-                ),
-            )
-        )
+        return key_wrap.wrap_key(self, wrapping_key, key_to_wrap)
 
     def unwrap_key(
         self, unwrapping_key: Key, wrapped_key: bytes, use: KeyUse, length: int
     ) -> SessionKey:
         """RFC 3394 unwrap into a session object; a bad blob raises InvalidUnwrap."""
-        if len(wrapped_key) != length + 8:
-            raise errors.InvalidUnwrap("wrapped key has the wrong length")
-        obj = self._unwrap(
-            "unwrap key",
-            unwrapping_key,
-            wrapped_key,
-            KeyType.AES,
-            self.profile.mechanism("key_wrap"),
-            _SESSION_TEMPLATES[use],
-        )
-        return SessionKey(obj, self._generation, length, use)
-
-    def _unwrap(
-        self,
-        operation: str,
-        unwrapping_key: Key,
-        wrapped: bytes,
-        key_type: KeyType,
-        mechanism: Mechanism,
-        template: dict[Attribute, Any],
-    ) -> Any:
-        """C_UnwrapKey into a session object; a failed integrity check is InvalidUnwrap."""
-
-        def unwrap() -> Any:
-            try:
-                return self._resolve(unwrapping_key).unwrap_key(
-                    ObjectClass.SECRET_KEY,
-                    key_type,
-                    wrapped,
-                    mechanism=mechanism,
-                    capabilities=MechanismFlag(0),
-                    template=template,
-                )
-            except p11e.GeneralError:
-                # SoftHSM answers a failed RFC 3394/5649 integrity check with CKR_GENERAL_ERROR.
-                raise errors.InvalidUnwrap(f"{operation}: integrity check failed") from None
-
-        return self._call(operation, unwrap)
+        return key_wrap.unwrap_key(self, unwrapping_key, wrapped_key, use, length)
 
     # --- HLS secrets (mechanism 6) ----------------------------------------------------------
 
@@ -263,10 +194,10 @@ class Hsm(TokenSession):
         extractable only so that it can be wrapped under the storage key."""
         if not 1 <= len(value) <= 64:
             raise ValueError("an HLS secret is 1 to 64 bytes")
-        template = dict(_SESSION_TEMPLATES[KeyUse.SECRET])
+        template = dict(templates.SESSION_KEYS[KeyUse.SECRET])
         template[Attribute.VALUE] = bytes(value)
-        obj = self._call("import HLS secret", lambda: self._session.create_object(template))
-        return SessionKey(obj, self._generation, len(value), KeyUse.SECRET)
+        obj = self.call("import HLS secret", lambda: self.pkcs11_session.create_object(template))
+        return self.session_key(obj, len(value), KeyUse.SECRET)
 
     @staticmethod
     def secret_wrap_is_exact(length: int) -> bool:
@@ -276,44 +207,25 @@ class Hsm(TokenSession):
         padded: the unwrapped secret is then ``length`` rounded up to 8 bytes of which only the
         first ``length`` are the secret (the profile flag ``wrap_pad_unwrap_keeps_padding``).
         """
-        return length >= 16 and length % 8 == 0
-
-    def _secret_wrap_mechanism(self, length: int) -> Mechanism:
-        return self.profile.mechanism(
-            "key_wrap" if self.secret_wrap_is_exact(length) else "key_wrap_pad"
-        )
+        return key_wrap.secret_wrap_is_exact(length)
 
     def wrap_secret(self, wrapping_key: Key, secret: SessionKey) -> bytes:
         """Wrap an HLS secret in the token: RFC 3394 when its length allows, else RFC 5649."""
-        mech = self._secret_wrap_mechanism(secret.length)
-        return bytes(
-            self._call(
-                "wrap HLS secret",
-                lambda: self._resolve(wrapping_key).wrap_key(self._resolve(secret), mechanism=mech),
-            )
-        )
+        return key_wrap.wrap_secret(self, wrapping_key, secret)
 
     def unwrap_secret(
         self, unwrapping_key: Key, wrapped: bytes, length: int, *, readable: bool
     ) -> SessionKey:
         """Unwrap an HLS secret for use: sensitive (for C_DigestKey) unless ``readable``."""
-        obj = self._unwrap(
-            "unwrap HLS secret",
-            unwrapping_key,
-            wrapped,
-            KeyType.GENERIC_SECRET,
-            self._secret_wrap_mechanism(length),
-            templates.secret_for_use(readable=readable),
-        )
-        return SessionKey(obj, self._generation, length, KeyUse.SECRET)
+        return key_wrap.unwrap_secret(self, unwrapping_key, wrapped, length, readable=readable)
 
     def digest_secret(self, secret: SessionKey, message: bytes) -> bytes:
         """SHA-256(secret || message) in the token (C_DigestKey, then C_DigestUpdate)."""
         mech = self.profile.mechanism("digest_key")
         return bytes(
-            self._call(
+            self.call(
                 "digest HLS secret",
-                lambda: self._session.digest([self._resolve(secret), message], mechanism=mech),
+                lambda: self.pkcs11_session.digest([self.resolve(secret), message], mechanism=mech),
             )
         )
 
@@ -340,7 +252,7 @@ class Hsm(TokenSession):
     def _read_value(self, operation: str, key: SessionKey) -> bytearray:
         """CKA_VALUE of a key made readable for one of the profile's named exceptions, into a
         buffer the caller zeroises."""
-        return bytearray(self._call(operation, lambda: self._resolve(key)[Attribute.VALUE]))
+        return bytearray(self.call(operation, lambda: self.resolve(key)[Attribute.VALUE]))
 
     def read_dedicated_key(self, key: SessionKey) -> bytearray:
         """A new dedicated key's bytes, to place in the initiate request that carries it.
@@ -362,32 +274,27 @@ class Hsm(TokenSession):
         """Destroy a session key now rather than at session close."""
 
         def destroy() -> None:
-            if key._generation == self._generation:  # else it died with its session
-                key._object.destroy()
+            if self.is_live(key):  # else it died with its session
+                self.resolve(key).destroy()
 
-        self._call("destroy key", destroy)
+        self.call("destroy key", destroy)
 
-    # --- MAC, signatures, GCM ----------------------------------------------------------------
+    # --- MAC, signatures (the work is in kms.hsm.signing), GCM -------------------------------
 
     def mac(self, key: TokenKey, data: bytes) -> bytes:
         """HMAC (the profile's binding_mac) computed in the token."""
         mech = self.profile.mechanism("binding_mac")
         return bytes(
-            self._call(
+            self.call(
                 "compute MAC",
-                lambda: self._resolve(key).sign(data, mechanism=mech),
+                lambda: self.resolve(key).sign(data, mechanism=mech),
                 idempotent=True,
             )
         )
 
     def sign_digest(self, key: TokenKey, digest: bytes) -> bytes:
         """Raw ECDSA r||s over a digest computed on the host (the hash is not secret)."""
-        mech = self.profile.mechanism("ecdsa")
-        return bytes(
-            self._call(
-                "sign", lambda: self._resolve(key).sign(digest, mechanism=mech), idempotent=True
-            )
-        )
+        return signing.sign_digest(self, key, digest)
 
     def sign_digests(self, key: TokenKey, digests: Sequence[bytes]) -> list[bytes]:
         """Raw ECDSA r||s over each digest, back to back in one call under the token lock.
@@ -397,18 +304,11 @@ class Hsm(TokenSession):
         P-384 signature on SoftHSM), so callers pass chunks, not whole batches. A lost session
         re-runs the whole list: signing again is harmless, the earlier signatures are discarded.
         """
-        mech = self.profile.mechanism("ecdsa")
-        wanted = [bytes(d) for d in digests]
-
-        def sign_all() -> list[bytes]:
-            private = self._resolve(key)
-            return [bytes(private.sign(d, mechanism=mech)) for d in wanted]
-
-        return self._call("sign", sign_all, idempotent=True) if wanted else []
+        return signing.sign_digests(self, key, digests)
 
     def signer(self, key: TokenKey, curve: str) -> TokenSigner:
         """``key`` as a :class:`kms.pki.ecdsa.Signer`: certificates and CRLs signed in the token."""
-        if curve not in _CURVE_OIDS:
+        if curve not in signing.CURVE_OIDS:
             raise ValueError(f"unknown curve {curve!r}")
         if key.object_class != "private":
             raise ValueError("a signer is the private half of a key pair")
@@ -416,15 +316,7 @@ class Hsm(TokenSession):
 
     def destroy_key_pair(self, key: TokenKey) -> None:
         """Destroy both halves of a token key pair (a ceremony undoing its own half-made key)."""
-
-        def destroy() -> None:
-            for object_class in ("private", "public"):
-                half = TokenKey(key.label, object_class)
-                with contextlib.suppress(errors.TokenKeyNotFound):
-                    self._resolve(half).destroy()
-                self._handles.pop((key.label, object_class), None)
-
-        self._call("destroy key pair", destroy)
+        signing.destroy_key_pair(self, key)
 
     def gcm_encrypt(
         self, key: SessionKey, iv: bytes, aad: bytes, plaintext: bytes, tag_bits: int
@@ -487,10 +379,10 @@ class Hsm(TokenSession):
 
         def destroy() -> None:
             with contextlib.suppress(errors.TokenKeyNotFound):
-                self._resolve(key).destroy()
-            self._handles.pop((key.label, key.object_class), None)
+                self.resolve(key).destroy()
+            self.forget_handle(key)
 
-        self._call(f"destroy {key.label}", destroy)
+        self.call(f"destroy {key.label}", destroy)
 
     # --- end of CA key backup ------------------------------------------------------------------
 
@@ -499,9 +391,9 @@ class Hsm(TokenSession):
         if length < 1:
             raise ValueError("ask for at least one random byte")
         return bytes(
-            self._call(
+            self.call(
                 "generate random",
-                lambda: self._session.generate_random(length * 8),
+                lambda: self.pkcs11_session.generate_random(length * 8),
                 idempotent=True,
             )
         )
@@ -550,11 +442,11 @@ class Hsm(TokenSession):
 
     def _data_objects(self, label: str) -> list[Any]:
         query = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label}
-        return list(self._session.get_objects(query))
+        return list(self.pkcs11_session.get_objects(query))
 
     def read_data(self, label: str) -> list[bytes]:
         """Values of the private token data objects labelled ``label`` (usually one)."""
-        return self._call(
+        return self.call(
             f"read data object {label}",
             lambda: [bytes(obj[Attribute.VALUE]) for obj in self._data_objects(label)],
             idempotent=True,
@@ -569,11 +461,11 @@ class Hsm(TokenSession):
 
         def replace() -> None:
             old = self._data_objects(label)
-            self._session.create_object(templates.data_object(label, value))
+            self.pkcs11_session.create_object(templates.data_object(label, value))
             for obj in old:
                 obj.destroy()
 
-        self._call(f"write data object {label}", replace)
+        self.call(f"write data object {label}", replace)
 
 
 @dataclass(frozen=True)

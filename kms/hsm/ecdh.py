@@ -55,7 +55,8 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from kms import errors
 from kms.hsm import templates
-from kms.hsm.session import Key, SessionKey, TokenKey, TokenSession
+from kms.hsm._token_access import TokenAccess
+from kms.hsm.session import Key, SessionKey, TokenKey
 from kms.hsm.templates import KeyUse
 from kms.memory import zeroise
 
@@ -179,17 +180,17 @@ def point_from_attribute(spec: Curve, ec_point: bytes) -> bytes:
     return bytes(ec_point[1:])
 
 
-# --- operations (Hsm's methods call these under its lock) ---------------------------------------
+# --- operations (Hsm's methods call these; each runs its token work under TokenAccess.call) ---
 
 
-def generate_ephemeral_key_pair(hsm: TokenSession, curve_name: str) -> tuple[SessionKey, bytes]:
+def generate_ephemeral_key_pair(hsm: TokenAccess, curve_name: str) -> tuple[SessionKey, bytes]:
     """An ephemeral key pair as session objects: the private half (derive only, sensitive, never
     extractable) and the public point ``x || y``. The public object is destroyed once read."""
     spec = curve(curve_name)
     mech = hsm.profile.mechanism("ec_key_pair_gen")
 
     def generate() -> tuple[Any, bytes]:
-        params = hsm._session.create_domain_parameters(
+        params = hsm.pkcs11_session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: spec.ec_params}, local=True
         )
         public, private = params.generate_keypair(
@@ -208,19 +209,19 @@ def generate_ephemeral_key_pair(hsm: TokenSession, curve_name: str) -> tuple[Ses
             public.destroy()
         return private, point
 
-    private, point = hsm._call(f"generate ephemeral {spec.name} key pair", generate)
-    return SessionKey(private, hsm._generation, spec.coordinate_length, KeyUse.EPHEMERAL), point
+    private, point = hsm.call(f"generate ephemeral {spec.name} key pair", generate)
+    return hsm.session_key(private, spec.coordinate_length, KeyUse.EPHEMERAL), point
 
 
 def create_key_agreement_key_pair(
-    hsm: TokenSession, label: str, key_id: bytes, curve_name: str
+    hsm: TokenAccess, label: str, key_id: bytes, curve_name: str
 ) -> TokenKey:
     """A static key-agreement key pair as token objects (derive-only private half)."""
     spec = curve(curve_name)
     mech = hsm.profile.mechanism("ec_key_pair_gen")
 
     def generate() -> None:
-        params = hsm._session.create_domain_parameters(
+        params = hsm.pkcs11_session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: spec.ec_params}, local=True
         )
         params.generate_keypair(
@@ -231,23 +232,23 @@ def create_key_agreement_key_pair(
             private_template=templates.key_agreement_private_key(label, key_id),
         )
 
-    hsm._call(f"generate {spec.name} key-agreement key pair", generate)
+    hsm.call(f"generate {spec.name} key-agreement key pair", generate)
     return TokenKey(label, "private")
 
 
-def public_point(hsm: TokenSession, key: TokenKey) -> bytes:
+def public_point(hsm: TokenAccess, key: TokenKey) -> bytes:
     """``x || y`` of the public half of a token EC key pair (either half may be named)."""
     public = TokenKey(key.label, "public")
 
     def read() -> bytes:
-        obj = hsm._resolve(public)
+        obj = hsm.resolve(public)
         spec = _curve_of(obj)
         return point_from_attribute(spec, bytes(obj[Attribute.EC_POINT]))
 
-    return hsm._call("read public point", read, idempotent=True)
+    return hsm.call("read public point", read, idempotent=True)
 
 
-def load_known_ephemeral_key(hsm: TokenSession, curve_name: str, value: bytes) -> SessionKey:
+def load_known_ephemeral_key(hsm: TokenAccess, curve_name: str, value: bytes) -> SessionKey:
     """An EC private key of known value as a derive-only session object, for known-answer
     tests of key agreement only (never a real key)."""
     spec = curve(curve_name)
@@ -256,12 +257,12 @@ def load_known_ephemeral_key(hsm: TokenSession, curve_name: str, value: bytes) -
     template = templates.known_answer_ec_private_key()
     template[Attribute.EC_PARAMS] = spec.ec_params
     template[Attribute.VALUE] = bytes(value)
-    obj = hsm._call("create self-test EC key", lambda: hsm._session.create_object(template))
-    return SessionKey(obj, hsm._generation, spec.coordinate_length, KeyUse.EPHEMERAL)
+    obj = hsm.call("create self-test EC key", lambda: hsm.pkcs11_session.create_object(template))
+    return hsm.session_key(obj, spec.coordinate_length, KeyUse.EPHEMERAL)
 
 
 def agree_key(
-    hsm: TokenSession,
+    hsm: TokenAccess,
     private: Key,
     peer_public: bytes,
     curve_name: str,
@@ -290,7 +291,7 @@ def agree_key(
     key_template = templates.session_key(use)
 
     def kdf_in_token(z: Any) -> bytearray:
-        return bytearray(hsm._session.digest([COUNTER, z, info], mechanism=digest))
+        return bytearray(hsm.pkcs11_session.digest([COUNTER, z, info], mechanism=digest))
 
     def kdf_on_host(z: Any) -> bytearray:
         secret = bytearray(z[Attribute.VALUE])
@@ -304,7 +305,7 @@ def agree_key(
             zeroise(secret)
 
     def agree() -> Any:
-        base = hsm._resolve(private)
+        base = hsm.resolve(private)
         if _curve_of(base) is not spec:
             raise ValueError(f"the private key is not on {spec.name}")
         z = _derive_shared_secret(base, spec, derive, point, readable=on_host)
@@ -314,14 +315,14 @@ def agree_key(
             z.destroy()
         value = memoryview(derived)[:key_length]
         try:
-            return hsm._session.create_object({**key_template, Attribute.VALUE: value})
+            return hsm.pkcs11_session.create_object({**key_template, Attribute.VALUE: value})
         finally:
             value.release()
             zeroise(derived)
 
-    obj = hsm._call(f"agree {spec.name} key", agree)
+    obj = hsm.call(f"agree {spec.name} key", agree)
     location = KDF_LOCATION_HOST if on_host else KDF_LOCATION_TOKEN
-    return AgreedKey(SessionKey(obj, hsm._generation, key_length, use), location)
+    return AgreedKey(hsm.session_key(obj, key_length, use), location)
 
 
 def _derive_shared_secret(

@@ -16,10 +16,10 @@ from pkcs11 import Mechanism
 from pkcs11.mechanisms import GCMParams
 
 from kms import errors
-from kms.hsm.session import SessionKey
 
 if TYPE_CHECKING:
-    from kms.hsm.session import TokenSession
+    from kms.hsm._token_access import TokenAccess
+    from kms.hsm.session import SessionKey
 
 __all__ = ["TokenGcm"]
 
@@ -31,7 +31,7 @@ class TokenGcm:
     __slots__ = ("_hsm", "_key", "_mechanism", "_tag_bits")
 
     def __init__(
-        self, hsm: TokenSession, key: SessionKey, mechanism: Mechanism, tag_bits: int = 96
+        self, hsm: TokenAccess, key: SessionKey, mechanism: Mechanism, tag_bits: int = 96
     ) -> None:
         self._hsm = hsm
         self._key = key
@@ -48,14 +48,12 @@ class TokenGcm:
             plaintext = bytes(plaintext)
 
         def encrypt() -> bytes:
-            # _resolve's check, inlined (this runs once per protected APDU): a session key is
-            # only valid in the session generation that made it.
-            if key._generation != hsm._generation:
-                raise errors.SessionLost("a session key outlived the session that held it")
-            result: bytes = key._object.encrypt(plaintext, mechanism=mech, mechanism_param=params)
+            result: bytes = hsm.resolve(key).encrypt(
+                plaintext, mechanism=mech, mechanism_param=params
+            )
             return result
 
-        return hsm._call("GCM encrypt", encrypt)
+        return hsm.call("GCM encrypt", encrypt)
 
     def decrypt(self, iv: bytes, aad: bytes | bytearray, ciphertext: bytes, tag: bytes) -> bytes:
         """The plaintext; a tag that does not verify raises :class:`~kms.errors.InvalidTag`."""
@@ -66,13 +64,13 @@ class TokenGcm:
         def decrypt() -> bytes:
             try:
                 return bytes(
-                    hsm._resolve(self._key).decrypt(data, mechanism=mech, mechanism_param=params)
+                    hsm.resolve(self._key).decrypt(data, mechanism=mech, mechanism_param=params)
                 )
             except (p11e.GeneralError, p11e.EncryptedDataInvalid, p11e.DataInvalid):
                 # SoftHSM reports a GCM tag mismatch as a bare CKR_GENERAL_ERROR.
                 raise errors.InvalidTag("GCM tag did not verify") from None
 
-        return hsm._call("GCM decrypt", decrypt)
+        return hsm.call("GCM decrypt", decrypt)
 
 
 def _buffer(aad: bytes | bytearray) -> bytes:

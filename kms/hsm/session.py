@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -104,7 +105,9 @@ class TokenSession:
     """A logged-in session on one token, safe to share between the threads of a process.
 
     :class:`kms.hsm.adapter.Hsm` adds the operations; this class is the lock, the login, the
-    retries and the handles.
+    retries and the handles, kept private: the operations reach them through the public members
+    of :class:`kms.hsm._token_access.TokenAccess` only. A private method here runs with the lock
+    already held.
     """
 
     def __init__(self, config: Config, profile: Profile | None = None) -> None:
@@ -194,6 +197,7 @@ class TokenSession:
             self._mechanisms = frozenset(self._token.slot.get_mechanisms())
 
     def _reopen(self) -> None:
+        """Close the session if it is still ours, open it again and log in."""
         if self._session is not None and self._epoch == _EPOCHS.get(self._module, 0):
             with contextlib.suppress(p11e.PKCS11Error):
                 self._session.close()
@@ -210,14 +214,21 @@ class TokenSession:
                 self._session = None
                 self._handles.clear()
 
+    def reopen(self) -> None:
+        """Open the session again and log the user in, after :meth:`close` (a ceremony that logs
+        out for the security officer) or in its place: every session key dies."""
+        with _TOKEN_LOCK:
+            self._reopen()
+
     def __enter__(self) -> TokenSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, operation: str, fn: Callable[[], T], *, idempotent: bool = False) -> T:
-        """Run ``fn`` under the process lock with errors translated; retry a lost session once."""
+    def call(self, operation: str, fn: Callable[[], T], *, idempotent: bool = False) -> T:
+        """Run ``fn`` under the process lock with errors translated; retry a lost session once
+        if ``fn`` is ``idempotent`` (it touches token objects only, found again by label)."""
         with _TOKEN_LOCK:
             if self._session is None:
                 raise errors.SessionLost(f"{operation}: the token session is closed")
@@ -252,9 +263,30 @@ class TokenSession:
         """Names of the mechanisms the token offers (for ``kms selftest``)."""
         return sorted(m.name if isinstance(m, Mechanism) else hex(int(m)) for m in self._mechanisms)
 
+    # --- for the operations (kms.hsm._token_access.TokenAccess) ------------------------------
+
+    def locked(self) -> AbstractContextManager[object]:
+        """The process lock, to hold across several calls (it is re-entrant)."""
+        return _TOKEN_LOCK
+
+    @property
+    def pkcs11_session(self) -> Any:
+        """The python-pkcs11 session the process is logged in with: read it inside a function
+        given to :meth:`call`, since a lost session is replaced by a new one."""
+        return self._session
+
+    def open_session(self, *, so_pin: str | None = None) -> Any:
+        """C_OpenSession (read-write) beside the process's own session, and C_Login as the
+        security officer when ``so_pin`` is given; the caller holds :meth:`locked` and
+        translates the pkcs11 errors (kms.hsm.trusted_wrap)."""
+        return self._token.open(rw=True, so_pin=so_pin)
+
     # --- object handles ----------------------------------------------------------------------
 
-    def _resolve(self, key: Key) -> Any:
+    def resolve(self, key: Key) -> Any:
+        """The pkcs11 object of ``key``: a session key's own (if its session is still the
+        current one), or a token key found by label and class and its handle cached. Inside a
+        function given to :meth:`call` only."""
         if isinstance(key, SessionKey):
             if key._generation != self._generation:
                 raise errors.SessionLost("a session key outlived the session that held it")
@@ -278,6 +310,14 @@ class TokenSession:
             self._handles[cache_key] = handle
         return handle
 
+    def session_key(self, obj: Any, length: int, use: KeyUse) -> SessionKey:
+        """A session object just made (inside :meth:`call`) as a key of the current session."""
+        return SessionKey(obj, self._generation, length, use)
+
+    def forget_handle(self, key: TokenKey) -> None:
+        """Drop the cached handle of a token key that was just destroyed."""
+        self._handles.pop((key.label, key.object_class), None)
+
     def is_live(self, key: SessionKey) -> bool:
         """Whether a session key still exists: it dies with the session that made it."""
         return key._generation == self._generation
@@ -287,9 +327,9 @@ class TokenSession:
 
         def find() -> bool:
             try:
-                self._resolve(key)
+                self.resolve(key)
             except errors.TokenKeyNotFound:
                 return False
             return True
 
-        return self._call(f"find {key.label}", find, idempotent=True)
+        return self.call(f"find {key.label}", find, idempotent=True)

@@ -119,6 +119,12 @@ def session_key(use: KeyUse) -> dict[Attribute, Any]:
     return template
 
 
+#: :func:`session_key` for every use, built once: python-pkcs11 merges a template into a new dict
+#: per call and never changes it, and these sit on the provisioning hot path. Copy one before
+#: adding to it.
+SESSION_KEYS = {use: session_key(use) for use in KeyUse}
+
+
 def secret_for_use(*, readable: bool = False) -> dict[Attribute, Any]:
     """An HLS secret unwrapped to answer a challenge: sensitive and never extractable, unless
     the profile's fallback hashes it on the host (``readable``, audited as such: PKCS#11 shows

@@ -53,7 +53,8 @@ from kms import errors
 from kms.config import Pin
 from kms.hsm import templates
 from kms.hsm._errors import translate, translated
-from kms.hsm.session import _TOKEN_LOCK, SessionKey, TokenKey, TokenSession
+from kms.hsm._token_access import TokenAccess
+from kms.hsm.session import SessionKey, TokenKey
 from kms.hsm.templates import KeyUse
 
 __all__ = [
@@ -83,14 +84,14 @@ _UNWRAP_FAILED = (
 )
 
 
-def _so_session(hsm: TokenSession, so_pin: Pin) -> Any:
+def _so_session(hsm: TokenAccess, so_pin: Pin) -> Any:
     """A read-write session logged in as the SO, retrying a login collision with another
     process as the user login does (each C_Login rewrites the token file)."""
     operation = f"login to token {hsm.token_label!r} as security officer"
     delay = 0.02
     for attempt in range(hsm.profile.login_retries + 1):
         try:
-            return hsm._token.open(rw=True, so_pin=so_pin.reveal())
+            return hsm.open_session(so_pin=so_pin.reveal())
         except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange):
             raise errors.PinIncorrect(f"{operation}: the token refused the SO PIN") from None
         except p11e.PinLocked:
@@ -113,7 +114,7 @@ def _so_session(hsm: TokenSession, so_pin: Pin) -> Any:
 
 
 def create_trusted_wrapping_key(
-    hsm: TokenSession, so_pin: Pin, label: str, key_id: bytes, value: bytearray
+    hsm: TokenAccess, so_pin: Pin, label: str, key_id: bytes, value: bytearray
 ) -> TokenKey:
     """The AES-256 backup wrapping key of known ``value`` as a private, unmodifiable token
     object with ``CKA_TRUSTED``, ``CKA_WRAP`` only, sensitive and never extractable.
@@ -125,10 +126,10 @@ def create_trusted_wrapping_key(
         raise ValueError("the backup wrapping key is an AES-256 key (32 bytes)")
     template = templates.trusted_wrapping_key_by_so(label, key_id)
     template[Attribute.VALUE] = bytes(value)
-    with _TOKEN_LOCK:
-        hsm._call("check the session", lambda: None)  # reopens first if the module re-initialised
+    with hsm.locked():
+        hsm.call("check the session", lambda: None)  # reopens first if the module re-initialised
         with translated("open a session for the security officer"):
-            holder = hsm._token.open(rw=True)  # public: it outlives both logins
+            holder = hsm.open_session()  # public: it outlives both logins
         made: Any = None
         try:
             hsm.close()  # logs this process out: the SO cannot log in beside the user
@@ -141,7 +142,7 @@ def create_trusted_wrapping_key(
                     with contextlib.suppress(p11e.PKCS11Error):
                         officer.close()  # logs the SO out
             finally:
-                hsm._open()  # the user's login again, whatever happened
+                hsm.reopen()  # the user's login again, whatever happened
             with translated("keep the trusted wrapping key as a private token object"):
                 made.copy(templates.trusted_wrapping_key_copy())
         finally:
@@ -153,7 +154,7 @@ def create_trusted_wrapping_key(
     return TokenKey(label)
 
 
-def wrap_private_key(hsm: TokenSession, wrapping_key: TokenKey, key: TokenKey) -> bytes:
+def wrap_private_key(hsm: TokenAccess, wrapping_key: TokenKey, key: TokenKey) -> bytes:
     """``key`` (a private key) wrapped under ``wrapping_key`` in the token: PKCS#8 under the
     profile's ``ca_key_wrap`` mechanism. A key the token will not let out under that key (not
     extractable, or ``CKA_WRAP_WITH_TRUSTED`` under a key that is not trusted) is an
@@ -162,7 +163,7 @@ def wrap_private_key(hsm: TokenSession, wrapping_key: TokenKey, key: TokenKey) -
 
     def wrap() -> bytes:
         try:
-            return bytes(hsm._resolve(wrapping_key).wrap_key(hsm._resolve(key), mechanism=mech))
+            return bytes(hsm.resolve(wrapping_key).wrap_key(hsm.resolve(key), mechanism=mech))
         except (p11e.KeyNotWrappable, p11e.KeyUnextractable) as exc:
             raise errors.HsmError(
                 f"wrap {key.label} under {wrapping_key.label}: the token refuses "
@@ -170,23 +171,25 @@ def wrap_private_key(hsm: TokenSession, wrapping_key: TokenKey, key: TokenKey) -
                 "under a CKA_TRUSTED key and this one is not"
             ) from None
 
-    return hsm._call("wrap CA key", wrap)
+    return hsm.call("wrap CA key", wrap)
 
 
-def load_unwrapping_key(hsm: TokenSession, value: bytearray) -> SessionKey:
+def load_unwrapping_key(hsm: TokenAccess, value: bytearray) -> SessionKey:
     """The backup wrapping key rebuilt from its value as a session key that can only unwrap;
     the caller zeroises ``value`` and destroys the key when the restore is done."""
     if len(value) != KEY_LENGTH:
         raise ValueError("the backup wrapping key is an AES-256 key (32 bytes)")
     template = templates.backup_unwrapping_key()
     template[Attribute.VALUE] = bytes(value)
-    obj = hsm._call("rebuild backup wrapping key", lambda: hsm._session.create_object(template))
+    obj = hsm.call(
+        "rebuild backup wrapping key", lambda: hsm.pkcs11_session.create_object(template)
+    )
     # KEK_FOR_USE: a session key that unwraps and never leaves the token again.
-    return SessionKey(obj, hsm._generation, KEY_LENGTH, KeyUse.KEK_FOR_USE)
+    return hsm.session_key(obj, KEY_LENGTH, KeyUse.KEK_FOR_USE)
 
 
 def unwrap_private_key(
-    hsm: TokenSession, unwrapping_key: SessionKey, wrapped: bytes, label: str, key_id: bytes
+    hsm: TokenAccess, unwrapping_key: SessionKey, wrapped: bytes, label: str, key_id: bytes
 ) -> TokenKey:
     """Unwrap a backed-up CA private key into a token object labelled ``label``, with the
     template of a CA key (sensitive, extractable only under a trusted key, sign only).
@@ -199,7 +202,7 @@ def unwrap_private_key(
 
     def unwrap() -> None:
         try:
-            restored = hsm._resolve(unwrapping_key).unwrap_key(
+            restored = hsm.resolve(unwrapping_key).unwrap_key(
                 ObjectClass.PRIVATE_KEY,
                 KeyType.EC,
                 bytes(wrapped),
@@ -214,12 +217,12 @@ def unwrap_private_key(
         finally:
             restored.destroy()
 
-    hsm._call("restore CA key", unwrap)
+    hsm.call("restore CA key", unwrap)
     return TokenKey(label, "private")
 
 
 def create_public_key(
-    hsm: TokenSession, label: str, key_id: bytes, public_key_der: bytes
+    hsm: TokenAccess, label: str, key_id: bytes, public_key_der: bytes
 ) -> TokenKey:
     """The public half of a restored key pair as a token object, from the DER
     SubjectPublicKeyInfo of the CA's certificate (P-256 or P-384)."""
@@ -236,5 +239,5 @@ def create_public_key(
     ec_point = bytes((0x04, len(point))) + point
     ec_params = bytes(encode_named_curve_parameters(public.curve.name))
     template = templates.ec_public_key_object(label, key_id, ec_params, ec_point)
-    hsm._call("create CA public key", lambda: hsm._session.create_object(template))
+    hsm.call("create CA public key", lambda: hsm.pkcs11_session.create_object(template))
     return TokenKey(label, "public")

@@ -376,7 +376,7 @@ def test_eight_threads_share_one_hsm(kms: Kms) -> None:
 
 
 def _lose_session(hsm: Hsm) -> None:
-    hsm._session.close()
+    hsm.pkcs11_session.close()
 
 
 def test_an_idempotent_call_recovers_a_lost_session_and_logs_in_again(kms: Kms) -> None:

@@ -184,7 +184,7 @@ def kdf_hsm(request: pytest.FixtureRequest, kms_config: Config, tmp_path: Path) 
 def _capabilities(hsm: Hsm, key: SessionKey | TokenKey) -> dict[str, bool]:
     """The capability attributes of an EC private key. (Using one it lacks fails in
     python-pkcs11 already: it gives the object no ``sign`` method when CKA_SIGN is false.)"""
-    obj = hsm._resolve(key)
+    obj = hsm.resolve(key)
     names = ("DERIVE", "SIGN", "DECRYPT", "UNWRAP", "SIGN_RECOVER")
     return {name: bool(obj[Attribute[name]]) for name in names}
 
@@ -205,7 +205,7 @@ def _generic_secrets(hsm: Hsm) -> int:
         Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
         Attribute.TOKEN: False,
     }
-    return len(list(hsm._session.get_objects(query)))
+    return len(list(hsm.pkcs11_session.get_objects(query)))
 
 
 # --- agreement against pyca ------------------------------------------------------------------
@@ -331,7 +331,7 @@ def test_an_ephemeral_private_key_is_a_sensitive_derive_only_session_object(
 def test_the_ephemeral_public_half_is_not_left_in_the_session(hsm: Hsm) -> None:
     def publics() -> int:
         query = {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.TOKEN: False}
-        return len(list(hsm._session.get_objects(query)))
+        return len(list(hsm.pkcs11_session.get_objects(query)))
 
     before = publics()
     hsm.generate_ephemeral_key_pair("P-256")
@@ -380,7 +380,7 @@ def test_z_is_never_readable_in_the_digest_key_path_and_is_destroyed(
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         z = real(*args, **kwargs)
-        as_key = SessionKey(z, kdf_hsm._generation, 32, KeyUse.SECRET)
+        as_key = kdf_hsm.session_key(z, 32, KeyUse.SECRET)
         seen["attributes"] = kdf_hsm.attributes(as_key)
         try:
             seen["value"] = kdf_hsm.read_value(as_key)

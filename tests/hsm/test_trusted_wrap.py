@@ -50,7 +50,7 @@ def _trusted(hsm: Hsm, token: TestToken, value: bytearray) -> TokenKey:
 
 
 def _attribute(hsm: Hsm, key: TokenKey, attribute: Attribute) -> object:
-    return hsm._resolve(key)[attribute]
+    return hsm.resolve(key)[attribute]
 
 
 def _token_files() -> list[Path]:
@@ -73,12 +73,12 @@ def test_the_user_cannot_make_a_trusted_key(hsm: Hsm) -> None:
     template = {**templates.trusted_wrapping_key_by_so("x", b"x"), Attribute.PRIVATE: True}
     template[Attribute.VALUE] = bytes(32)
     with pytest.raises(p11e.AttributeReadOnly):
-        hsm._session.create_object(template)
+        hsm.pkcs11_session.create_object(template)
 
 
 def test_the_so_can_make_public_objects_only(hsm: Hsm, token: TestToken) -> None:
     hsm.close()  # the SO cannot log in beside the user (login is per application)
-    so = hsm._token.open(rw=True, so_pin=token.so_pin)
+    so = hsm.open_session(so_pin=token.so_pin)
     try:
         template = {**templates.trusted_wrapping_key_by_so("x", b"x"), Attribute.VALUE: bytes(32)}
         with pytest.raises(p11e.UserNotLoggedIn):
@@ -91,7 +91,7 @@ def test_the_so_can_make_public_objects_only(hsm: Hsm, token: TestToken) -> None
 
 def test_the_so_cannot_log_in_beside_the_user(hsm: Hsm, token: TestToken) -> None:
     with pytest.raises(p11e.AnotherUserAlreadyLoggedIn):
-        hsm._token.open(rw=True, so_pin=token.so_pin)
+        hsm.open_session(so_pin=token.so_pin)
 
 
 # --- the trusted backup key -----------------------------------------------------------------------
@@ -123,7 +123,7 @@ def test_the_backup_key_is_trusted_private_unmodifiable_and_only_wraps(
     with pytest.raises(HsmError):
         hsm.read_value(key)
     # The SO's session object is gone: one object carries the label, the private token key.
-    assert len(list(hsm._session.get_objects({Attribute.LABEL: LABEL}))) == 1
+    assert len(list(hsm.pkcs11_session.get_objects({Attribute.LABEL: LABEL}))) == 1
 
 
 def test_the_backup_key_never_reaches_the_disk_in_clear(hsm: Hsm, token: TestToken) -> None:
@@ -149,7 +149,7 @@ def test_a_wrong_so_pin_makes_nothing_and_the_user_stays_logged_in(
     with pytest.raises(PinIncorrect, match="SO PIN"):
         hsm.create_trusted_wrapping_key(Pin("not-" + token.so_pin), LABEL, b"x", _value())
     assert not hsm.has_token_key(TokenKey(LABEL))
-    assert not list(hsm._session.get_objects({Attribute.LABEL: LABEL}))
+    assert not list(hsm.pkcs11_session.get_objects({Attribute.LABEL: LABEL}))
     assert len(hsm.random(8)) == 8
 
 
@@ -250,7 +250,7 @@ def test_a_backup_restores_into_another_token_and_signs(
         assert isinstance(public, ec.EllipticCurvePublicKey)
         public.verify(signature, message_hash, ec.ECDSA(Prehashed(hash_)))
         # No session object stays behind: one private and one public object carry the label.
-        found = list(target._session.get_objects({Attribute.LABEL: CA}))
+        found = list(target.pkcs11_session.get_objects({Attribute.LABEL: CA}))
         assert sorted(o[Attribute.CLASS] for o in found) == sorted(
             [ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY]
         )
@@ -268,7 +268,7 @@ def test_a_standard_rfc5649_pkcs8_blob_restores_too(spare: SpareToken) -> None:
     try:
         restored = _restore(target, value, aes_key_wrap_with_padding(value, pkcs8), _spki(private))
         assert target.public_key_der(restored) == _spki(private)
-        assert target._resolve(restored)[Attribute.KEY_TYPE] == KeyType.EC
+        assert target.resolve(restored)[Attribute.KEY_TYPE] == KeyType.EC
     finally:
         target.close()
 
@@ -293,6 +293,6 @@ def test_a_wrong_key_or_a_damaged_blob_is_invalid_unwrap_and_leaves_nothing(
             with pytest.raises(InvalidUnwrap):
                 target.unwrap_private_key(unwrapping, blob, CA, CA.encode())
             target.destroy(unwrapping)
-        assert not list(target._session.get_objects({Attribute.LABEL: CA}))
+        assert not list(target.pkcs11_session.get_objects({Attribute.LABEL: CA}))
     finally:
         target.close()
