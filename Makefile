@@ -47,8 +47,8 @@ endif
 $(VENV)/bin/python: | system-deps
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml | $(VENV)/bin/python
+# Reinstall only when pyproject.toml or setup.py is newer than the stamp.
+$(STAMP): pyproject.toml setup.py | $(VENV)/bin/python
 	PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
