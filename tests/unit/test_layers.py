@@ -56,3 +56,17 @@ def test_the_scan_sees_the_adapter_import() -> None:
     """Guard against a scan that finds nothing: the adapter itself must show up."""
     assert "pkcs11" in _imports(KMS / "hsm" / "adapter.py")
     assert "sqlalchemy" in _imports(KMS / "db" / "session.py")
+
+
+#: CLI modules that already keep the rule the whole CLI is moving to: below kms.cli they reach
+#: only kms.config, kms.errors and kms.services (never kms.db or kms.hsm themselves).
+THIN_CLI = ["cli/config.py"]
+CLI_MAY_IMPORT = ("kms.cli", "kms.config", "kms.errors", "kms.services")
+
+
+@pytest.mark.parametrize("name", THIN_CLI)
+def test_thin_cli_modules_reach_the_kms_through_services_only(name: str) -> None:
+    imported = {m for m in _imports(KMS / name) if m.startswith("kms.")}
+    assert imported, f"kms/{name} imports nothing from kms: the scan is broken"
+    outside = {m for m in imported if not m.startswith(CLI_MAY_IMPORT)}
+    assert not outside, f"kms/{name} imports {sorted(outside)}"
