@@ -56,7 +56,7 @@ $(STAMP): pyproject.toml setup.py | $(VENV)/bin/python
 	touch $@
 
 lint: deps
-	$(VENV)/bin/ruff check kms tests benchmarks scripts schema
+	$(VENV)/bin/ruff check kms tests benchmarks scripts schema setup.py
 	$(VENV)/bin/mypy --strict kms
 
 # The PostgreSQL marker is written only when pytest passed and the conftest counted tests that
