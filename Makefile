@@ -3,6 +3,8 @@
 #   make deps    install what is missing (Debian packages as root, then .venv)
 #   make lint    ruff + mypy --strict
 #   make test    deps, lint, the whole suite on SQLite, then again on PostgreSQL
+#   make wheel-check  build the wheel, install it in a fresh venv outside the checkout and run a
+#                KMS from an empty directory on a throwaway token (scripts/wheel-check.sh)
 #   make demo    deps, then scripts/demo.py
 #   make clean   remove caches and CI markers (distclean also removes .venv)
 #
@@ -33,7 +35,8 @@ have_python3-venv := $(PYTHON) -c 'import ensurepip, venv'
 missing_packages = $(strip $(foreach p,$(SYSTEM_PACKAGES),\
 	$(if $(shell { $(have_$(p)); } >/dev/null 2>&1 && echo ok),,$(p))))
 
-.PHONY: deps system-deps lint test reset-ci-markers test-sqlite test-postgresql demo clean distclean
+.PHONY: deps system-deps lint test reset-ci-markers test-sqlite test-postgresql wheel-check demo \
+	clean distclean
 
 deps: system-deps $(STAMP)
 
@@ -47,13 +50,13 @@ endif
 $(VENV)/bin/python: | system-deps
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml | $(VENV)/bin/python
+# Reinstall only when pyproject.toml or setup.py is newer than the stamp.
+$(STAMP): pyproject.toml setup.py | $(VENV)/bin/python
 	PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
 lint: deps
-	$(VENV)/bin/ruff check kms tests benchmarks scripts schema
+	$(VENV)/bin/ruff check kms tests benchmarks scripts schema setup.py
 	$(VENV)/bin/mypy --strict kms
 
 # The PostgreSQL marker is written only when pytest passed and the conftest counted tests that
@@ -82,6 +85,11 @@ test-sqlite: deps
 
 test-postgresql: deps
 	$(postgresql-leg)
+
+# The wheel needs no .venv of ours and no PostgreSQL: only SoftHSM2 and venv.
+wheel-check: SYSTEM_PACKAGES := softhsm2 python3-venv
+wheel-check: system-deps
+	PYTHON=$(PYTHON) scripts/wheel-check.sh
 
 # The demo needs no PostgreSQL: only the packages it uses are checked (and installed).
 demo: SYSTEM_PACKAGES := softhsm2 openssl python3-venv

@@ -1,18 +1,18 @@
 """Alembic environment for the KMS metadata database.
 
 Run through :mod:`kms.db.migrate` (``kms db upgrade``, ``kms init``, the tests), which hands over an
-engine; ``alembic -c alembic.ini`` from the repository root works too (``KMS_DATABASE_URL``).
+engine; ``alembic -c alembic.ini`` from the repository root works too, on the database the KMS's
+own configuration names (``KMS_DATABASE_URL``, kms.toml, or the default in the data directory).
+The KMS ships this folder in its package and Alembic loads it by path: it is never imported.
 ``compare_type`` and ``compare_server_default`` are on so the drift test sees every difference.
 """
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy import Engine
 
-from kms.config import DEFAULT_DATABASE_URL
+from kms.config import load_config
 from kms.db.models import ModelBase
 from kms.db.session import make_engine
 
@@ -23,7 +23,7 @@ target_metadata = ModelBase.metadata
 def run_migrations() -> None:
     engine = config.attributes.get("engine")
     if not isinstance(engine, Engine):
-        engine = make_engine(os.environ.get("KMS_DATABASE_URL", DEFAULT_DATABASE_URL))
+        engine = make_engine(load_config().database_url)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

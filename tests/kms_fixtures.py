@@ -11,12 +11,16 @@ import csv
 import functools
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pkcs11 import Attribute
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from kms.config import Config
 from kms.db import Database
@@ -270,3 +274,47 @@ def meter_csr(
     request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hash_)
     encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
     return request.public_bytes(encoding), key
+
+
+# --- a database step that fails for real, and what the token holds then ---------------------------
+
+
+@contextmanager
+def refusing_inserts(database_url: str, table: str) -> Iterator[None]:
+    """The database refuses every INSERT into ``table`` until the block ends (a trigger raises),
+    on SQLite and PostgreSQL alike: a write that fails in the database itself, after whatever the
+    code under test did before it, as a full disk or a lost constraint race would."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    trigger = f"kms_test_refuse_{table}"
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        with engine.begin() as conn:
+            if sqlite:
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON {table} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            else:
+                conn.exec_driver_sql(
+                    "CREATE OR REPLACE FUNCTION kms_test_refuse() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+                )
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION kms_test_refuse()"
+                )
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"DROP TRIGGER IF EXISTS {trigger}" + ("" if sqlite else f" ON {table}")
+            )
+        engine.dispose()
+
+
+def token_objects(hsm: Hsm) -> set[tuple[str, str]]:
+    """(label, class) of every object the token holds: what an orphan check compares."""
+    return {
+        (str(obj[Attribute.LABEL]), str(obj[Attribute.CLASS]))
+        for obj in hsm._session.get_objects({Attribute.TOKEN: True})
+    }

@@ -151,11 +151,11 @@ def emit_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
-def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    """Print a rich table on stdout."""
+def table(title: str, columns: list[str], rows: list[list[str]], *, fold: bool = False) -> None:
+    """Print a rich table on stdout; ``fold`` wraps a long value (a path) instead of cutting it."""
     out = Table(title=title)
     for column in columns:
-        out.add_column(column)
+        out.add_column(column, overflow="fold" if fold else "ellipsis")
     for row in rows:
         out.add_row(*row)
     console.print(out)

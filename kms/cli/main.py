@@ -17,6 +17,7 @@ from kms.cli.association import association
 from kms.cli.audit import audit
 from kms.cli.ceremony import ca, ceremony, officer
 from kms.cli.cert import cert, crl
+from kms.cli.config import config_group
 from kms.cli.entity import entity
 from kms.cli.hls import hls
 from kms.cli.key_agreement import key_agreement_group
@@ -32,7 +33,8 @@ def cli(click_ctx: click.Context) -> None:
     """Hardware-backed key management for DLMS/COSEM smart meters.
 
     Configuration comes from kms.toml and the environment (KMS_PKCS11_MODULE, KMS_TOKEN_LABEL,
-    KMS_USER_PIN or KMS_USER_PIN_FILE, KMS_DATABASE_URL); a PIN is never an argument.
+    KMS_USER_PIN or KMS_USER_PIN_FILE, KMS_DATA_DIR, KMS_DATABASE_URL); a PIN is never an
+    argument. `kms config show` lists every setting and where it came from.
     """
     ctx = click_ctx.ensure_object(Context)
     click_ctx.call_on_close(ctx.close)
@@ -40,6 +42,7 @@ def cli(click_ctx: click.Context) -> None:
 
 for command in (
     init,
+    config_group,
     db_group,
     selftest,
     transport_key,

@@ -1,7 +1,8 @@
 """Alembic, driven from code: upgrade to head, and the gate that refuses a database behind it.
 
-The migration scripts live in ``schema/`` at the top of the repository
-(docs/architecture.md section 5).
+The migration scripts live in ``schema/`` at the top of the repository (docs/architecture.md
+section 5) and ship in the package (:mod:`kms._data`), so an installed KMS migrates with no
+checkout.
 Every command that reads or writes the key store (all but ``kms db upgrade|status``, ``kms init``
 and ``kms selftest``, which touches only the token) calls :func:`require_current` first, so a
 database that is behind is refused with the command that fixes it, not with a missing-table error
@@ -19,14 +20,23 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine
 
+from kms._data import data_path
 from kms.db.session import database_errors
-from kms.errors import SchemaOutdatedError
+from kms.errors import ConfigError, SchemaOutdatedError
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+#: Alembic's script directory (``env.py``, ``versions/``): a real directory, as Alembic loads
+#: its files by path.
+SCHEMA_DIR: Path = data_path("schema")
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
     """An Alembic config bound to ``engine`` (the URL never goes through ini interpolation)."""
+    if not (SCHEMA_DIR / "env.py").is_file():
+        # Rather than Alembic's traceback: this installation lacks its migrations.
+        raise ConfigError(
+            f"the database migrations are missing (looked for {SCHEMA_DIR / 'env.py'}): "
+            "reinstall dlms-kms"
+        )
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(SCHEMA_DIR))
     cfg.attributes["engine"] = engine

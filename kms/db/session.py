@@ -45,25 +45,21 @@ def database_errors(operation: str) -> Iterator[None]:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their directory created."""
+    """An engine for ``url``. Nothing is opened yet: a SQLite file that does not exist is made
+    (and its directory, mode 0700) by the first connection, so a command that fails before it
+    touches the database leaves nothing on disk."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError("KMS_DATABASE_URL is not a valid database URL") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
-            try:
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot create the directory of the SQLite database: {exc.strerror}"
-                ) from None
+        file = Path(database) if database and database != ":memory:" else None
         # The pool hands a connection to one thread at a time; provisioning commits on a
         # database thread while the main thread works the token, so pysqlite's same-thread
         # check must not pin a connection to the thread that opened it.
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, file)
         return engine
     if parsed.get_backend_name() == "postgresql":
         try:
@@ -76,7 +72,28 @@ def make_engine(url: str) -> Engine:
     raise ConfigError(f"unsupported database backend {parsed.get_backend_name()!r}")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _make_directory(file: Path) -> None:
+    """Create the missing directory of a SQLite database about to be created: the owner's alone
+    (0700), as the data directory holds the key store."""
+    if file.exists() or file.parent.is_dir():
+        return
+    try:
+        file.parent.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass  # another process made it first
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {file.parent}, the directory of the SQLite database: {exc.strerror}"
+        ) from None
+
+
+def _configure_sqlite(engine: Engine, file: Path | None) -> None:
+    if file is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _before_connect(*_args: Any) -> None:
+            _make_directory(file)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (SQLAlchemy docs recipe).

@@ -1,6 +1,7 @@
 """HSM profiles: which PKCS#11 mechanism does which job on a given token, and its known gaps.
 
-A profile is a TOML file under ``hsm_profiles/`` (``softhsm2.toml`` is the reference). The adapter
+A profile is a TOML file under ``hsm_profiles/`` (``softhsm2.toml`` is the reference), shipped in
+the package (:mod:`kms._data`), or any TOML file named by its path. The adapter
 reads mechanism names from it instead of hard-coding them, so a production HSM with, say, an
 in-token KDF or a vendor DLMS mechanism gets its own profile rather than a code change. Names are
 python-pkcs11 ``Mechanism`` member names and are validated when the profile loads.
@@ -15,9 +16,12 @@ from typing import Any
 
 from pkcs11 import Mechanism
 
+from kms._data import data_path
 from kms.errors import ConfigError, UnsupportedMechanism, UnsupportedReason
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "hsm_profiles"
+#: The profiles a name refers to: the installed package's copy of ``hsm_profiles/``, or the
+#: checkout's.
+PROFILE_DIR = data_path("hsm_profiles")
 
 #: Jobs every profile must map to a mechanism.
 REQUIRED_JOBS = (

@@ -15,17 +15,26 @@ recorded in
 overwrites: a key the token already has is adopted, a key the database records but the token has
 lost is an error (the blobs wrapped under it would be unreadable), and only a key neither has is
 created.
+
+A token object is made before the row that records it, so a ceremony that fails in between would
+leave an object no row records. Run inside :func:`undone_on_failure`, the keys it made are
+destroyed again, once the database confirms it recorded none of them; a process that dies in
+between, or a database that cannot say, leaves them to the next run, which adopts them (``kms
+init``, and a transport-key import from the same key file).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kms.db import RootKey, RootKeyPurpose, Session
+from kms.db import Database, RootKey, RootKeyPurpose, Session
 from kms.db import repository as repo
 from kms.errors import (
     ConflictError,
     InputError,
+    KMSError,
     NotFoundError,
     NotInitialisedError,
     TokenKeyNotFound,
@@ -67,8 +76,45 @@ def _token_key(purpose: RootKeyPurpose, label: str) -> TokenKey:
     return TokenKey(label, "private" if purpose is RootKeyPurpose.AUDIT else "secret")
 
 
-def initialise(hsm: Hsm, session: Session) -> list[InitOutcome]:
-    """Create whatever root key is missing from both token and database; never overwrite."""
+@contextlib.contextmanager
+def undone_on_failure(hsm: Hsm, db: Database) -> Iterator[list[TokenKey]]:
+    """Collect the token keys a ceremony makes; destroy them if it fails before it commits.
+
+    Wrap it around the ceremony's transaction (``with undone_on_failure(hsm, db) as made,
+    db.begin() as session``), so that a commit the database refuses comes through here too. A
+    key is destroyed only when a fresh read shows no row records its label: a commit whose
+    outcome is unknown (the connection lost during COMMIT) may have recorded it, and destroying a
+    recorded root key cannot be undone, whereas an orphan is adopted by the next run. The
+    original error is what propagates; a failed clean-up only leaves the orphan.
+    """
+    made: list[TokenKey] = []
+    try:
+        yield made
+    except BaseException:
+        for key in reversed(made):
+            with contextlib.suppress(KMSError):
+                if _recorded(db, key.label) is False:
+                    if key.object_class == "private":
+                        hsm.destroy_key_pair(key)
+                    else:
+                        hsm.destroy_token_key(key)
+        raise
+
+
+def _recorded(db: Database, label: str) -> bool | None:
+    """Whether a row records ``label``; None when the database cannot say."""
+    try:
+        with db.begin() as session:
+            return repo.root_key_by_label(session, label) is not None
+    except KMSError:
+        return None
+
+
+def initialise(hsm: Hsm, session: Session, made: list[TokenKey] | None = None) -> list[InitOutcome]:
+    """Create whatever root key is missing from both token and database; never overwrite.
+
+    Each key created is appended to ``made`` (see :func:`undone_on_failure`).
+    """
     outcomes = []
     for purpose, label, algorithm in _SPECS:
         key = _token_key(purpose, label)
@@ -87,11 +133,13 @@ def initialise(hsm: Hsm, session: Session) -> list[InitOutcome]:
         if not in_token:
             action = "created"
             if purpose is RootKeyPurpose.STORAGE:
-                hsm.create_storage_key(label, key_id)
+                created = hsm.create_storage_key(label, key_id)
             elif purpose is RootKeyPurpose.BINDING:
-                hsm.create_binding_key(label, key_id)
+                created = hsm.create_binding_key(label, key_id)
             else:
-                hsm.create_ec_key_pair(label, key_id, "P-384")
+                created = hsm.create_ec_key_pair(label, key_id, "P-384")
+            if made is not None:
+                made.append(created)
         check_value = hsm.check_value(key) if purpose is RootKeyPurpose.STORAGE else None
         repo.add(
             session,
@@ -162,9 +210,15 @@ def parse_key_file(text: str, source: str) -> bytes:
 
 
 def create_transport_key(
-    hsm: Hsm, session: Session, label: str, value: bytes | None, length: int
+    hsm: Hsm,
+    session: Session,
+    label: str,
+    value: bytes | None,
+    length: int,
+    made: list[TokenKey] | None = None,
 ) -> RootKey:
-    """Import (``value``) or generate a transport key as a non-extractable token object."""
+    """Import (``value``) or generate a transport key as a non-extractable token object; the
+    key, if created here, is appended to ``made`` (see :func:`undone_on_failure`)."""
     if not label or len(label) > 64 or not label.isprintable():
         raise InputError("a label is 1 to 64 printable characters", field="label")
     if repo.root_key_by_label(session, label) is not None:
@@ -174,7 +228,9 @@ def create_transport_key(
     key = TokenKey(label)
     key_length = len(value) if value is not None else length
     if not hsm.has_token_key(key):
-        hsm.create_transport_key(label, label.encode(), value, key_length)
+        created = hsm.create_transport_key(label, label.encode(), value, key_length)
+        if made is not None:
+            made.append(created)
     elif value is None or not _holds(hsm, key, value):
         # The token object outlived a ceremony whose transaction failed, or is someone else's.
         retry = "" if value is None else "it is not the key in this file; "

@@ -266,6 +266,7 @@ def test_provision_show_repeat_confirm_refuse_and_audit(cli: Cli) -> None:
 HELP = {
     (): [
         "init",
+        "config",
         "db",
         "selftest",
         "transport-key",
@@ -277,6 +278,8 @@ HELP = {
         "audit",
     ],
     ("init",): ["--json"],
+    ("config",): ["show"],
+    ("config", "show"): ["--json"],
     ("db",): ["upgrade", "status"],
     ("db", "upgrade"): ["--json"],
     ("db", "status"): ["--json"],

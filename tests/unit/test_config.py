@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kms.config import DEFAULT_DATABASE_URL, DEFAULT_PROFILE, Config, Pin, load_config
+from kms.config import DEFAULT_PROFILE, Config, Pin, load_config
 from kms.errors import ConfigError
 
 SECRET_PIN = "pin-7d0a51e2"
@@ -18,6 +18,13 @@ SECRET_PIN = "pin-7d0a51e2"
 def _toml(tmp_path: Path, text: str, name: str = "kms.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _pin_file(path: Path, text: str) -> Path:
+    """A PIN file as it must be: readable by its owner only."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
     return path
 
 
@@ -73,9 +80,11 @@ def test_every_environment_variable_is_read(tmp_path: Path) -> None:
 def test_without_kms_toml_the_defaults_apply(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no ./kms.toml here
-    config = load_config({"KMS_ACTOR": "bob"})
-    assert config.database_url == DEFAULT_DATABASE_URL
+    monkeypatch.chdir(tmp_path)  # no ./kms.toml here, nor under $XDG_CONFIG_HOME
+    config = load_config({"KMS_ACTOR": "bob", "HOME": str(tmp_path / "home")})
+    data_dir = tmp_path / "home" / ".local" / "share" / "dlms-kms"
+    assert config.data_dir == data_dir
+    assert config.database_url == f"sqlite:///{data_dir}/kms.db"
     assert config.hsm_profile == DEFAULT_PROFILE
     assert config.user_pin is None
     with pytest.raises(ConfigError, match="KMS_USER_PIN"):
@@ -100,8 +109,7 @@ def test_invalid_toml_is_refused_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_the_pin_file_first_line_is_the_pin(tmp_path: Path) -> None:
-    pin_file = tmp_path / "pin"
-    pin_file.write_text(f"  {SECRET_PIN}  \nsecond line is ignored\n", encoding="utf-8")
+    pin_file = _pin_file(tmp_path / "pin", f"  {SECRET_PIN}  \nsecond line is ignored\n")
     config = load_config(
         {"KMS_CONFIG": str(_toml(tmp_path, "")), "KMS_USER_PIN_FILE": str(pin_file)}
     )
@@ -109,15 +117,13 @@ def test_the_pin_file_first_line_is_the_pin(tmp_path: Path) -> None:
 
 
 def test_user_pin_file_in_kms_toml_is_read(tmp_path: Path) -> None:
-    pin_file = tmp_path / "pin"
-    pin_file.write_text(SECRET_PIN, encoding="utf-8")
+    pin_file = _pin_file(tmp_path / "pin", SECRET_PIN)
     path = _toml(tmp_path, f'[kms]\nuser_pin_file = "{pin_file}"\n')
     assert load_config({"KMS_CONFIG": str(path)}).require_pin().reveal() == SECRET_PIN
 
 
 def test_kms_user_pin_wins_over_the_pin_file(tmp_path: Path) -> None:
-    pin_file = tmp_path / "pin"
-    pin_file.write_text("from-file", encoding="utf-8")
+    pin_file = _pin_file(tmp_path / "pin", "from-file")
     env = {
         "KMS_CONFIG": str(_toml(tmp_path, "")),
         "KMS_USER_PIN_FILE": str(pin_file),
@@ -128,8 +134,7 @@ def test_kms_user_pin_wins_over_the_pin_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content", ["", "\n", "   \nlater line\n"])
 def test_an_empty_pin_file_is_refused(tmp_path: Path, content: str) -> None:
-    pin_file = tmp_path / "pin"
-    pin_file.write_text(content, encoding="utf-8")
+    pin_file = _pin_file(tmp_path / "pin", content)
     with pytest.raises(ConfigError, match="empty"):
         load_config({"KMS_CONFIG": str(_toml(tmp_path, "")), "KMS_USER_PIN_FILE": str(pin_file)})
 
@@ -323,8 +328,7 @@ def test_the_so_pin_comes_from_the_environment_or_a_file_and_never_shows(tmp_pat
     from kms.config import security_officer_pin
 
     assert security_officer_pin({"KMS_SO_PIN": SECRET_PIN}).reveal() == SECRET_PIN
-    pin_file = tmp_path / "so.pin"
-    pin_file.write_text(f"{SECRET_PIN}\nignored\n", encoding="utf-8")
+    pin_file = _pin_file(tmp_path / "so.pin", f"{SECRET_PIN}\nignored\n")
     pin = security_officer_pin({"KMS_SO_PIN_FILE": str(pin_file)})
     assert pin.reveal() == SECRET_PIN and SECRET_PIN not in f"{pin} {pin!r}"
     assert not [f for f in dataclasses.fields(Config) if "so" in f.name.split("_")]  # not held
@@ -347,7 +351,6 @@ def test_a_missing_so_pin_is_named(environ: dict[str, str], match: str) -> None:
 def test_an_empty_so_pin_file_is_refused(tmp_path: Path) -> None:
     from kms.config import security_officer_pin
 
-    empty = tmp_path / "so.pin"
-    empty.write_text("\n", encoding="utf-8")
+    empty = _pin_file(tmp_path / "so.pin", "\n")
     with pytest.raises(ConfigError, match="empty"):
         security_officer_pin({"KMS_SO_PIN_FILE": str(empty)})

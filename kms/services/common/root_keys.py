@@ -31,8 +31,9 @@ class InitReport:
 def initialise(hsm: Hsm, db: Database, actor: str) -> InitReport:
     """Bring the schema to head, then create or adopt the root keys (idempotent)."""
     before, after = upgrade(db.engine)
-    with db.begin() as session:
-        outcomes = hierarchy.initialise(hsm, session)
+    # A key made before a failed commit is destroyed again (or adopted by the next run).
+    with hierarchy.undone_on_failure(hsm, db) as made, db.begin() as session:
+        outcomes = hierarchy.initialise(hsm, session, made)
         changed = [o for o in outcomes if o.action != "present"]
         if changed:
             audit.append(
@@ -74,8 +75,8 @@ def create_transport_key(
 ) -> RootKey:
     """Import ``value`` (a vendor's key) or generate one in the token, recorded and audited."""
     operation = "transport_key.import" if value is not None else "transport_key.generate"
-    with db.begin() as session:
-        row = hierarchy.create_transport_key(hsm, session, label, value, length)
+    with hierarchy.undone_on_failure(hsm, db) as made, db.begin() as session:
+        row = hierarchy.create_transport_key(hsm, session, label, value, length, made)
         audit.append(
             session, actor, [audit.AuditRecord(operation, label, describe_transport_key(row))]
         )
