@@ -122,9 +122,10 @@ class Output:
 
 
 def command(
-    group: click.Group, name: str | None = None, **attrs: Any
+    group: click.Group | None, name: str | None = None, **attrs: Any
 ) -> Callable[[Callable[..., None]], click.Command]:
-    """A ``kms`` subcommand of ``group``: adds ``--json``, hands the function the invocation's
+    """A ``kms`` subcommand of ``group`` (``None``: a command of its own, which
+    :mod:`kms.cli.main` adds to ``kms``): adds ``--json``, hands the function the invocation's
     :class:`Context` and an :class:`Output`, and maps a ``KMSError`` to its message and exit
     status in one place (:func:`run`). The function is ``f(ctx, out, **options)``.
 
@@ -141,7 +142,8 @@ def command(
                 click_ctx.call_on_close(ctx.close)
             run(json_output, lambda: function(ctx, Output(json_output), *args, **kwargs))
 
-        return group.command(name, **attrs)(json_option(invoke))
+        make = click.command if group is None else group.command
+        return make(name, **attrs)(json_option(invoke))
 
     return decorate
 

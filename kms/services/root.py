@@ -22,7 +22,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kms.config import Config, load_config
+from kms.services.common.audit import AuditService
 from kms.services.common.resources import Resources
+from kms.services.common.root_keys import RootKeyService
+from kms.services.common.system import SystemService
 from kms.services.hes.protection import TokenApduProtection, apdu_protection_factory
 from kms.services.pki.end_entities import EndEntityService
 
@@ -53,6 +56,23 @@ class Services:
             self._built[name] = build()
         service = self._built[name]
         return service  # type: ignore[return-value]
+
+    # --- common ------------------------------------------------------------------------------
+
+    @property
+    def root_keys(self) -> RootKeyService:
+        """``kms init`` and the transport keys."""
+        return self._service("root_keys", lambda: RootKeyService(self.resources))
+
+    @property
+    def audit(self) -> AuditService:
+        """The audit trail: checkpoints and the check of the whole chain."""
+        return self._service("audit", lambda: AuditService(self.resources))
+
+    @property
+    def system(self) -> SystemService:
+        """The database schema and the token's self-test."""
+        return self._service("system", lambda: SystemService(self.resources))
 
     # --- the head-end (step 7) ---------------------------------------------------------------
 
