@@ -638,8 +638,7 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
     from kms.hsm import open_hsm
     from kms.keystore import hierarchy
     from kms.services.hes.protection import apdu_protection_factory
-    from kms.services.provisioning.confirmation import confirm
-    from kms.services.provisioning.provision import ProvisioningService
+    from kms.services.root import Resources, Services
 
     workdir = Path(spec["workdir"])
     config = load_config(os.environ)
@@ -660,8 +659,9 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
             for n, (title, suite) in enumerate(meters.items()):
                 writer.writerow([title, str(suite), TRANSPORT_KEYS[suite][0], f"SN{n:08d}", ""])
         result = Path(spec["result"])
-        ProvisioningService(hsm, db, config).provision(manifest, result)
-        confirm(db, config.actor, [bytes.fromhex(t) for t in meters])
+        services = Services(resources=Resources(config, hsm=hsm, database=db))
+        services.provisioning.provision(manifest, result, actor=config.actor)
+        services.provisioning.confirm([bytes.fromhex(t) for t in meters], actor=config.actor)
 
         # Exact counts on the setup's own meter of each suite: token calls per APDU (the floor
         # makes one) and database commits per protected APDU over SETUP_PROTECTS APDUs.

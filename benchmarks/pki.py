@@ -365,7 +365,7 @@ def register_meters(
     from kms.db import MeterState
     from kms.db import repository as repo
     from kms.db.base import utcnow
-    from kms.services.provisioning.provision import ProvisioningService
+    from kms.services.root import Resources, Services
 
     titles = [meter_title(case.suite, i) for i in range(count)]
     label = TRANSPORT[case.suite][0]
@@ -376,7 +376,8 @@ def register_meters(
             for i, title in enumerate(titles):
                 handle.write(f"{title.hex().upper()},{case.suite},{label},SN{case.suite}{i:08d},\n")
         out = workdir / f"meters-{case.suite}.jsonl"
-        ProvisioningService(hsm, db, config).provision(manifest, out)
+        services = Services(resources=Resources(config, hsm=hsm, database=db))
+        services.provisioning.provision(manifest, out, actor=config.actor)
         out.unlink()
         return titles
     now = utcnow()

@@ -11,7 +11,7 @@ time and in this order:
    key, 4 HMAC-SHA256 signs under the 256-bit binding key, 1 wrap of the KEK under the 16-byte
    transport key, 3 wraps of GUEK/GBEK/GAK under the KEK and 4 destroys;
 2. **kms** on each database -- a fresh database migrated to head, a manifest of N suite-0 meters
-   with one setup each, and ``ProvisioningService(hsm, db, config).provision(manifest, out)``
+   with one setup each, and ``services.provisioning.provision(manifest, out, actor=...)``
    timed around the call (reading the manifest, the checks, every chunk and the fsync of
    ``result.jsonl`` included; migration and manifest writing excluded). The result file must have
    N lines and the database N PENDING meters, or the run fails.
@@ -256,7 +256,7 @@ def child_setup(spec: dict[str, Any]) -> dict[str, Any]:
     """Create root and transport keys; count the adapter calls a provisioning run makes."""
     from kms.hsm import open_hsm
     from kms.keystore import hierarchy
-    from kms.services.provisioning.provision import ProvisioningService
+    from kms.services.root import Resources, Services
 
     if (hierarchy.STORAGE_LABEL, hierarchy.BINDING_LABEL) != (STORAGE_LABEL, BINDING_LABEL):
         raise SystemExit("the KMS root key labels changed: update the benchmark's floor")
@@ -277,13 +277,13 @@ def child_setup(spec: dict[str, Any]) -> dict[str, Any]:
                 return _m(*args, **kw)
 
             setattr(hsm, name, counted)
-        service = ProvisioningService(hsm, db, config)
+        service = Services(resources=Resources(config, hsm=hsm, database=db)).provisioning
         observed: list[dict[str, int]] = []
         for case, meters in ((90, 10), (91, 30)):
             manifest = workdir / f"setup-{meters}.csv"
             write_manifest(manifest, case, meters)
             counts.clear()
-            service.provision(manifest, workdir / f"setup-{meters}.jsonl")
+            service.provision(manifest, workdir / f"setup-{meters}.jsonl", actor=config.actor)
             observed.append(dict(counts))
         db.dispose()
     finally:
@@ -379,7 +379,7 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
     """One timed ProvisioningService.provision run on a fresh database."""
     from kms.db import repository as repo
     from kms.hsm import open_hsm
-    from kms.services.provisioning.provision import ProvisioningService
+    from kms.services.root import Resources, Services
 
     count = int(spec["n"])
     workdir = Path(spec["workdir"])
@@ -390,13 +390,15 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
     hsm = open_hsm(config)
     try:
         db = _prepare_database(hsm, spec["database_url"])
-        service = ProvisioningService(hsm, db, config)
+        service = Services(resources=Resources(config, hsm=hsm, database=db)).provisioning
         profiler: Any = None
         if spec.get("profile"):
             import cProfile
 
             profiler = cProfile.Profile()
-        report, timing = timed_run(db, profiler, lambda: service.provision(manifest, out))
+        report, timing = timed_run(
+            db, profiler, lambda: service.provision(manifest, out, actor=config.actor)
+        )
         # Checks, after the clock stopped: N result lines, N PENDING meters, N setups.
         with out.open("rb") as handle:
             first = handle.readline()

@@ -59,7 +59,11 @@ class Kms:
     @functools.cached_property
     def services(self) -> Services:
         """The composition root over this token and database (which stay the fixture's)."""
-        return Services(resources=Resources(self.config, hsm=self.hsm, database=self.db))
+        return self.services_with(self.config)
+
+    def services_with(self, config: Config) -> Services:
+        """A composition root over this token and database with another configuration."""
+        return Services(resources=Resources(config, hsm=self.hsm, database=self.db))
 
 
 @pytest.fixture
@@ -134,13 +138,10 @@ class FieldMeter:
 def field_meter(kms: Kms, tmp_path: Path, index: int, suite: int, setups: str = "") -> FieldMeter:
     """Provision meter ``index`` through the service, write its APDUs into a simulated meter,
     confirm it: the state a head-end finds a meter in (seed steps 1 and 2 done)."""
-    from kms.services.provisioning.confirmation import confirm
-    from kms.services.provisioning.provision import ProvisioningService
-
     row = meter_row(index, suite, setups)
     manifest = write_manifest(tmp_path / f"meter-{index}.csv", [row])
     out = tmp_path / f"meter-{index}.jsonl"
-    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, out)
+    kms.services.provisioning.provision(manifest, out, actor="pytest")
     (result,) = [json.loads(line) for line in out.read_text().splitlines()]
     lns = [bytes(int(p) for p in s["logical_name"].split(".")) for s in result["setups"]]
     initial = TRANSPORT_KEYS["vendor-aes256" if suite == 2 else "vendor-aes128"]
@@ -149,7 +150,7 @@ def field_meter(kms: Kms, tmp_path: Path, index: int, suite: int, setups: str = 
     for setup in result["setups"]:
         for apdu in setup["apdus"]:
             assert meter.apply(bytes.fromhex(apdu))[-2:] == b"\x00\x00"
-    confirm(kms.db, "pytest", [title])
+    kms.services.provisioning.confirm([title], actor="pytest")
     return FieldMeter(title, suite, meter)
 
 
@@ -251,12 +252,10 @@ def revoke_ca(pki: Pki, serial: str, reason: str = "ca_compromise") -> dict[str,
 
 def provision_meter(kms: Kms, tmp_path: Path, index: int, suite: int) -> bytes:
     """A meter of ``suite`` recorded by the provisioning service (PENDING, not confirmed)."""
-    from kms.services.provisioning.provision import ProvisioningService
-
     row = meter_row(index, suite)
     manifest = write_manifest(tmp_path / f"m{index}.csv", [row])
     out = tmp_path / f"m{index}.jsonl"
-    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, out)
+    kms.services.provisioning.provision(manifest, out, actor="pytest")
     return bytes.fromhex(row["system_title"])
 
 

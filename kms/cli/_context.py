@@ -8,6 +8,7 @@ built from metadata only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -19,11 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kms.config import Config
+from kms.config import Config, load_config
 from kms.db.session import Database
 from kms.errors import InputError, KMSError, exit_status_for
 from kms.hsm import Hsm
-from kms.services.hes.protection import TokenApduProtection
 from kms.services.root import Services
 
 T = TypeVar("T")
@@ -42,9 +42,12 @@ class Context:
 
     @property
     def services(self) -> Services:
-        """The composition root of this invocation (reads the configuration on first use)."""
+        """The composition root of this invocation (reads the configuration on first use).
+
+        One command protects one APDU, so the head-end's services reserve exactly one invocation
+        counter at a time (``ic_block_size`` 1) rather than the configured block."""
         if self._services is None:
-            self._services = Services()
+            self._services = Services(dataclasses.replace(load_config(), ic_block_size=1))
         return self._services
 
     @property
@@ -61,12 +64,6 @@ class Context:
 
     def database(self, *, migrated: bool = True) -> Database:
         return self.services.resources.database(migrated=migrated)
-
-    def apdu_service(self) -> TokenApduProtection:
-        """The APDU service of this invocation (one APDU per process: one IC reserved at a
-        time); its keys serve the HLS and association commands too. Closed at exit, before the
-        token session, so its keys are destroyed in the token."""
-        return self.services.apdus(ic_block_size=1)
 
     def close(self) -> None:
         if self._services is not None:
@@ -122,9 +119,10 @@ class Output:
 
 
 def command(
-    group: click.Group, name: str | None = None, **attrs: Any
+    group: click.Group | None, name: str | None = None, **attrs: Any
 ) -> Callable[[Callable[..., None]], click.Command]:
-    """A ``kms`` subcommand of ``group``: adds ``--json``, hands the function the invocation's
+    """A ``kms`` subcommand of ``group`` (``None``: a command of its own, which
+    :mod:`kms.cli.main` adds to ``kms``): adds ``--json``, hands the function the invocation's
     :class:`Context` and an :class:`Output`, and maps a ``KMSError`` to its message and exit
     status in one place (:func:`run`). The function is ``f(ctx, out, **options)``.
 
@@ -141,7 +139,12 @@ def command(
                 click_ctx.call_on_close(ctx.close)
             run(json_output, lambda: function(ctx, Output(json_output), *args, **kwargs))
 
-        return group.command(name, **attrs)(json_option(invoke))
+        # --json after the command's own options in --help, as json_option used to put it (click
+        # lists a function's __click_params__ in reverse).
+        flag = click.Option(["--json", "json_output"], is_flag=True, help=JSON_HELP)
+        setattr(invoke, "__click_params__", [flag, *getattr(function, "__click_params__", [])])  # noqa: B010
+        make = click.command if group is None else group.command
+        return make(name, **attrs)(invoke)
 
     return decorate
 
@@ -179,4 +182,5 @@ setup_option = click.option(
     show_default=True,
     help="Security setup instance e of 0.0.43.0.e.255 whose keys are used.",
 )
-json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+JSON_HELP = "Print JSON for machines."
+json_option = click.option("--json", "json_output", is_flag=True, help=JSON_HELP)

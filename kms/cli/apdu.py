@@ -12,19 +12,17 @@ import click
 
 from kms.cli._context import (
     Context,
+    Output,
+    command,
     console,
-    emit_json,
     err_console,
-    json_option,
     parse_hex,
-    pass_context,
-    run,
     setup_option,
     system_title_option,
 )
-from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
 from kms.services.hes.protection import Form
+from kms.services.vocabulary import parse_system_title
 
 _ASSOCIATION = click.option(
     "--association",
@@ -38,7 +36,7 @@ def apdu() -> None:
     """Protect and verify xDLMS APDUs with a meter's keys, inside the token."""
 
 
-@apdu.command("protect")
+@command(apdu, "protect")
 @system_title_option
 @setup_option
 @click.option(
@@ -58,40 +56,40 @@ def apdu() -> None:
     "head-end's system title; ded / general-ded: the same with the dedicated key of --association.",
 )
 @_ASSOCIATION
-@json_option
-@pass_context
 def protect(
     ctx: Context,
+    out: Output,
     system_title: str,
     setup: int,
     security_control: str,
     apdu_hex: str,
     form: str,
     association: str | None,
-    json_output: bool,
 ) -> None:
     """Cipher APDU for the meter: prints the ciphered APDU in hex.
 
     The key is the meter's ACTIVE GUEK (GBEK when SC bit 6 is set), with its GAK in the AAD; the
     invocation counter is reserved in the database first, so it is never used twice.
     """
+    title = parse_system_title(system_title)
+    sc = parse_security_control(security_control)
+    plain = parse_hex(apdu_hex, "apdu")
+    result = ctx.services.apdus().protect(
+        title,
+        plain,
+        sc,
+        setup=setup,
+        form=Form(form),
+        association=association,
+        actor=ctx.actor,
+    )
+    out.result(
+        result.to_json(),
+        lambda: console.print(result.apdu.hex().upper(), highlight=False, soft_wrap=True),
+    )
 
-    def body() -> None:
-        title = parse_system_title(system_title)
-        sc = parse_security_control(security_control)
-        plain = parse_hex(apdu_hex, "apdu")
-        result = ctx.apdu_service().protect(
-            title, plain, sc, setup=setup, form=Form(form), association=association, actor=ctx.actor
-        )
-        if json_output:
-            emit_json(result.to_json())
-        else:
-            console.print(result.apdu.hex().upper(), highlight=False, soft_wrap=True)
 
-    run(json_output, body)
-
-
-@apdu.command("verify")
+@command(apdu, "verify")
 @click.option(
     "--system-title", required=True, help="The meter's system title (16 hex digits): the sender."
 )
@@ -104,16 +102,14 @@ def protect(
     help="Accept an encryption-only APDU (SC 0x2s): it carries no tag, so anyone could have "
     "made it. Only where the meter's security policy is encryption only.",
 )
-@json_option
-@pass_context
 def verify(
     ctx: Context,
+    out: Output,
     system_title: str,
     setup: int,
     apdu_hex: str,
     association: str | None,
     allow_unauthenticated: bool,
-    json_output: bool,
 ) -> None:
     """Check and decipher an APDU from the meter: prints the plain APDU and its IC.
 
@@ -122,30 +118,27 @@ def verify(
     3 (tag, replayed counter) or 2 (malformed APDU); with --json the error carries the DLMS
     exception-response a meter would send for it, where the Green Book defines one.
     """
+    title = parse_system_title(system_title)
+    ciphered = parse_hex(apdu_hex, "apdu")
+    result = ctx.services.apdus().verify(
+        title,
+        ciphered,
+        setup=setup,
+        association=association,
+        allow_unauthenticated=allow_unauthenticated,
+        actor=ctx.actor,
+    )
 
-    def body() -> None:
-        title = parse_system_title(system_title)
-        ciphered = parse_hex(apdu_hex, "apdu")
-        result = ctx.apdu_service().verify(
-            title,
-            ciphered,
-            setup=setup,
-            association=association,
-            allow_unauthenticated=allow_unauthenticated,
-            actor=ctx.actor,
-        )
-        if json_output:
-            emit_json(result.to_json())
-        else:
-            console.print(result.apdu.hex().upper(), highlight=False, soft_wrap=True)
-            console.print(f"ic {result.invocation_counter}", highlight=False)
-            if not result.authenticated:
-                err_console.print(
-                    "warning: encryption only, no tag: the APDU is not authenticated",
-                    highlight=False,
-                )
+    def text() -> None:
+        console.print(result.apdu.hex().upper(), highlight=False, soft_wrap=True)
+        console.print(f"ic {result.invocation_counter}", highlight=False)
+        if not result.authenticated:
+            err_console.print(
+                "warning: encryption only, no tag: the APDU is not authenticated",
+                highlight=False,
+            )
 
-    run(json_output, body)
+    out.result(result.to_json(), text)
 
 
 def parse_security_control(text: str) -> int:

@@ -11,17 +11,14 @@ import click
 
 from kms.cli._context import (
     Context,
+    Output,
+    command,
     console,
-    emit_json,
-    json_option,
-    pass_context,
-    run,
     setup_option,
     system_title_option,
 )
 from kms.cli.apdu import parse_security_control
-from kms.dlms.system_title import parse_system_title
-from kms.services.hes.associations import association_factory
+from kms.services.vocabulary import parse_system_title
 
 
 @click.group("association")
@@ -29,7 +26,7 @@ def association() -> None:
     """Application associations whose APDUs use a dedicated key (ded- forms)."""
 
 
-@association.command("open")
+@command(association, "open")
 @system_title_option
 @setup_option
 @click.option(
@@ -46,49 +43,38 @@ def association() -> None:
     show_default=True,
     help="client-max-receive-pdu-size proposed in the InitiateRequest.",
 )
-@json_option
-@pass_context
 def open_association(
     ctx: Context,
+    out: Output,
     system_title: str,
     setup: int,
     security_control: str,
     max_pdu_size: int,
-    json_output: bool,
 ) -> None:
     """Make a dedicated key and print the glo-initiate-request that carries it.
 
     Prints the association's handle and the APDU (hex). The dedicated key's bytes exist on the
     host only while the request is built (the HSM profile's dedicated_key_on_host, audited).
     """
+    title = parse_system_title(system_title)
+    sc = parse_security_control(security_control)
+    opened = ctx.services.associations.open(
+        title, sc, setup=setup, max_receive_pdu_size=max_pdu_size, actor=ctx.actor
+    )
 
-    def body() -> None:
-        title = parse_system_title(system_title)
-        sc = parse_security_control(security_control)
-        opened = association_factory(ctx.apdu_service()).open(
-            title, sc, setup=setup, max_receive_pdu_size=max_pdu_size, actor=ctx.actor
-        )
-        if json_output:
-            emit_json(opened.to_json())
-        else:
-            console.print(f"association {opened.handle}", highlight=False)
-            console.print(opened.apdu.hex().upper(), highlight=False, soft_wrap=True)
+    def text() -> None:
+        console.print(f"association {opened.handle}", highlight=False)
+        console.print(opened.apdu.hex().upper(), highlight=False, soft_wrap=True)
 
-    run(json_output, body)
+    out.result(opened.to_json(), text)
 
 
-@association.command("close")
+@command(association, "close")
 @click.option("--association", "handle", required=True, help="The association's handle.")
-@json_option
-@pass_context
-def close_association(ctx: Context, handle: str, json_output: bool) -> None:
+def close_association(ctx: Context, out: Output, handle: str) -> None:
     """Close an association: its stored dedicated key is wiped and never used again."""
-
-    def body() -> None:
-        association_factory(ctx.apdu_service()).close(handle, actor=ctx.actor)
-        if json_output:
-            emit_json({"association": handle, "state": "CLOSED"})
-        else:
-            console.print(f"association {handle} closed", highlight=False)
-
-    run(json_output, body)
+    ctx.services.associations.close(handle, actor=ctx.actor)
+    out.result(
+        {"association": handle, "state": "CLOSED"},
+        lambda: console.print(f"association {handle} closed", highlight=False),
+    )

@@ -14,19 +14,15 @@ import click
 
 from kms.cli._context import (
     Context,
+    Output,
+    command,
     console,
-    emit_json,
-    json_option,
     parse_hex,
-    pass_context,
-    run,
     setup_option,
     system_title_option,
 )
-from kms.dlms.hls import Mechanism
-from kms.dlms.system_title import parse_system_title
-from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
-from kms.services.hes.hls_secret import import_hls_secret, read_secret_file
+from kms.services.hes.hls_secret import read_secret_file
+from kms.services.vocabulary import Mechanism, parse_system_title
 
 _MECHANISM = click.option(
     "--mechanism",
@@ -41,26 +37,20 @@ def hls() -> None:
     """HLS authentication (mechanisms 5, 6 and 7) with the meter's keys, in the token."""
 
 
-@hls.command("challenge")
+@command(hls, "challenge")
 @click.option(
     "--length", type=click.IntRange(8, 64), default=16, show_default=True, help="Bytes (8-64)."
 )
-@json_option
-@pass_context
-def challenge(ctx: Context, length: int, json_output: bool) -> None:
+def challenge(ctx: Context, out: Output, length: int) -> None:
     """A fresh client challenge CtoS from the token's random number generator."""
-
-    def body() -> None:
-        value = ctx.hsm().random(length)
-        if json_output:
-            emit_json({"challenge": value.hex().upper()})
-        else:
-            console.print(value.hex().upper(), highlight=False)
-
-    run(json_output, body)
+    value = ctx.services.hls_challenges.challenge(length)
+    out.result(
+        {"challenge": value.hex().upper()},
+        lambda: console.print(value.hex().upper(), highlight=False),
+    )
 
 
-@hls.command("answer")
+@command(hls, "answer")
 @system_title_option
 @setup_option
 @_MECHANISM
@@ -68,76 +58,66 @@ def challenge(ctx: Context, length: int, json_output: bool) -> None:
 @click.option(
     "--client-challenge", help="Our CtoS (from the AARQ), hex; mechanisms 6 and 7 need it."
 )
-@json_option
-@pass_context
 def answer(
     ctx: Context,
+    out: Output,
     system_title: str,
     setup: int,
     mechanism: str,
     server_challenge: str,
     client_challenge: str | None,
-    json_output: bool,
 ) -> None:
     """f(StoC): the head-end's answer to the meter's challenge, in hex.
 
     Mechanism 5 uses the next invocation counter of the meter's GUEK, reserved first.
     """
-
-    def body() -> None:
-        title = parse_system_title(system_title)
-        stoc = parse_hex(server_challenge, "server_challenge")
-        ctos = parse_hex(client_challenge or "", "client_challenge")
-        result = _service(ctx).answer(
-            title, Mechanism(int(mechanism)), stoc, ctos, setup=setup, actor=ctx.actor
-        )
-        if json_output:
-            emit_json({"response": result.response.hex().upper(), "ic": result.invocation_counter})
-        else:
-            console.print(result.response.hex().upper(), highlight=False)
-
-    run(json_output, body)
+    title = parse_system_title(system_title)
+    stoc = parse_hex(server_challenge, "server_challenge")
+    ctos = parse_hex(client_challenge or "", "client_challenge")
+    result = ctx.services.hls.answer(
+        title, Mechanism(int(mechanism)), stoc, ctos, setup=setup, actor=ctx.actor
+    )
+    out.result(
+        {"response": result.response.hex().upper(), "ic": result.invocation_counter},
+        lambda: console.print(result.response.hex().upper(), highlight=False),
+    )
 
 
-@hls.command("check")
+@command(hls, "check")
 @system_title_option
 @setup_option
 @_MECHANISM
 @click.option("--client-challenge", required=True, help="Our CtoS (from the AARQ), hex.")
 @click.option("--server-challenge", help="The meter's StoC, hex; mechanisms 6 and 7 need it.")
 @click.option("--response", required=True, help="The meter's f(CtoS), hex.")
-@json_option
-@pass_context
 def check(
     ctx: Context,
+    out: Output,
     system_title: str,
     setup: int,
     mechanism: str,
     client_challenge: str,
     server_challenge: str | None,
     response: str,
-    json_output: bool,
 ) -> None:
     """Verify the meter's f(CtoS); exits 3 if it does not verify.
 
     For mechanism 5 the meter's invocation counter must be above the last one accepted under
     its GUEK, and becomes the new floor.
     """
-
-    def body() -> None:
-        title = parse_system_title(system_title)
-        ctos = parse_hex(client_challenge, "client_challenge")
-        stoc = parse_hex(server_challenge or "", "server_challenge")
-        f_ctos = parse_hex(response, "response")
-        ic = _service(ctx).check(
-            title, Mechanism(int(mechanism)), ctos, stoc, f_ctos, setup=setup, actor=ctx.actor
-        )
-        if json_output:
-            emit_json({"verified": True, "ic": ic})
-        else:
-            console.print("verified" + (f" (ic {ic})" if ic is not None else ""), highlight=False)
-
-    run(json_output, body)
+    title = parse_system_title(system_title)
+    ctos = parse_hex(client_challenge, "client_challenge")
+    stoc = parse_hex(server_challenge or "", "server_challenge")
+    f_ctos = parse_hex(response, "response")
+    ic = ctx.services.hls.check(
+        title, Mechanism(int(mechanism)), ctos, stoc, f_ctos, setup=setup, actor=ctx.actor
+    )
+    out.result(
+        {"verified": True, "ic": ic},
+        lambda: console.print(
+            "verified" + (f" (ic {ic})" if ic is not None else ""), highlight=False
+        ),
+    )
 
 
 @hls.group("secret")
@@ -145,7 +125,7 @@ def secret() -> None:
     """The HLS secrets of mechanism 6."""
 
 
-@secret.command("import")
+@command(secret, "import")
 @system_title_option
 @setup_option
 @click.option(
@@ -154,34 +134,22 @@ def secret() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="File holding the secret in hex (1-64 bytes); it never goes on the command line.",
 )
-@json_option
-@pass_context
 def import_secret(
-    ctx: Context, system_title: str, setup: int, secret_file: Path, json_output: bool
+    ctx: Context, out: Output, system_title: str, setup: int, secret_file: Path
 ) -> None:
     """Import a meter's HLS secret: an audited ceremony (plaintext enters the KMS once).
 
     The secret is wrapped under the storage key at once; the new version is ACTIVE and the one
     before it RETIRED. Compare the printed check value with the maker's.
     """
-
-    def body() -> None:
-        title = parse_system_title(system_title)
-        value = read_secret_file(secret_file)
-        db = ctx.database()
-        stored = import_hls_secret(ctx.hsm(), db, ctx.config.actor, title, setup, value)
-        if json_output:
-            emit_json(stored.__dict__)
-        else:
-            console.print(
-                f"imported HLS secret v{stored.version} of {stored.system_title} "
-                f"{stored.logical_name}: {stored.length} bytes, KCV {stored.kcv}",
-                highlight=False,
-            )
-
-    run(json_output, body)
-
-
-def _service(ctx: Context) -> TokenHlsAuthentication:
-    # The invocation's keys (closed with it): mechanism 5 shares the APDU service's counters.
-    return hls_factory(ctx.apdu_service().keys, ctx.config)
+    title = parse_system_title(system_title)
+    value = read_secret_file(secret_file)
+    stored = ctx.services.hls_secrets.import_secret(title, setup, value, actor=ctx.actor)
+    out.result(
+        stored.__dict__,
+        lambda: console.print(
+            f"imported HLS secret v{stored.version} of {stored.system_title} "
+            f"{stored.logical_name}: {stored.length} bytes, KCV {stored.kcv}",
+            highlight=False,
+        ),
+    )

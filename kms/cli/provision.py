@@ -7,16 +7,15 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
-from kms.dlms.system_title import parse_system_title
+from kms.cli._context import Context, Output, command, table
 from kms.errors import InputError
-from kms.services.provisioning.confirmation import confirm as confirm_meters
 from kms.services.provisioning.confirmation import read_result_titles
 from kms.services.provisioning.manifest import read_manifest
-from kms.services.provisioning.provision import ProvisioningService
+from kms.services.provisioning.provision import ProvisionReport
+from kms.services.vocabulary import parse_system_title
 
 
-@click.group("provision", invoke_without_command=True)
+@command(None, "provision", cls=click.Group, invoke_without_command=True)
 @click.option(
     "--manifest",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -24,14 +23,11 @@ from kms.services.provisioning.provision import ProvisioningService
 )
 @click.option(
     "--out",
+    "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write result.jsonl (one JSON object per meter, written atomically).",
 )
-@json_option
-@click.pass_context
-def provision(
-    click_ctx: click.Context, manifest: Path | None, out: Path | None, json_output: bool
-) -> None:
+def provision(ctx: Context, out: Output, manifest: Path | None, out_path: Path | None) -> None:
     """Generate a unique key set per meter in the token and the key_transfer APDUs to write.
 
     For each meter and security setup: KEK, GUEK, GBEK and GAK are generated in the token, stored
@@ -40,52 +36,50 @@ def provision(
     with `kms provision confirm` once the station has written them. Re-running a manifest for
     meters still PENDING returns the same APDUs; an ACTIVE meter is refused.
     """
-    if click_ctx.invoked_subcommand is not None:
+    if click.get_current_context().invoked_subcommand is not None:
         return
-    ctx = click_ctx.ensure_object(Context)
-
-    def body() -> None:
-        if manifest is None or out is None:
-            raise InputError("give both --manifest and --out (or a subcommand: confirm)")
-        # Input first: a bad manifest is reported even when the token or database is not ready.
-        rows = read_manifest(manifest)
-        db = ctx.database()  # the schema gate before the token login
-        service = ProvisioningService(ctx.hsm(), db, ctx.config)
-        if json_output:
-            report = service.provision_rows(rows, manifest.name, out)
-        else:
-            with Progress(
-                TextColumn("provisioning"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            ) as bar:
-                task = bar.add_task("meters", total=None)
-                report = service.provision_rows(
-                    rows,
-                    manifest.name,
-                    out,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
-        summary = {
-            "meters": report.meters,
-            "generated": report.generated,
-            "repeated": report.repeated,
-            "keys": report.keys,
-            "seconds": round(report.seconds, 3),
-            "meters_per_second": round(report.meters_per_second, 1),
-            "out": report.out,
-        }
-        if json_output:
-            emit_json(summary)
-        else:
-            table("Provisioning", list(summary), [[str(v) for v in summary.values()]])
-
-    run(json_output, body)
+    if manifest is None or out_path is None:
+        raise InputError("give both --manifest and --out (or a subcommand: confirm)")
+    # Input first: a bad manifest is reported even when the token or database is not ready.
+    rows = read_manifest(manifest)
+    service = ctx.services.provisioning
+    report: ProvisionReport
+    if out.json:
+        report = service.provision_rows(rows, manifest.name, out_path, actor=ctx.actor)
+    else:
+        with Progress(
+            TextColumn("provisioning"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("meters", total=None)
+            report = service.provision_rows(
+                rows,
+                manifest.name,
+                out_path,
+                actor=ctx.actor,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    summary = {
+        "meters": report.meters,
+        "generated": report.generated,
+        "repeated": report.repeated,
+        "keys": report.keys,
+        "seconds": round(report.seconds, 3),
+        "meters_per_second": round(report.meters_per_second, 1),
+        "out": report.out,
+    }
+    out.result(
+        summary, lambda: table("Provisioning", list(summary), [[str(v) for v in summary.values()]])
+    )
 
 
-@provision.command("confirm")
+assert isinstance(provision, click.Group)
+
+
+@command(provision, "confirm")
 @click.option(
     "--system-title",
     "system_titles",
@@ -98,35 +92,26 @@ def provision(
     type=click.Path(dir_okay=False, path_type=Path),
     help="A result.jsonl: confirm every meter it lists.",
 )
-@json_option
-@pass_context
 def confirm(
-    ctx: Context, system_titles: tuple[str, ...], from_file: Path | None, json_output: bool
+    ctx: Context, out: Output, system_titles: tuple[str, ...], from_file: Path | None
 ) -> None:
     """Mark meters ACTIVE once the station has written their keys (PENDING -> ACTIVE).
 
     Meters already ACTIVE are reported, not refused, so a station can retry a confirmation.
     """
 
-    def body() -> None:
-        titles = [parse_system_title(t) for t in system_titles]
-        if from_file is not None:
-            titles.extend(read_result_titles(from_file))
-        if not titles:
-            raise InputError("give --system-title or --from")
-        report = confirm_meters(ctx.database(), ctx.config.actor, list(dict.fromkeys(titles)))
-        if json_output:
-            emit_json(
-                {
-                    "activated": report.activated,
-                    "already_active": report.already_active,
-                    "keys_activated": report.keys_activated,
-                }
-            )
-        else:
-            click.echo(
-                f"{len(report.activated)} meter(s) confirmed ACTIVE "
-                f"({report.keys_activated} keys), {len(report.already_active)} already ACTIVE"
-            )
-
-    run(json_output, body)
+    titles = [parse_system_title(t) for t in system_titles]
+    if from_file is not None:
+        titles.extend(read_result_titles(from_file))
+    if not titles:
+        raise InputError("give --system-title or --from")
+    report = ctx.services.provisioning.confirm(list(dict.fromkeys(titles)), actor=ctx.actor)
+    out.result(
+        {
+            "activated": report.activated,
+            "already_active": report.already_active,
+            "keys_activated": report.keys_activated,
+        },
+        f"{len(report.activated)} meter(s) confirmed ACTIVE "
+        f"({report.keys_activated} keys), {len(report.already_active)} already ACTIVE",
+    )

@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import click
 
-from kms.cli._context import (
-    Context,
-    console,
-    emit_json,
-    json_option,
-    parse_hex,
-    pass_context,
-    run,
-    system_title_option,
-)
+from kms.cli._context import Context, Output, command, console, parse_hex, system_title_option
 from kms.cli.apdu import apdu
-from kms.dlms.system_title import format_system_title, parse_system_title
-from kms.services.hes import general_signing
+from kms.services.vocabulary import format_system_title, parse_system_title
 
 
-@apdu.command("sign")
+@command(apdu, "sign")
 @system_title_option
 @click.option(
     "--content", required=True, help="The content to sign (usually a ciphered APDU), hex."
@@ -36,65 +26,46 @@ from kms.services.hes import general_signing
     "--transaction-id",
     help="The transaction-id, hex; default: 8 bytes from the token's random number generator.",
 )
-@json_option
-@pass_context
 def sign(
     ctx: Context,
+    out: Output,
     system_title: str,
     content: str,
     transaction_id: str | None,
-    json_output: bool,
 ) -> None:
     """Sign CONTENT for the meter in a general-signing APDU: prints the APDU in hex.
 
     The signature (raw r || s) is made in the token with the head-end's signing key on the curve
     of the meter's suite (P-256 for suite 1, P-384 for suite 2).
     """
-
-    def body() -> None:
-        title = parse_system_title(system_title)
-        data = parse_hex(content, "content")
-        txid = None if transaction_id is None else parse_hex(transaction_id, "transaction_id")
-        signed = general_signing.sign(
-            ctx.database(),
-            ctx.hsm(),
-            ctx.config,
-            recipient_system_title=title,
-            content=data,
-            transaction_id=txid,
-        )
-        if json_output:
-            emit_json({"apdu": signed.hex().upper()})
-        else:
-            console.print(signed.hex().upper(), highlight=False, soft_wrap=True)
-
-    run(json_output, body)
+    title = parse_system_title(system_title)
+    data = parse_hex(content, "content")
+    txid = None if transaction_id is None else parse_hex(transaction_id, "transaction_id")
+    signed = ctx.services.general_signing.sign(
+        recipient_system_title=title, content=data, transaction_id=txid
+    )
+    out.result(
+        {"apdu": signed.hex().upper()},
+        lambda: console.print(signed.hex().upper(), highlight=False, soft_wrap=True),
+    )
 
 
-@apdu.command("verify-signature")
+@command(apdu, "verify-signature")
 @click.option("--apdu", "apdu_hex", required=True, help="The general-signing APDU (DF ...), hex.")
-@json_option
-@pass_context
-def verify_signature(ctx: Context, apdu_hex: str, json_output: bool) -> None:
+def verify_signature(ctx: Context, out: Output, apdu_hex: str) -> None:
     """Check a general-signing APDU from a meter: prints its content in hex.
 
     The originator must be a known meter with a valid signing certificate and the recipient this
     head-end. A signature that does not verify exits 3; a malformed APDU, an unknown meter or
     one without a valid certificate exits 2.
     """
-
-    def body() -> None:
-        data = parse_hex(apdu_hex, "apdu")
-        verified = general_signing.verify(ctx.database(), ctx.config, data)
-        if json_output:
-            emit_json(
-                {
-                    "content": verified.content.hex().upper(),
-                    "originator": format_system_title(verified.originator_system_title),
-                    "transaction_id": verified.transaction_id.hex().upper(),
-                }
-            )
-        else:
-            console.print(verified.content.hex().upper(), highlight=False, soft_wrap=True)
-
-    run(json_output, body)
+    data = parse_hex(apdu_hex, "apdu")
+    verified = ctx.services.general_signing.verify(data)
+    out.result(
+        {
+            "content": verified.content.hex().upper(),
+            "originator": format_system_title(verified.originator_system_title),
+            "transaction_id": verified.transaction_id.hex().upper(),
+        },
+        lambda: console.print(verified.content.hex().upper(), highlight=False, soft_wrap=True),
+    )

@@ -22,9 +22,20 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kms.config import Config, load_config
+from kms.services.common.audit import AuditService
 from kms.services.common.resources import Resources
+from kms.services.common.root_keys import RootKeyService
+from kms.services.common.system import SystemService
+from kms.services.hes.associations import TokenAssociationService, association_factory
+from kms.services.hes.challenges import ChallengeService
+from kms.services.hes.general_signing import GeneralSigningService
+from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
+from kms.services.hes.hls_secret import HlsSecretService
 from kms.services.hes.protection import TokenApduProtection, apdu_protection_factory
 from kms.services.pki.end_entities import EndEntityService
+from kms.services.provisioning.key_agreement import KeyAgreementService
+from kms.services.provisioning.meters import MeterService
+from kms.services.provisioning.provision import ProvisioningService
 
 __all__ = ["Resources", "Services"]
 
@@ -54,6 +65,40 @@ class Services:
         service = self._built[name]
         return service  # type: ignore[return-value]
 
+    # --- provisioning (steps 1-2) ---------------------------------------------------------------
+
+    @property
+    def provisioning(self) -> ProvisioningService:
+        """Factory provisioning of meters and their confirmation."""
+        return self._service("provisioning", lambda: ProvisioningService(self.resources))
+
+    @property
+    def meters(self) -> MeterService:
+        """The meters recorded: metadata, setups, key versions and check values."""
+        return self._service("meters", lambda: MeterService(self.resources))
+
+    @property
+    def key_agreements(self) -> KeyAgreementService:
+        """Key agreement (security setup method 3) with suite 1 and 2 meters."""
+        return self._service("key_agreements", lambda: KeyAgreementService(self.resources))
+
+    # --- common ------------------------------------------------------------------------------
+
+    @property
+    def root_keys(self) -> RootKeyService:
+        """``kms init`` and the transport keys."""
+        return self._service("root_keys", lambda: RootKeyService(self.resources))
+
+    @property
+    def audit(self) -> AuditService:
+        """The audit trail: checkpoints and the check of the whole chain."""
+        return self._service("audit", lambda: AuditService(self.resources))
+
+    @property
+    def system(self) -> SystemService:
+        """The database schema and the token's self-test."""
+        return self._service("system", lambda: SystemService(self.resources))
+
     # --- the head-end (step 7) ---------------------------------------------------------------
 
     def apdus(self, *, ic_block_size: int | None = None) -> TokenApduProtection:
@@ -70,6 +115,31 @@ class Services:
             return service
 
         return self._service("apdus", build)
+
+    @property
+    def associations(self) -> TokenAssociationService:
+        """Application associations with a dedicated key, on the keys of :meth:`apdus`."""
+        return self._service("associations", lambda: association_factory(self.apdus()))
+
+    @property
+    def hls(self) -> TokenHlsAuthentication:
+        """HLS authentication (mechanisms 5, 6, 7); mechanism 5 shares :meth:`apdus`'s counters."""
+        return self._service("hls", lambda: hls_factory(self.apdus().keys, self.config))
+
+    @property
+    def hls_challenges(self) -> ChallengeService:
+        """HLS client challenges from the token alone (no database)."""
+        return self._service("hls_challenges", lambda: ChallengeService(self.resources))
+
+    @property
+    def hls_secrets(self) -> HlsSecretService:
+        """The audited import of a meter's HLS secret (mechanism 6)."""
+        return self._service("hls_secrets", lambda: HlsSecretService(self.resources))
+
+    @property
+    def general_signing(self) -> GeneralSigningService:
+        """General-signing (0xDF) between the head-end and a meter."""
+        return self._service("general_signing", lambda: GeneralSigningService(self.resources))
 
     # --- the PKI -------------------------------------------------------------------------------
 

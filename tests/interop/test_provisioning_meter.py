@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from kms.services.provisioning.provision import ProvisioningService
 from tests.interop.meter import SimulatedMeter
 from tests.kms_fixtures import TRANSPORT_KEYS, Kms, meter_row, write_manifest
 
@@ -26,7 +25,7 @@ def _logical_name(text: str) -> bytes:
 
 def _provision(kms: Kms, tmp_path: Path, rows: list[dict[str, str]]) -> list[dict[str, object]]:
     manifest = write_manifest(tmp_path / "meters.csv", rows)
-    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, tmp_path / "r.jsonl")
+    kms.services.provisioning.provision(manifest, tmp_path / "r.jsonl", actor="pytest")
     return [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
 
 

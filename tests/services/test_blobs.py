@@ -340,8 +340,8 @@ def provisioned(kms: Kms, tmp_path: Path) -> tuple[ProvisioningService, Path, st
     manifest = write_manifest(
         tmp_path / "manifest.csv", [meter_row(1, 0, "0;1"), meter_row(2, 0, "0;1")]
     )
-    service = ProvisioningService(kms.hsm, kms.db, kms.config)
-    report = service.provision(manifest, tmp_path / "first.jsonl")
+    service = kms.services.provisioning
+    report = service.provision(manifest, tmp_path / "first.jsonl", actor="pytest")
     assert (report.meters, report.generated, report.keys) == (2, 2, 16)
     return service, manifest, (tmp_path / "first.jsonl").read_text(encoding="utf-8")
 
@@ -359,7 +359,7 @@ def test_swapped_rows_fail_the_rerun_with_invalid_binding_and_write_nothing(
 
     # The baseline: untouched, the re-run re-derives the same keys from the stored blobs, so its
     # key_transfer APDUs are byte-for-byte those of the first run ("never a second set").
-    report = service.provision(manifest, out)
+    report = service.provision(manifest, out, actor="pytest")
     assert (report.generated, report.repeated) == (0, 2)
     assert out.read_text(encoding="utf-8") == first_lines
     out.unlink()
@@ -372,7 +372,7 @@ def test_swapped_rows_fail_the_rerun_with_invalid_binding_and_write_nothing(
                 files_before = sorted(p.name for p in tmp_path.iterdir())
 
                 with pytest.raises(InvalidBinding) as caught:
-                    service.provision(manifest, out)
+                    service.provision(manifest, out, actor="pytest")
 
                 assert type(caught.value) is InvalidBinding
                 assert not out.exists()
@@ -391,5 +391,5 @@ def test_swapped_rows_fail_the_rerun_with_invalid_binding_and_write_nothing(
             finally:
                 _swap(kms, first, second, columns)
 
-    service.provision(manifest, out)
+    service.provision(manifest, out, actor="pytest")
     assert out.read_text(encoding="utf-8") == first_lines

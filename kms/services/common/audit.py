@@ -45,6 +45,8 @@ from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.errors import AuditChainBroken, KMSError, TokenKeyNotFound
 from kms.hsm import Hsm, TokenKey
+from kms.keystore import hierarchy
+from kms.services.common.resources import Resources
 
 GENESIS = bytes(32)
 ANCHOR_LABEL = "kms-audit-anchor"
@@ -271,3 +273,28 @@ def verify(hsm: Hsm, session: Session) -> VerifyReport:
         raise AuditChainBroken(f"the checkpoint signed at event {missing[0]} was deleted")
     _check_anchor(hsm, hashes_at, checkpoints)
     return VerifyReport(count, len(checkpoints), expected_seq - 1, prev.hex())
+
+
+class AuditService:
+    """The audit trail's use cases (``Services.audit``): sign its head, check it whole. The
+    functions above are the steps other services take inside their own transactions."""
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+
+    def checkpoint(self, *, actor: str) -> dict[str, Any]:
+        """Sign the head of the chain with the audit key in the token; returns the checkpoint's
+        seq, head hash (hex) and key label."""
+        db = self._resources.database()  # the schema gate before the token login
+        hsm = self._resources.hsm()
+        with db.begin() as session:
+            root = hierarchy.load_root_keys(hsm, session)
+            row = checkpoint(hsm, session, root.audit, actor)
+            return {"seq": row.seq, "head_hash": row.head_hash.hex(), "key": row.key_label}
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain and every checkpoint (:func:`verify`)."""
+        db = self._resources.database()  # the schema gate before the token login
+        hsm = self._resources.hsm()
+        with db.begin() as session:
+            return verify(hsm, session)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kms.db import Database, MeterState
+from kms.db import MeterState, Session
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.system_title import format_system_title
@@ -30,37 +30,32 @@ class ConfirmReport:
     keys_activated: int
 
 
-def confirm(db: Database, actor: str, system_titles: Sequence[bytes]) -> ConfirmReport:
-    """Move PENDING meters (and their keys) to ACTIVE; already ACTIVE meters are reported.
-
-    A state change in the database only: no key is touched, so no token login is needed. An
-    unknown meter refuses the whole confirmation.
-    """
-    if not system_titles:
-        raise InputError("no meter to confirm")
+def activate(session: Session, actor: str, system_titles: Sequence[bytes]) -> ConfirmReport:
+    """In the caller's transaction (:meth:`ProvisioningService.confirm
+    <kms.services.provisioning.provision.ProvisioningService.confirm>`): PENDING meters and their
+    keys become ACTIVE, already ACTIVE ones are reported, an unknown meter refuses them all."""
     activated: list[str] = []
     already: list[str] = []
     keys = 0
-    with db.begin() as session:
-        meters = repo.meters_by_system_title(session, system_titles)
-        for title in system_titles:
-            if title not in meters:
-                raise NotFoundError(f"no meter with system title {format_system_title(title)}")
-        now = utcnow()
-        records = []
-        for title in system_titles:
-            meter = meters[title]
-            hex_title = format_system_title(title)
-            if meter.state is MeterState.ACTIVE:
-                already.append(hex_title)
-                continue
-            if meter.state is not MeterState.PENDING:
-                raise InputError(f"meter {hex_title} is {meter.state.value}, not PENDING")
-            keys += repo.activate_meter(session, meter, now)
-            activated.append(hex_title)
-            records.append(audit.AuditRecord("meter.confirm", hex_title, {"keys": "ACTIVE"}))
-        if records:
-            audit.append(session, actor, records)
+    meters = repo.meters_by_system_title(session, system_titles)
+    for title in system_titles:
+        if title not in meters:
+            raise NotFoundError(f"no meter with system title {format_system_title(title)}")
+    now = utcnow()
+    records = []
+    for title in system_titles:
+        meter = meters[title]
+        hex_title = format_system_title(title)
+        if meter.state is MeterState.ACTIVE:
+            already.append(hex_title)
+            continue
+        if meter.state is not MeterState.PENDING:
+            raise InputError(f"meter {hex_title} is {meter.state.value}, not PENDING")
+        keys += repo.activate_meter(session, meter, now)
+        activated.append(hex_title)
+        records.append(audit.AuditRecord("meter.confirm", hex_title, {"keys": "ACTIVE"}))
+    if records:
+        audit.append(session, actor, records)
     return ConfirmReport(activated, already, keys)
 
 

@@ -60,7 +60,11 @@ from kms.keystore import hierarchy
 from kms.keystore.blobs import KeyIdentity, seal, unseal
 from kms.keystore.hierarchy import RootKeys
 from kms.services.common import audit
+from kms.services.common.resources import Resources
+from kms.services.provisioning.confirmation import ConfirmReport, activate
 from kms.services.provisioning.manifest import ManifestRow, read_manifest
+
+__all__ = ["ROLES", "ProvisionReport", "ProvisioningService"]
 
 #: Role, what the key may do in the token, and its key_id in key_transfer.
 ROLES: tuple[tuple[KeyRole, KeyUse, KeyId], ...] = (
@@ -110,24 +114,26 @@ class _PreparedChunk:
 class ProvisioningService:
     """Steps 1 and 2 for a provisioning station: generate, wrap, store, hand over, confirm."""
 
-    def __init__(self, hsm: Hsm, db: Database, config: Config) -> None:
-        self._hsm = hsm
-        self._db = db
-        self._config = config
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
 
     # --- provision ---------------------------------------------------------------------------
 
     def provision(
-        self, manifest: Path, out: Path, progress: Progress | None = None
+        self, manifest: Path, out: Path, *, actor: str, progress: Progress | None = None
     ) -> ProvisionReport:
         """Provision every meter of ``manifest`` and write ``out`` (JSON lines) atomically."""
-        return self.provision_rows(read_manifest(manifest), manifest.name, out, progress)
+        return self.provision_rows(
+            read_manifest(manifest), manifest.name, out, actor=actor, progress=progress
+        )
 
     def provision_rows(
         self,
         rows: Sequence[ManifestRow],
         source: str,
         out: Path,
+        *,
+        actor: str,
         progress: Progress | None = None,
     ) -> ProvisionReport:
         """Provision already parsed manifest rows (``source`` names the file in errors).
@@ -135,13 +141,38 @@ class ProvisioningService:
         A failure of the token, of a stored blob's binding or of the database is audited (in a
         transaction of its own) before it is raised; bad input touched no key and is not.
         """
+        db = self._resources.database()  # the schema gate before the token login
+        run = _Run(self._resources.hsm(), db, self._resources.config, actor)
         try:
-            return self._provision_rows(rows, source, out, progress)
+            return run.provision_rows(rows, source, out, progress)
         except (CryptoError, HsmError, IntegrityError, DatabaseError) as exc:
-            audit.record_failure(self._db, self._config.actor, "meter.provision", source, exc)
+            audit.record_failure(db, actor, "meter.provision", source, exc)
             raise
 
-    def _provision_rows(
+    # --- confirm -----------------------------------------------------------------------------
+
+    def confirm(self, system_titles: Sequence[bytes], *, actor: str) -> ConfirmReport:
+        """Move PENDING meters (and their keys) to ACTIVE; already ACTIVE meters are reported.
+
+        A state change in the database only: no key is touched, so no token login is needed. An
+        unknown meter refuses the whole confirmation.
+        """
+        if not system_titles:
+            raise InputError("no meter to confirm")
+        with self._resources.database().begin() as session:
+            return activate(session, actor, system_titles)
+
+
+class _Run:
+    """One provisioning run: the token, database, configuration and actor it works with."""
+
+    def __init__(self, hsm: Hsm, db: Database, config: Config, actor: str) -> None:
+        self._hsm = hsm
+        self._db = db
+        self._config = config
+        self._actor = actor
+
+    def provision_rows(
         self,
         rows: Sequence[ManifestRow],
         source: str,
@@ -300,7 +331,7 @@ class ProvisioningService:
                         {**key, "security_setup_id": setup_id, "created_at": now} for key in keys
                     )
             repo.insert_key_versions(session, key_rows)
-            audit.append(session, self._config.actor, chunk.records)
+            audit.append(session, self._actor, chunk.records)
         handle.writelines(chunk.lines)
         return len(chunk.lines)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 from pkcs11 import ObjectClass
 
+from kms.config import Config
 from kms.db import Database, RootKeyPurpose
 from kms.db import repository as repo
 from kms.errors import ConflictError, DatabaseError
 from kms.hsm import Hsm, TokenKey
 from kms.keystore import hierarchy
-from kms.services import ceremony
+from kms.services.common.resources import Resources
+from kms.services.common.root_keys import RootKeyService
 from tests.kms_fixtures import Kms, refusing_inserts, token_objects
 
 VALUE = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")
@@ -57,13 +59,17 @@ def test_a_ceremony_the_database_refuses_leaves_no_token_object(
 ) -> None:
     before = token_objects(kms.hsm)
     with refusing_inserts(kms.config.database_url, table), pytest.raises(DatabaseError):
-        ceremony.create_transport_key(kms.hsm, kms.db, "pytest", "vendor-z", value, 16)
+        kms.services.root_keys.create_transport_key(
+            actor="pytest", label="vendor-z", value=value, length=16
+        )
     assert token_objects(kms.hsm) == before
     with kms.db.begin() as session:
         assert repo.root_key_by_label(session, "vendor-z") is None
     # Nothing stands in the way of the ceremony once the database takes writes again.
-    row = ceremony.create_transport_key(kms.hsm, kms.db, "pytest", "vendor-z", value, 16)
-    assert row.label == "vendor-z"
+    row = kms.services.root_keys.create_transport_key(
+        actor="pytest", label="vendor-z", value=value, length=16
+    )
+    assert row["label"] == "vendor-z"
     assert token_objects(kms.hsm) == before | {("vendor-z", str(ObjectClass.SECRET_KEY))}
 
 
@@ -74,31 +80,39 @@ def test_a_key_the_database_may_have_recorded_is_kept_for_the_next_run(
     the same key file adopts it."""
     monkeypatch.setattr(hierarchy, "_recorded", lambda db, label: None)
     with refusing_inserts(kms.config.database_url, "root_key"), pytest.raises(DatabaseError):
-        ceremony.create_transport_key(kms.hsm, kms.db, "pytest", "vendor-w", VALUE, 16)
+        kms.services.root_keys.create_transport_key(
+            actor="pytest", label="vendor-w", value=VALUE, length=16
+        )
     assert kms.hsm.has_token_key(TokenKey("vendor-w"))
     monkeypatch.undo()
-    row = ceremony.create_transport_key(kms.hsm, kms.db, "pytest", "vendor-w", VALUE, 16)
-    assert row.check_value == kms.hsm.check_value(TokenKey("vendor-w"))
+    row = kms.services.root_keys.create_transport_key(
+        actor="pytest", label="vendor-w", value=VALUE, length=16
+    )
+    assert row["kcv"] == kms.hsm.check_value(TokenKey("vendor-w")).hex().upper()
+
+
+def _root_keys(hsm: Hsm, db: Database, config: Config) -> RootKeyService:
+    return RootKeyService(Resources(config, hsm=hsm, database=db))
 
 
 def test_an_init_the_database_refuses_leaves_no_root_key_in_the_token(
-    hsm: Hsm, migrated_db: Database
+    hsm: Hsm, migrated_db: Database, kms_config: Config
 ) -> None:
     url = str(migrated_db.url)
     assert token_objects(hsm) == set()
     for table in ("root_key", "audit_event"):
         with refusing_inserts(url, table), pytest.raises(DatabaseError):
-            ceremony.initialise(hsm, migrated_db, "pytest")
+            _root_keys(hsm, migrated_db, kms_config).initialise(actor="pytest")
         assert token_objects(hsm) == set(), f"a refused insert into {table} left an orphan"
-    report = ceremony.initialise(hsm, migrated_db, "pytest")
+    report = _root_keys(hsm, migrated_db, kms_config).initialise(actor="pytest")
     assert [o.action for o in report.root_keys] == ["created"] * 3
 
 
 def test_init_adopts_a_root_key_a_dead_process_left_in_the_token(
-    hsm: Hsm, migrated_db: Database
+    hsm: Hsm, migrated_db: Database, kms_config: Config
 ) -> None:
     """A process killed between the token object and the commit cannot clean up: the next
     ``kms init`` records the key it finds instead of making another."""
     hsm.create_storage_key(hierarchy.STORAGE_LABEL, hierarchy.STORAGE_LABEL.encode())
-    report = ceremony.initialise(hsm, migrated_db, "pytest")
+    report = _root_keys(hsm, migrated_db, kms_config).initialise(actor="pytest")
     assert [o.action for o in report.root_keys] == ["adopted", "created", "created"]

@@ -45,14 +45,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _request_stop)
 
     from kms.config import load_config
-    from kms.db import Database
-    from kms.hsm import open_hsm
-    from kms.services.hes.protection import apdu_protection_factory
+    from kms.services.root import Services
 
-    config = load_config(os.environ)
-    hsm = open_hsm(config)
-    db = Database(config.database_url)
-    service = apdu_protection_factory(hsm, db, config, ic_block_size=block_size)
+    services = Services(load_config(os.environ))
+    service = services.apdus(ic_block_size=block_size)
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         # Load the meter's setup before announcing readiness (a database round trip).
@@ -60,7 +56,7 @@ def main(argv: list[str]) -> int:
         Path(f"{output}.ready").touch()
         while not _stop:
             result = service.protect(
-                system_title, GET_REQUEST, SECURITY_CONTROL, actor=config.actor
+                system_title, GET_REQUEST, SECURITY_CONTROL, actor=services.config.actor
             )
             line = f"{result.invocation_counter} {result.apdu.hex()}\n".encode()
             if os.write(fd, line) != len(line):
@@ -68,9 +64,7 @@ def main(argv: list[str]) -> int:
             os.fsync(fd)
     finally:
         os.close(fd)
-        service.close()
-        hsm.close()
-        db.dispose()
+        services.close()  # the APDU service's keys first, then the token and the database
     return 0
 
 

@@ -123,8 +123,8 @@ def test_sign_verifies_with_the_head_end_certificate(pki: Pki, tmp_path: Path, s
     meter = field_meter(kms, tmp_path, 10 + suite, suite)
     hes_key = hes_signing_key(kms, suite)
 
-    apdu = general_signing.sign(
-        kms.db, kms.hsm, kms.config, recipient_system_title=meter.system_title, content=CONTENT,
+    apdu = kms.services.general_signing.sign(
+        recipient_system_title=meter.system_title, content=CONTENT,
         transaction_id=bytes.fromhex("00000000000000AB"), date_time=b"\x07\xea",
         other_information=b"hi",
     )  # fmt: skip
@@ -159,8 +159,8 @@ def test_sign_draws_a_transaction_id_from_the_token(pki: Pki, tmp_path: Path) ->
     hes_signing_key(kms, 1)
     ids = set()
     for _ in range(2):
-        apdu = general_signing.sign(
-            kms.db, kms.hsm, kms.config, recipient_system_title=meter.system_title, content=CONTENT
+        apdu = kms.services.general_signing.sign(
+            recipient_system_title=meter.system_title, content=CONTENT
         )
         ids.add(parse_general_signing_apdu(apdu).transaction_id)
     assert len(ids) == 2
@@ -173,8 +173,8 @@ def test_sign_refusals(pki: Pki, tmp_path: Path) -> None:
     suite0 = field_meter(kms, tmp_path, 31, 0)
 
     def sign(title: bytes, content: bytes = CONTENT, config: Any = kms.config) -> bytes:
-        return general_signing.sign(
-            kms.db, kms.hsm, config, recipient_system_title=title, content=content
+        return kms.services_with(config).general_signing.sign(
+            recipient_system_title=title, content=content
         )
 
     with pytest.raises(NotFoundError, match=r"no valid signing key on P-256.*kms entity create"):
@@ -205,7 +205,7 @@ def test_a_meter_signed_df_verifies_and_tampering_is_refused(
     other, _ = certified_meter(kms, tmp_path, 45 + suite, suite)
     apdu = meter_df(key, meter.system_title)
 
-    verified = general_signing.verify(kms.db, kms.config, apdu)
+    verified = kms.services.general_signing.verify(apdu)
     assert verified == parse_general_signing_apdu(apdu)
     assert (verified.content, verified.originator_system_title) == (CONTENT, meter.system_title)
 
@@ -224,7 +224,7 @@ def test_a_meter_signed_df_verifies_and_tampering_is_refused(
         with pytest.raises(
             InvalidSignature, match=r"^the general-signing APDU's signature did not"
         ):
-            general_signing.verify(kms.db, kms.config, bad.to_bytes())
+            kms.services.general_signing.verify(bad.to_bytes())
             pytest.fail(name)
 
 
@@ -234,15 +234,15 @@ def test_a_df_for_another_recipient(pki: Pki, tmp_path: Path) -> None:
     for recipient in (bytes.fromhex("4B4D5300000000A2"), b""):
         apdu = meter_df(key, meter.system_title, recipient_system_title=recipient)
         with pytest.raises(InputError, match="not to this head-end") as info:
-            general_signing.verify(kms.db, kms.config, apdu)
+            kms.services.general_signing.verify(apdu)
         assert info.value.field == "recipient_system_title"
-        verified = general_signing.verify(kms.db, kms.config, apdu, allow_any_recipient=True)
+        verified = kms.services.general_signing.verify(apdu, allow_any_recipient=True)
         assert verified.recipient_system_title == recipient
     # Accepting any recipient still checks the signature, which covers the recipient.
     parsed = parse_general_signing_apdu(meter_df(key, meter.system_title))
     moved = dataclasses.replace(parsed, recipient_system_title=bytes.fromhex("4B4D5300000000A2"))
     with pytest.raises(InvalidSignature):
-        general_signing.verify(kms.db, kms.config, moved.to_bytes(), allow_any_recipient=True)
+        kms.services.general_signing.verify(moved.to_bytes(), allow_any_recipient=True)
 
 
 def test_verify_refusals(pki: Pki, tmp_path: Path) -> None:
@@ -250,11 +250,11 @@ def test_verify_refusals(pki: Pki, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     unknown = bytes.fromhex("4D4D4D00000000FE")
     with pytest.raises(NotFoundError, match="no meter with system title 4D4D4D00000000FE"):
-        general_signing.verify(kms.db, kms.config, meter_df(key, unknown))
+        kms.services.general_signing.verify(meter_df(key, unknown))
 
     uncertified = field_meter(kms, tmp_path, 60, 1)
     with pytest.raises(NotFoundError, match="has no valid signing certificate on P-256"):
-        general_signing.verify(kms.db, kms.config, meter_df(key, uncertified.system_title))
+        kms.services.general_signing.verify(meter_df(key, uncertified.system_title))
     # A key-agreement certificate is no signing certificate.
     name = x509.Name(
         [x509.NameAttribute(NameOID.COMMON_NAME, uncertified.system_title.hex().upper())]
@@ -267,15 +267,15 @@ def test_verify_refusals(pki: Pki, tmp_path: Path) -> None:
         )],
     )  # fmt: skip
     with pytest.raises(NotFoundError, match="has no valid signing certificate"):
-        general_signing.verify(kms.db, kms.config, meter_df(key, uncertified.system_title))
+        kms.services.general_signing.verify(meter_df(key, uncertified.system_title))
 
     revoked, revoked_key = certified_meter(kms, tmp_path, 61, 1)
     apdu = meter_df(revoked_key, revoked.system_title)
-    assert general_signing.verify(kms.db, kms.config, apdu).content == CONTENT
+    assert kms.services.general_signing.verify(apdu).content == CONTENT
     (row,) = certificates.list_certificates(kms.db, system_title=revoked.system_title, kind=None)
     certificates.revoke(kms.db, kms.config, "pytest", str(row["serial"]), "key_compromise")
     with pytest.raises(NotFoundError, match="has no valid signing certificate"):
-        general_signing.verify(kms.db, kms.config, apdu)
+        kms.services.general_signing.verify(apdu)
 
     for malformed, field in (
         (b"", "tag"),
@@ -284,7 +284,7 @@ def test_verify_refusals(pki: Pki, tmp_path: Path) -> None:
         (apdu[:-1], "signature"),
     ):
         with pytest.raises(InputError) as info:
-            general_signing.verify(kms.db, kms.config, malformed)
+            kms.services.general_signing.verify(malformed)
         if field is not None:
             assert info.value.field == field
 
@@ -311,12 +311,14 @@ def test_gurux_java_signed_dfs_verify_through_the_service(pki: Pki, tmp_path: Pa
     assert len(cases) == 4
     for case in cases:
         apdu = bytes.fromhex(case["apdu"])
-        verified = general_signing.verify(kms.db, config, apdu)
+        verified = kms.services_with(config).general_signing.verify(apdu)
         assert verified.transaction_id == bytes.fromhex(case["transaction_id"])
         assert verified.content[0] in (0xC8, 0xC9)
         with pytest.raises(InvalidSignature):  # Gurux's signature covers the content
-            general_signing.verify(kms.db, config, apdu[:-70] + bytes([apdu[-70] ^ 1]) + apdu[-69:])
+            kms.services_with(config).general_signing.verify(
+                apdu[:-70] + bytes([apdu[-70] ^ 1]) + apdu[-69:]
+            )
     (failing,) = [c for c in GURUX if c.get("fail")]
     with pytest.raises(InputError) as info:
-        general_signing.verify(kms.db, config, bytes.fromhex(failing["apdu"]))
+        kms.services_with(config).general_signing.verify(bytes.fromhex(failing["apdu"]))
     assert info.value.field == "content"

@@ -35,7 +35,7 @@ from kms.errors import (
 )
 from kms.pki.profiles import CertificateType
 from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
-from kms.services.hes.hls_secret import import_hls_secret, read_secret_file
+from kms.services.hes.hls_secret import read_secret_file
 from kms.services.hes.keys_in_use import keys_in_use
 from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
@@ -107,7 +107,7 @@ def test_mechanism_5_wrong_answer_fails_and_moves_no_floor(
 
 
 def _secret(kms: Kms, meter: FieldMeter, value: bytes) -> None:
-    import_hls_secret(kms.hsm, kms.db, "pytest", meter.system_title, 0, value)
+    kms.services.hls_secrets.import_secret(meter.system_title, 0, value, actor="pytest")
 
 
 @pytest.mark.parametrize(
@@ -201,11 +201,10 @@ def test_the_secret_file_is_hex_and_bounded(tmp_path: Path) -> None:
 def test_hls_refuses_a_pending_meter(
     kms: Kms, tmp_path: Path, service: TokenHlsAuthentication
 ) -> None:
-    from kms.services.provisioning.provision import ProvisioningService
     from tests.kms_fixtures import meter_row, write_manifest
 
     manifest = write_manifest(tmp_path / "p.csv", [meter_row(98, 0)])
-    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, tmp_path / "p.jsonl")
+    kms.services.provisioning.provision(manifest, tmp_path / "p.jsonl", actor="pytest")
     with pytest.raises(KeyStateError, match="PENDING"):
         service.answer(
             bytes.fromhex("4D4D4D0000000062"), Mechanism.HLS_GMAC, STOC, CTOS, actor=ACTOR

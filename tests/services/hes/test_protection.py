@@ -280,11 +280,10 @@ def test_unknown_meter_setup_and_pending_meter(
         service.protect(bytes.fromhex("4D4D4D00000000FF"), GET_REQUEST, 0x30, actor=ACTOR)
     with pytest.raises(NotFoundError, match=r"no security setup 0\.0\.43\.0\.3\.255"):
         service.protect(meter0.system_title, GET_REQUEST, 0x30, setup=3, actor=ACTOR)
-    from kms.services.provisioning.provision import ProvisioningService
     from tests.kms_fixtures import meter_row, write_manifest
 
     manifest = write_manifest(tmp_path / "p.csv", [meter_row(99, 0)])
-    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, tmp_path / "p.jsonl")
+    kms.services.provisioning.provision(manifest, tmp_path / "p.jsonl", actor="pytest")
     with pytest.raises(KeyStateError, match="PENDING"):
         service.protect(bytes.fromhex("4D4D4D0000000063"), GET_REQUEST, 0x30, actor=ACTOR)
 

@@ -29,8 +29,6 @@ from kms.hsm import TokenKey
 from kms.pki.profiles import CertificateType
 from kms.services.common import peers
 from kms.services.pki import certificates
-from kms.services.provisioning import key_agreement
-from kms.services.provisioning.confirmation import confirm
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.kms_fixtures import Pki, meter_csr, provision_meter, revoke_ca
 
@@ -158,14 +156,14 @@ def test_agreed_keys_equal_the_meters_and_become_new_pending_versions(
 ) -> None:
     kms = pki.kms
     meter = _ready(pki, tmp_path, 1, suite)
-    started = key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", meter.system_title, ALL)
+    started = kms.services.key_agreements.start(meter.system_title, ALL, actor="pytest")
     labels = [f"kms-agree-{started.handle}-{k}" for k in range(4)]
     assert all(kms.hsm.has_token_key(TokenKey(label, "private")) for label in labels)
     attrs = kms.hsm.attributes(TokenKey(labels[0], "private"))
     assert attrs["sensitive"] and not attrs["extractable"]
 
-    info = key_agreement.complete(
-        kms.hsm, kms.db, kms.config, "pytest", started.handle, meter.answer(started.apdu)
+    info = kms.services.key_agreements.complete(
+        started.handle, meter.answer(started.apdu), actor="pytest"
     )
     roles = {0: "GUEK", 1: "GBEK", 2: "GAK", 3: "KEK"}
     assert {k["role"]: k["kcv"] for k in info["keys"]} == {  # type: ignore[attr-defined]
@@ -178,11 +176,11 @@ def test_agreed_keys_equal_the_meters_and_become_new_pending_versions(
         assert versions[(role, 2)] is KeyState.PENDING
     assert not any(kms.hsm.has_token_key(TokenKey(label, "private")) for label in labels)
     assert _agreement_state(pki, started.handle) is AgreementState.COMPLETED
-    confirm(kms.db, "pytest", [meter.system_title])
+    kms.services.provisioning.confirm([meter.system_title], actor="pytest")
     versions = _versions(pki, meter.system_title)
     assert {versions[(role, 2)] for role in roles.values()} == {KeyState.ACTIVE}
     with pytest.raises(ConflictError, match="is completed"):
-        key_agreement.complete(kms.hsm, kms.db, kms.config, "pytest", started.handle, b"\x01\x00")
+        kms.services.key_agreements.complete(started.handle, b"\x01\x00", actor="pytest")
 
 
 def test_a_forged_answer_is_refused_and_the_agreement_stays_pending(
@@ -190,88 +188,87 @@ def test_a_forged_answer_is_refused_and_the_agreement_stays_pending(
 ) -> None:
     kms = pki.kms
     meter = _ready(pki, tmp_path, 2, 1)
-    started = key_agreement.start(
-        kms.hsm, kms.db, kms.config, "pytest", meter.system_title, [KeyId.AUTHENTICATION_KEY]
+    started = kms.services.key_agreements.start(
+        meter.system_title, [KeyId.AUTHENTICATION_KEY], actor="pytest"
     )
     answer = bytearray(meter.answer(started.apdu))
     answer[-1] ^= 0x01  # the meter's signature
     with pytest.raises(AuthenticationFailed, match="GAK ephemeral key does not verify"):
-        key_agreement.complete(kms.hsm, kms.db, kms.config, "pytest", started.handle, bytes(answer))
+        kms.services.key_agreements.complete(started.handle, bytes(answer), actor="pytest")
     assert _agreement_state(pki, started.handle) is AgreementState.PENDING
     assert (KeyRole.GAK.value, 2) not in _versions(pki, meter.system_title)
     # The real answer still completes it.
-    key_agreement.complete(
-        kms.hsm, kms.db, kms.config, "pytest", started.handle, meter.answer(started.apdu)
-    )
+    kms.services.key_agreements.complete(started.handle, meter.answer(started.apdu), actor="pytest")
 
 
 def test_answers_that_do_not_fit_the_request_are_named(pki: Pki, tmp_path: Path) -> None:
     kms = pki.kms
     meter = _ready(pki, tmp_path, 3, 1)
-    started = key_agreement.start(
-        kms.hsm, kms.db, kms.config, "pytest", meter.system_title,
+    started = kms.services.key_agreements.start(
+        meter.system_title,
         [KeyId.GLOBAL_UNICAST_ENCRYPTION_KEY, KeyId.AUTHENTICATION_KEY],
-    )  # fmt: skip
+        actor="pytest",
+    )
     answer = meter.answer(started.apdu)
     one_entry = bytes.fromhex("C701C10001000101") + answer[8 : 8 + 7 + 128]
     with pytest.raises(InputError, match="lacks AUTHENTICATION_KEY"):
-        key_agreement.complete(kms.hsm, kms.db, kms.config, "pytest", started.handle, one_entry)
+        kms.services.key_agreements.complete(started.handle, one_entry, actor="pytest")
     with pytest.raises(InputError, match="refused the action"):
-        key_agreement.complete(
-            kms.hsm, kms.db, kms.config, "pytest", started.handle, bytes.fromhex("C701C10300")
+        kms.services.key_agreements.complete(
+            started.handle, bytes.fromhex("C701C10300"), actor="pytest"
         )
     with pytest.raises(InputError):
-        key_agreement.complete(kms.hsm, kms.db, kms.config, "pytest", started.handle, answer[:-3])
+        kms.services.key_agreements.complete(started.handle, answer[:-3], actor="pytest")
     assert _agreement_state(pki, started.handle) is AgreementState.PENDING
 
 
 def test_expiry_and_cancel_destroy_the_ephemeral_keys(pki: Pki, tmp_path: Path) -> None:
     kms = pki.kms
     meter = _ready(pki, tmp_path, 4, 2)
-    late = key_agreement.start(
-        kms.hsm, kms.db, kms.config, "pytest", meter.system_title, [KeyId.MASTER_KEY],
+    late = kms.services.key_agreements.start(
+        meter.system_title,
+        [KeyId.MASTER_KEY],
         lifetime=datetime.timedelta(seconds=-1),
-    )  # fmt: skip
+        actor="pytest",
+    )
     with pytest.raises(ConflictError, match="expired"):
-        key_agreement.complete(
-            kms.hsm, kms.db, kms.config, "pytest", late.handle, meter.answer(late.apdu)
-        )
-    other = key_agreement.start(
-        kms.hsm, kms.db, kms.config, "pytest", meter.system_title, [KeyId.MASTER_KEY]
+        kms.services.key_agreements.complete(late.handle, meter.answer(late.apdu), actor="pytest")
+    other = kms.services.key_agreements.start(
+        meter.system_title, [KeyId.MASTER_KEY], actor="pytest"
     )
     # Starting another one swept the expired agreement away.
     assert _agreement_state(pki, late.handle) is AgreementState.CANCELLED
     assert not kms.hsm.has_token_key(TokenKey(f"kms-agree-{late.handle}-3", "private"))
-    key_agreement.cancel(kms.hsm, kms.db, "pytest", other.handle)
+    kms.services.key_agreements.cancel(other.handle, actor="pytest")
     assert not kms.hsm.has_token_key(TokenKey(f"kms-agree-{other.handle}-3", "private"))
     with pytest.raises(ConflictError, match="cancelled"):
-        key_agreement.cancel(kms.hsm, kms.db, "pytest", other.handle)
+        kms.services.key_agreements.cancel(other.handle, actor="pytest")
 
 
 def test_what_key_agreement_needs_is_named(pki: Pki, tmp_path: Path) -> None:
     kms = pki.kms
     suite0 = provision_meter(kms, tmp_path, 5, 0)
     with pytest.raises(InputError, match="suite 0"):
-        key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", suite0, ALL)
+        kms.services.key_agreements.start(suite0, ALL, actor="pytest")
     bare = provision_meter(kms, tmp_path, 6, 1)
     with pytest.raises(NotFoundError, match="no valid signing key on P-256"):
-        key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", bare, ALL)
+        kms.services.key_agreements.start(bare, ALL, actor="pytest")
     kms.services.end_entities.create(
         actor="pytest", system_title=CLIENT, suite=SecuritySuite(1),
         certificate_type=CertificateType.DIGITAL_SIGNATURE, purpose="hes-client",
     )  # fmt: skip
     with pytest.raises(NotFoundError, match="no valid signing certificate"):
-        key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", bare, ALL)
+        kms.services.key_agreements.start(bare, ALL, actor="pytest")
     csr = meter_csr(bare, ec.SECP256R1())[0]
     item = certificates.CsrItem(csr, "c", CertificateType.DIGITAL_SIGNATURE)
     certificates.issue(kms.hsm, kms.db, kms.config, "pytest", [item])
-    confirm(kms.db, "pytest", [bare])
+    kms.services.provisioning.confirm([bare], actor="pytest")
     with pytest.raises(ConflictError, match="ACTIVE"):
-        key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", bare, ALL)
+        kms.services.key_agreements.start(bare, ALL, actor="pytest")
     with pytest.raises(InputError, match="once"):
-        key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", bare, [])
+        kms.services.key_agreements.start(bare, [], actor="pytest")
     with pytest.raises(NotFoundError, match="no key agreement"):
-        key_agreement.cancel(kms.hsm, kms.db, "pytest", "00" * 16)
+        kms.services.key_agreements.cancel("00" * 16, actor="pytest")
 
 
 def test_a_meter_certificate_under_a_revoked_issuing_ca_is_out_of_use(
@@ -286,9 +283,7 @@ def test_a_meter_certificate_under_a_revoked_issuing_ca_is_out_of_use(
     revoke_ca(pki, serial)
     # Both the meter's certificate and the head-end's own key hang under the revoked CA.
     with pytest.raises(NotFoundError, match="no valid signing"):
-        key_agreement.start(
-            kms.hsm, kms.db, kms.config, "pytest", meter.system_title, [KeyId.MASTER_KEY]
-        )
+        kms.services.key_agreements.start(meter.system_title, [KeyId.MASTER_KEY], actor="pytest")
     with (
         kms.db.begin() as session,
         pytest.raises(NotFoundError, match="no valid signing certificate"),

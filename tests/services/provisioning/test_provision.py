@@ -14,13 +14,18 @@ from kms.db import KeyState, MeterState
 from kms.db import repository as repo
 from kms.dlms.key_transfer import KeyId, parse_key_transfer_request
 from kms.errors import InputError, NotFoundError, SessionLost
-from kms.services.provisioning.confirmation import confirm, read_result_titles
+from kms.services.provisioning import provision
+from kms.services.provisioning.confirmation import read_result_titles
 from kms.services.provisioning.provision import ProvisioningService
 from tests.kms_fixtures import TRANSPORT_KEYS, Kms, meter_row, write_manifest
 
 
 def _service(kms: Kms) -> ProvisioningService:
-    return ProvisioningService(kms.hsm, kms.db, kms.config)
+    return kms.services.provisioning
+
+
+def confirm(kms: Kms, titles: list[bytes]) -> provision.ConfirmReport:
+    return kms.services.provisioning.confirm(titles, actor=kms.config.actor)
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -32,7 +37,7 @@ def test_provision_stores_pending_versions_and_returns_two_apdus_per_setup(
 ) -> None:
     rows = [meter_row(1, 0), meter_row(2, 1, "0;1"), meter_row(3, 2)]
     manifest = write_manifest(tmp_path / "meters.csv", rows)
-    report = _service(kms).provision(manifest, tmp_path / "result.jsonl")
+    report = _service(kms).provision(manifest, tmp_path / "result.jsonl", actor="pytest")
 
     assert (report.meters, report.generated, report.repeated, report.keys) == (3, 3, 0, 16)
     results = _lines(tmp_path / "result.jsonl")
@@ -60,7 +65,7 @@ def test_key_transfer_apdus_carry_the_new_kek_alone_then_the_global_keys(
     kms: Kms, tmp_path: Path
 ) -> None:
     manifest = write_manifest(tmp_path / "m.csv", [meter_row(7, 0)])
-    _service(kms).provision(manifest, tmp_path / "r.jsonl")
+    _service(kms).provision(manifest, tmp_path / "r.jsonl", actor="pytest")
     setup = _lines(tmp_path / "r.jsonl")[0]["setups"][0]  # type: ignore[index]
     first = parse_key_transfer_request(bytes.fromhex(setup["apdus"][0]))
     second = parse_key_transfer_request(bytes.fromhex(setup["apdus"][1]))
@@ -83,8 +88,8 @@ def test_repeat_run_for_pending_meters_returns_the_same_bytes_and_generates_noth
     rows = [meter_row(i, i % 3, "3;0;1" if i % 2 else "") for i in range(1, 7)]
     manifest = write_manifest(tmp_path / "m.csv", rows)
     service = _service(kms)
-    service.provision(manifest, tmp_path / "a.jsonl")
-    again = service.provision(manifest, tmp_path / "b.jsonl")
+    service.provision(manifest, tmp_path / "a.jsonl", actor="pytest")
+    again = service.provision(manifest, tmp_path / "b.jsonl", actor="pytest")
     assert (again.generated, again.repeated) == (0, 6)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     with kms.db.begin() as session:
@@ -99,8 +104,8 @@ def test_chunks_commit_independently_and_a_rerun_completes_the_result(
     first_two = write_manifest(tmp_path / "part.csv", rows[:2])
     whole = write_manifest(tmp_path / "all.csv", rows)
     service = _service(kms)
-    service.provision(first_two, tmp_path / "part.jsonl")
-    report = service.provision(whole, tmp_path / "all.jsonl")
+    service.provision(first_two, tmp_path / "part.jsonl", actor="pytest")
+    report = service.provision(whole, tmp_path / "all.jsonl", actor="pytest")
     assert (report.generated, report.repeated) == (3, 2)
     part = (tmp_path / "part.jsonl").read_text().splitlines()
     assert (tmp_path / "all.jsonl").read_text().splitlines()[:2] == part
@@ -108,11 +113,13 @@ def test_chunks_commit_independently_and_a_rerun_completes_the_result(
 
 def test_active_meter_is_refused_and_nothing_is_written(kms: Kms, tmp_path: Path) -> None:
     service = _service(kms)
-    service.provision(write_manifest(tmp_path / "a.csv", [meter_row(1, 0)]), tmp_path / "a.jsonl")
-    confirm(kms.db, kms.config.actor, [bytes.fromhex(meter_row(1, 0)["system_title"])])
+    service.provision(
+        write_manifest(tmp_path / "a.csv", [meter_row(1, 0)]), tmp_path / "a.jsonl", actor="pytest"
+    )
+    confirm(kms, [bytes.fromhex(meter_row(1, 0)["system_title"])])
     manifest = write_manifest(tmp_path / "b.csv", [meter_row(2, 0), meter_row(1, 0)])
     with pytest.raises(InputError) as info:
-        service.provision(manifest, tmp_path / "b.jsonl")
+        service.provision(manifest, tmp_path / "b.jsonl", actor="pytest")
     assert (info.value.row, info.value.field) == (2, "system_title")
     assert "ACTIVE" in str(info.value)
     assert not (tmp_path / "b.jsonl").exists()
@@ -126,10 +133,14 @@ def test_active_meter_is_refused_and_nothing_is_written(kms: Kms, tmp_path: Path
 
 def test_pending_meter_with_another_manifest_row_is_refused(kms: Kms, tmp_path: Path) -> None:
     service = _service(kms)
-    service.provision(write_manifest(tmp_path / "a.csv", [meter_row(1, 0)]), tmp_path / "a.jsonl")
+    service.provision(
+        write_manifest(tmp_path / "a.csv", [meter_row(1, 0)]), tmp_path / "a.jsonl", actor="pytest"
+    )
     changed = meter_row(1, 0, "0;1")
     with pytest.raises(InputError) as info:
-        service.provision(write_manifest(tmp_path / "b.csv", [changed]), tmp_path / "b.jsonl")
+        service.provision(
+            write_manifest(tmp_path / "b.csv", [changed]), tmp_path / "b.jsonl", actor="pytest"
+        )
     assert info.value.field == "system_title"
 
 
@@ -138,26 +149,29 @@ def test_confirm_activates_meter_and_keys_and_is_idempotent(kms: Kms, tmp_path: 
     service.provision(
         write_manifest(tmp_path / "m.csv", [meter_row(1, 0), meter_row(2, 2, "0;3")]),
         tmp_path / "r.jsonl",
+        actor="pytest",
     )
     titles = read_result_titles(tmp_path / "r.jsonl")
-    report = confirm(kms.db, kms.config.actor, titles)
+    report = confirm(kms, titles)
     assert report.activated == [t.hex().upper() for t in titles]
     assert report.keys_activated == 4 + 8
     with kms.db.begin() as session:
         for meter in repo.meters_by_system_title(session, titles).values():
             assert meter.state is MeterState.ACTIVE and meter.confirmed_at is not None
             assert {k.state for s in meter.setups for k in s.keys} == {KeyState.ACTIVE}
-    again = confirm(kms.db, kms.config.actor, titles)
+    again = confirm(kms, titles)
     assert (again.activated, again.keys_activated) == ([], 0)
     assert again.already_active == report.activated
 
 
 def test_confirm_of_unknown_meter_changes_nothing(kms: Kms, tmp_path: Path) -> None:
     service = _service(kms)
-    service.provision(write_manifest(tmp_path / "m.csv", [meter_row(1, 0)]), tmp_path / "r.jsonl")
+    service.provision(
+        write_manifest(tmp_path / "m.csv", [meter_row(1, 0)]), tmp_path / "r.jsonl", actor="pytest"
+    )
     known = bytes.fromhex(meter_row(1, 0)["system_title"])
     with pytest.raises(NotFoundError, match="4D4D4D00000000FF"):
-        confirm(kms.db, kms.config.actor, [known, bytes.fromhex("4D4D4D00000000FF")])
+        confirm(kms, [known, bytes.fromhex("4D4D4D00000000FF")])
     with kms.db.begin() as session:
         meter = repo.meter_by_system_title(session, known)
         assert meter is not None and meter.state is MeterState.PENDING
@@ -166,9 +180,9 @@ def test_confirm_of_unknown_meter_changes_nothing(kms: Kms, tmp_path: Path) -> N
 def test_every_provisioning_and_confirmation_is_audited(kms: Kms, tmp_path: Path) -> None:
     service = _service(kms)
     manifest = write_manifest(tmp_path / "m.csv", [meter_row(1, 0), meter_row(2, 1)])
-    service.provision(manifest, tmp_path / "r.jsonl")
-    service.provision(manifest, tmp_path / "r.jsonl")
-    confirm(kms.db, kms.config.actor, read_result_titles(tmp_path / "r.jsonl"))
+    service.provision(manifest, tmp_path / "r.jsonl", actor="pytest")
+    service.provision(manifest, tmp_path / "r.jsonl", actor="pytest")
+    confirm(kms, read_result_titles(tmp_path / "r.jsonl"))
     with kms.db.begin() as session:
         ops = [(e.operation, e.subject) for e in repo.audit_events(session)]
     title = meter_row(1, 0)["system_title"]
@@ -187,12 +201,13 @@ def test_read_result_titles_names_the_bad_line(tmp_path: Path) -> None:
 
 def test_small_chunks_commit_in_manifest_order(kms: Kms, tmp_path: Path) -> None:
     config = dataclasses.replace(kms.config, provision_chunk_size=2)
-    service = ProvisioningService(kms.hsm, kms.db, config)
+    service = kms.services_with(config).provisioning
     rows = [meter_row(i, i % 3) for i in range(1, 8)]
     seen: list[tuple[int, int]] = []
     report = service.provision(
         write_manifest(tmp_path / "m.csv", rows),
         tmp_path / "r.jsonl",
+        actor="pytest",
         progress=lambda done, total: seen.append((done, total)),
     )
     assert report.generated == 7
@@ -213,12 +228,12 @@ def test_a_failure_mid_run_keeps_committed_chunks_and_writes_no_result(
 ) -> None:
     """The resume rule: earlier chunks stay PENDING, no result file, a re-run completes it."""
     config = dataclasses.replace(kms.config, provision_chunk_size=2)
-    service = ProvisioningService(kms.hsm, kms.db, config)
+    service = kms.services_with(config).provisioning
     rows = [meter_row(i, 0) for i in range(1, 8)]
     work = tmp_path / "station"
     work.mkdir()
     manifest = write_manifest(work / "m.csv", rows)
-    real_generate = service._generate
+    real_generate = provision._Run._generate
     calls = {"n": 0}
 
     def failing_generate(*args: Any) -> Any:
@@ -227,14 +242,14 @@ def test_a_failure_mid_run_keeps_committed_chunks_and_writes_no_result(
             raise SessionLost("the token went away")
         return real_generate(*args)
 
-    monkeypatch.setattr(service, "_generate", failing_generate)
+    monkeypatch.setattr(provision._Run, "_generate", failing_generate)
     with pytest.raises(SessionLost):
-        service.provision(manifest, work / "r.jsonl")
+        service.provision(manifest, work / "r.jsonl", actor="pytest")
     assert sorted(p.name for p in work.iterdir()) == ["m.csv"]
     with kms.db.begin() as session:
         assert repo.count_meters(session) == {"PENDING": 4}
 
     monkeypatch.undo()
-    report = service.provision(manifest, work / "r.jsonl")
+    report = service.provision(manifest, work / "r.jsonl", actor="pytest")
     assert (report.generated, report.repeated) == (3, 4)
     assert len(_lines(work / "r.jsonl")) == 7

@@ -8,7 +8,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from kms.services.provisioning.provision import ProvisioningService
 from tests.kms_fixtures import Kms, meter_row, write_manifest
 
 FORMATS = Path(__file__).resolve().parents[3] / "schema" / "formats"
@@ -22,7 +21,7 @@ def test_the_schema_is_a_valid_json_schema() -> None:
 def test_every_result_line_validates(kms: Kms, tmp_path: Path) -> None:
     rows = [meter_row(1, 0), meter_row(2, 1, "0;1"), meter_row(3, 2, "255")]
     manifest = write_manifest(tmp_path / "m.csv", rows)
-    ProvisioningService(kms.hsm, kms.db, kms.config).provision(manifest, tmp_path / "r.jsonl")
+    kms.services.provisioning.provision(manifest, tmp_path / "r.jsonl", actor="pytest")
     lines = (tmp_path / "r.jsonl").read_text().splitlines()
     assert len(lines) == 3
     for line in lines:
