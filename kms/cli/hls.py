@@ -21,7 +21,7 @@ from kms.cli._context import (
     setup_option,
     system_title_option,
 )
-from kms.services.hes.hls_secret import read_secret_file
+from kms.services.hes.hls_secret import read_hls_secret
 from kms.services.vocabulary import Mechanism, parse_system_title
 
 _MECHANISM = click.option(
@@ -143,7 +143,7 @@ def import_secret(
     before it RETIRED. Compare the printed check value with the maker's.
     """
     title = parse_system_title(system_title)
-    value = read_secret_file(secret_file)
+    value = read_hls_secret(secret_file)
     stored = ctx.services.hls_secrets.import_secret(title, setup, value, actor=ctx.actor)
     out.result(
         stored.__dict__,

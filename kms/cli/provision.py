@@ -9,8 +9,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kms.cli._context import Context, Output, command, table
 from kms.errors import InputError
-from kms.services.provisioning.confirmation import read_result_titles
-from kms.services.provisioning.manifest import read_manifest
 from kms.services.provisioning.provision import ProvisionReport
 from kms.services.vocabulary import parse_system_title
 
@@ -40,12 +38,12 @@ def provision(ctx: Context, out: Output, manifest: Path | None, out_path: Path |
         return
     if manifest is None or out_path is None:
         raise InputError("give both --manifest and --out (or a subcommand: confirm)")
-    # Input first: a bad manifest is reported even when the token or database is not ready.
-    rows = read_manifest(manifest)
+    # The service reads the manifest first: a bad one is reported even when the token or the
+    # database is not ready.
     service = ctx.services.provisioning
     report: ProvisionReport
     if out.json:
-        report = service.provision_rows(rows, manifest.name, out_path, actor=ctx.actor)
+        report = service.provision(manifest, out_path, actor=ctx.actor)
     else:
         with Progress(
             TextColumn("provisioning"),
@@ -55,9 +53,8 @@ def provision(ctx: Context, out: Output, manifest: Path | None, out_path: Path |
             transient=True,
         ) as bar:
             task = bar.add_task("meters", total=None)
-            report = service.provision_rows(
-                rows,
-                manifest.name,
+            report = service.provision(
+                manifest,
                 out_path,
                 actor=ctx.actor,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -100,12 +97,13 @@ def confirm(
     Meters already ACTIVE are reported, not refused, so a station can retry a confirmation.
     """
 
-    titles = [parse_system_title(t) for t in system_titles]
-    if from_file is not None:
-        titles.extend(read_result_titles(from_file))
-    if not titles:
+    if not system_titles and from_file is None:
         raise InputError("give --system-title or --from")
-    report = ctx.services.provisioning.confirm(list(dict.fromkeys(titles)), actor=ctx.actor)
+    report = ctx.services.provisioning.confirm(
+        [parse_system_title(t) for t in system_titles],
+        actor=ctx.actor,
+        result_files=[from_file] if from_file is not None else [],
+    )
     out.result(
         {
             "activated": report.activated,

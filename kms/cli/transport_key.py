@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kms.cli._context import Context, Output, command, table
-from kms.services.common.root_keys import read_key_file
+from kms.services.common.root_keys import read_transport_key
 
 
 @click.group("transport-key")
@@ -29,7 +29,7 @@ def import_key(ctx: Context, out: Output, label: str, key_file: Path) -> None:
     This is the one audited ceremony where plaintext key material enters the KMS
     (docs/architecture.md, invariant 1). Compare the printed check value (KCV) with the vendor's.
     """
-    value = read_key_file(key_file)
+    value = read_transport_key(key_file)
     made = ctx.services.root_keys.create_transport_key(
         actor=ctx.actor, label=label, value=value, length=len(value)
     )

@@ -185,30 +185,6 @@ def load_root_keys(hsm: Hsm, session: Session) -> RootKeys:
 # --- transport keys (ceremony) ----------------------------------------------------------------
 
 
-def parse_hex_text(text: str, source: str, what: str) -> bytes:
-    """The bytes a ceremony file holds in hex (whitespace and a 0x prefix allowed).
-
-    Hex rather than raw bytes, so that a trailing newline can never become part of a key.
-    """
-    cleaned = "".join(text.split())
-    if cleaned[:2].lower() == "0x":
-        cleaned = cleaned[2:]
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise InputError(f"the {what} does not hold hexadecimal", source=source) from None
-
-
-def parse_key_file(text: str, source: str) -> bytes:
-    """A transport key file: hex (whitespace and a 0x prefix allowed), 16 or 32 bytes."""
-    value = parse_hex_text(text, source, "key file")
-    if len(value) not in (16, 32):
-        raise InputError(
-            f"a transport key is 16 or 32 bytes, the key file holds {len(value)}", source=source
-        )
-    return value
-
-
 def create_transport_key(
     hsm: Hsm,
     session: Session,

@@ -8,18 +8,17 @@ work itself is :mod:`kms.keystore.hierarchy`'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from kms.db import RootKey, RootKeyPurpose
 from kms.db import repository as repo
 from kms.db.migrate import upgrade
-from kms.errors import InputError
+from kms.formats.key_file import read_transport_key
 from kms.keystore import hierarchy
 from kms.keystore.hierarchy import InitOutcome
 from kms.services.common import audit
 from kms.services.common.resources import Resources
 
-__all__ = ["InitReport", "RootKeyService", "describe_transport_key", "read_key_file"]
+__all__ = ["InitReport", "RootKeyService", "describe_transport_key", "read_transport_key"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +39,6 @@ def describe_transport_key(row: RootKey) -> dict[str, object]:
         "kcv": row.check_value.hex().upper() if row.check_value else None,
         "created_at": row.created_at.isoformat(),
     }
-
-
-def read_key_file(path: Path) -> bytes:
-    """The key in a transport key file (hex text), with errors naming the file."""
-    try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):
-        raise InputError("cannot read the key file as text", source=str(path)) from None
-    return hierarchy.parse_key_file(text, str(path))
 
 
 class RootKeyService:

@@ -13,22 +13,20 @@ first 3 bytes of its SHA-1), to compare with the maker's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from kms.db import KeyRole, KeyState, KeyVersion
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.dlms.obis import format_logical_name, security_setup_logical_name
 from kms.dlms.system_title import format_system_title
-from kms.errors import InputError, NotFoundError
+from kms.errors import NotFoundError
+from kms.formats.key_file import read_hls_secret
 from kms.keystore import hierarchy
 from kms.keystore.blobs import KeyIdentity, seal_secret
 from kms.services.common import audit
 from kms.services.common.resources import Resources
 
-__all__ = ["HlsSecretService", "ImportedSecret", "read_secret_file"]
-
-_MAX_SECRET = 64
+__all__ = ["HlsSecretService", "ImportedSecret", "read_hls_secret"]
 
 
 @dataclass(frozen=True)
@@ -40,22 +38,6 @@ class ImportedSecret:
     version: int
     length: int
     kcv: str
-
-
-def read_secret_file(path: Path) -> bytes:
-    """The secret in a file: hex (whitespace and a 0x prefix allowed), 1 to 64 bytes."""
-    try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
-        raise InputError(f"cannot read the secret file: {reason}", source=str(path)) from None
-    value = hierarchy.parse_hex_text(text, str(path), "secret file")
-    if not 1 <= len(value) <= _MAX_SECRET:
-        raise InputError(
-            f"an HLS secret is 1 to {_MAX_SECRET} bytes, the file holds {len(value)}",
-            source=str(path),
-        )
-    return value
 
 
 class HlsSecretService:

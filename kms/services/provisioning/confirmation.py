@@ -8,10 +8,8 @@ unknown meter refuses the whole confirmation. ``--from`` reads the system titles
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from kms.db import MeterState, Session
 from kms.db import repository as repo
@@ -57,31 +55,3 @@ def activate(session: Session, actor: str, system_titles: Sequence[bytes]) -> Co
     if records:
         audit.append(session, actor, records)
     return ConfirmReport(activated, already, keys)
-
-
-def read_result_titles(path: Path) -> list[bytes]:
-    """System titles listed in a result.jsonl (for ``kms provision confirm --from``)."""
-    titles: list[bytes] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            title = bytes.fromhex(obj["system_title"])
-        except (ValueError, KeyError, TypeError):
-            raise InputError(
-                "not a result line with a hexadecimal system_title",
-                source=path.name,
-                row=number,
-                field="system_title",
-            ) from None
-        if len(title) != 8:
-            raise InputError(
-                "system title is not 8 bytes", source=path.name, row=number, field="system_title"
-            )
-        titles.append(title)
-    return titles

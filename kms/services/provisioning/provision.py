@@ -29,13 +29,9 @@ docs/token.md section 4 holds, and chunks still commit one after the other, in m
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +51,9 @@ from kms.errors import (
     IntegrityError,
     NotFoundError,
 )
+from kms.formats.files import atomic_text_writer
+from kms.formats.manifest import ManifestRow, read_manifest
+from kms.formats.result import ResultSetup, read_result_titles, result_line
 from kms.hsm import Hsm, KeyUse, SessionKey, TokenKey
 from kms.keystore import hierarchy
 from kms.keystore.blobs import KeyIdentity, seal, unseal
@@ -62,7 +61,6 @@ from kms.keystore.hierarchy import RootKeys
 from kms.services.common import audit
 from kms.services.common.resources import Resources
 from kms.services.provisioning.confirmation import ConfirmReport, activate
-from kms.services.provisioning.manifest import ManifestRow, read_manifest
 
 __all__ = ["ROLES", "ProvisionReport", "ProvisioningService"]
 
@@ -151,12 +149,23 @@ class ProvisioningService:
 
     # --- confirm -----------------------------------------------------------------------------
 
-    def confirm(self, system_titles: Sequence[bytes], *, actor: str) -> ConfirmReport:
+    def confirm(
+        self,
+        system_titles: Sequence[bytes],
+        *,
+        actor: str,
+        result_files: Sequence[Path] = (),
+    ) -> ConfirmReport:
         """Move PENDING meters (and their keys) to ACTIVE; already ACTIVE meters are reported.
+        ``result_files`` (result.jsonl) add every meter they list.
 
         A state change in the database only: no key is touched, so no token login is needed. An
         unknown meter refuses the whole confirmation.
         """
+        titles = list(system_titles)
+        for path in result_files:
+            titles.extend(read_result_titles(path))
+        system_titles = list(dict.fromkeys(titles))
         if not system_titles:
             raise InputError("no meter to confirm")
         with self._resources.database().begin() as session:
@@ -190,7 +199,7 @@ class _Run:
         # Token work for chunk n+1 overlaps the commit of chunk n on one database thread. Only
         # this thread calls the token (docs/token.md section 4); chunks commit strictly in order.
         with (
-            _atomic_writer(out) as handle,
+            atomic_text_writer(out) as handle,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-db") as pool,
         ):
             in_flight: Future[int] | None = None
@@ -446,37 +455,13 @@ def _audit_record(
 
 
 def _result_line(row: ManifestRow, outputs: Sequence[_SetupOutput]) -> str:
-    obj = {
-        "system_title": format_system_title(row.system_title),
-        "suite": int(row.suite),
-        "setups": [
-            {
-                "logical_name": format_logical_name(o.logical_name),
-                "kcv": {role.value: o.kcv[role.value].hex().upper() for role, _, _ in ROLES},
-                "apdus": [apdu.hex().upper() for apdu in o.apdus],
-            }
+    return result_line(
+        row.system_title,
+        int(row.suite),
+        [
+            ResultSetup(
+                o.logical_name, {role.value: o.kcv[role.value] for role, _, _ in ROLES}, o.apdus
+            )
             for o in outputs
         ],
-    }
-    return json.dumps(obj, separators=(",", ":")) + "\n"
-
-
-@contextmanager
-def _atomic_writer(path: Path) -> Iterator[IO[str]]:
-    """Write to a temporary file beside ``path``; rename it into place only on success."""
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise InputError(
-            f"cannot write the result file: {exc.strerror}", source=str(path)
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    )

@@ -35,7 +35,7 @@ from kms.errors import (
 )
 from kms.pki.profiles import CertificateType
 from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
-from kms.services.hes.hls_secret import read_secret_file
+from kms.services.hes.hls_secret import read_hls_secret
 from kms.services.hes.keys_in_use import keys_in_use
 from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
@@ -188,14 +188,14 @@ def test_no_secret_no_ecdsa_key_and_bad_challenges(
 def test_the_secret_file_is_hex_and_bounded(tmp_path: Path) -> None:
     good = tmp_path / "s.hex"
     good.write_text("0x4775 7275 78\n")
-    assert read_secret_file(good) == b"Gurux"
+    assert read_hls_secret(good) == b"Gurux"
     for text, words in (("zz", "hexadecimal"), ("", "1 to 64"), ("00" * 65, "1 to 64")):
         bad = tmp_path / "bad.hex"
         bad.write_text(text)
         with pytest.raises(InputError, match=words):
-            read_secret_file(bad)
+            read_hls_secret(bad)
     with pytest.raises(InputError, match="cannot read"):
-        read_secret_file(tmp_path / "missing.hex")
+        read_hls_secret(tmp_path / "missing.hex")
 
 
 def test_hls_refuses_a_pending_meter(

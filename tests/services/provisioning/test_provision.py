@@ -14,8 +14,8 @@ from kms.db import KeyState, MeterState
 from kms.db import repository as repo
 from kms.dlms.key_transfer import KeyId, parse_key_transfer_request
 from kms.errors import InputError, NotFoundError, SessionLost
+from kms.formats.result import read_result_titles
 from kms.services.provisioning import provision
-from kms.services.provisioning.confirmation import read_result_titles
 from kms.services.provisioning.provision import ProvisioningService
 from tests.kms_fixtures import TRANSPORT_KEYS, Kms, meter_row, write_manifest
 
