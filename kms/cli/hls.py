@@ -21,6 +21,7 @@ from kms.cli._context import (
     setup_option,
     system_title_option,
 )
+from kms.errors import InputError
 from kms.services.hes.hls_secret import read_hls_secret
 from kms.services.vocabulary import Mechanism, parse_system_title
 
@@ -37,12 +38,43 @@ def hls() -> None:
     """HLS authentication (mechanisms 5, 6 and 7) with the meter's keys, in the token."""
 
 
+#: Challenge lengths by mechanism (Green Book: 8 to 64 bytes; HLS-ECDSA signs 32 to 64).
+_DEFAULT_LENGTH = {"5": 16, "6": 16, "7": 32}
+
+
+def _require_challenge(value: str | None, option: str, mechanism: str) -> str:
+    """Mechanisms 6 and 7 compute f() over both challenges: name the option a person left out,
+    rather than let the length check say "got 0"."""
+    if value is None and mechanism in ("6", "7"):
+        raise InputError(
+            f"mechanism {mechanism} needs {option} (it signs or hashes both challenges)",
+            field=option.removeprefix("--").replace("-", "_"),
+        )
+    return value or ""
+
+
 @command(hls, "challenge")
 @click.option(
-    "--length", type=click.IntRange(8, 64), default=16, show_default=True, help="Bytes (8-64)."
+    "--mechanism",
+    type=click.Choice(["5", "6", "7"]),
+    help="The mechanism the challenge is for: sets the default length (16 bytes; 32 for 7).",
 )
-def challenge(ctx: Context, out: Output, length: int) -> None:
-    """A fresh client challenge CtoS from the token's random number generator."""
+@click.option(
+    "--length",
+    type=click.IntRange(8, 64),
+    help="Bytes, 8 to 64 (mechanism 7: 32 to 64). Default: 16, or 32 for --mechanism 7.",
+)
+def challenge(ctx: Context, out: Output, mechanism: str | None, length: int | None) -> None:
+    """A fresh client challenge CtoS from the token's random number generator.
+
+    Mechanism 7 (HLS-ECDSA) needs 32 to 64 bytes: give --mechanism 7 (or --length 32 or more).
+    """
+    if length is None:
+        length = _DEFAULT_LENGTH[mechanism or "5"]
+    elif mechanism == "7" and length < 32:
+        raise InputError(
+            "mechanism 7 (HLS-ECDSA) needs a challenge of 32 to 64 bytes", field="length"
+        )
     value = ctx.services.hls_challenges.challenge(length)
     out.result(
         {"challenge": value.hex().upper()},
@@ -73,7 +105,9 @@ def answer(
     """
     title = parse_system_title(system_title)
     stoc = parse_hex(server_challenge, "server_challenge")
-    ctos = parse_hex(client_challenge or "", "client_challenge")
+    ctos = parse_hex(
+        _require_challenge(client_challenge, "--client-challenge", mechanism), "client_challenge"
+    )
     result = ctx.services.hls.answer(
         title, Mechanism(int(mechanism)), stoc, ctos, setup=setup, actor=ctx.actor
     )
@@ -107,7 +141,9 @@ def check(
     """
     title = parse_system_title(system_title)
     ctos = parse_hex(client_challenge, "client_challenge")
-    stoc = parse_hex(server_challenge or "", "server_challenge")
+    stoc = parse_hex(
+        _require_challenge(server_challenge, "--server-challenge", mechanism), "server_challenge"
+    )
     f_ctos = parse_hex(response, "response")
     ic = ctx.services.hls.check(
         title, Mechanism(int(mechanism)), ctos, stoc, f_ctos, setup=setup, actor=ctx.actor

@@ -198,3 +198,20 @@ def test_hls_commands(cli: Cli) -> None:
     # Mechanism 7 is the PKI's (tests/services/hes/test_hls.py); without keys it is named, not run.
     assert seven.returncode == 2, describe(seven)
     assert stderr_json(seven)["error"] in ("usage.not_found", "usage.input"), describe(seven)
+
+
+def test_hls_options_for_mechanism_7_and_a_missing_challenge_named(cli: Cli) -> None:
+    """The README's mechanism-7 lines work as written: a challenge long enough for HLS-ECDSA,
+    and a left-out --server-challenge named rather than reported as a length of 0."""
+    assert len(bytes.fromhex(cli.json("hls", "challenge", "--mechanism", "7")["challenge"])) == 32
+    assert len(bytes.fromhex(cli.json("hls", "challenge")["challenge"])) == 16
+    short = cli("hls", "challenge", "--mechanism", "7", "--length", "16", "--json")
+    assert short.returncode == 2 and stderr_json(short)["field"] == "length", describe(short)
+    for mechanism in ("6", "7"):
+        missing = cli(
+            "hls", "check", "--system-title", "4D4D4D0000000001", "--mechanism", mechanism,
+            "--client-challenge", "00" * 32, "--response", "00" * 64, "--json",
+        )  # fmt: skip
+        assert missing.returncode == 2, describe(missing)
+        error = stderr_json(missing)
+        assert error["field"] == "server_challenge" and "--server-challenge" in error["message"]

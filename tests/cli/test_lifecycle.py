@@ -300,7 +300,7 @@ HELP = {
     ("association", "open"): ["--system-title", "--setup", "--sc", "--max-pdu-size", "--json"],
     ("association", "close"): ["--association", "--json"],
     ("hls",): ["challenge", "answer", "check", "secret"],
-    ("hls", "challenge"): ["--length", "--json"],
+    ("hls", "challenge"): ["--mechanism", "--length", "--json"],
     ("hls", "answer"): ["--system-title", "--mechanism", "--server-challenge", "--json"],
     ("hls", "check"): ["--system-title", "--mechanism", "--client-challenge", "--response"],
     ("hls", "secret"): ["import"],
