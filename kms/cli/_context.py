@@ -28,7 +28,9 @@ from kms.services.root import Services
 
 T = TypeVar("T")
 
-console = Console(stderr=False)
+#: Piped into a file or another program, a table is as wide as its content (rich would otherwise
+#: squeeze it into 80 columns and cut the identifiers a reader copies from it).
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 4096)
 # soft_wrap: one error stays one line when stderr is a pipe or a log file.
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -154,8 +156,10 @@ def emit_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
-def table(title: str, columns: list[str], rows: list[list[str]], *, fold: bool = False) -> None:
-    """Print a rich table on stdout; ``fold`` wraps a long value (a path) instead of cutting it."""
+def table(title: str, columns: list[str], rows: list[list[str]], *, fold: bool = True) -> None:
+    """Print a rich table on stdout. No value is ever cut: on a narrow terminal a long one (a
+    serial, a label, a path) wraps onto the next line; piped, the table takes the width it
+    needs."""
     out = Table(title=title)
     for column in columns:
         out.add_column(column, overflow="fold" if fold else "ellipsis")

@@ -318,3 +318,13 @@ def test_help_of_every_command_exits_0_and_names_its_options(cli: Cli) -> None:
         assert "Usage:" in proc.stdout, describe(proc)
         missing = [w for w in words if w not in proc.stdout]
         assert not missing, f"`kms {' '.join(command)} --help` lacks {missing}\n{proc.stdout}"
+
+
+def test_tables_never_cut_an_identifier(cli: Cli) -> None:
+    """Piped, a table is as wide as its longest value: a 64-character label stays whole."""
+    initialised_kms(cli)
+    label = "vendor-" + "x" * 57
+    key_file = write_key_file(cli.cwd, label, bytes(range(16)))
+    cli.ok("transport-key", "import", "--label", label, "--key-file", key_file)
+    listed = cli.ok("transport-key", "list").stdout
+    assert any(label in line for line in listed.splitlines()), listed
