@@ -127,10 +127,10 @@ def _ready(pki: Pki, tmp_path: Path, index: int, suite: int) -> PycaMeter:
     meter = PycaMeter(
         title, suite, x509.load_pem_x509_certificate(str(hes["certificate"]).encode())
     )
-    certificates.issue(
-        kms.hsm, kms.db, kms.config, "pytest",
-        [certificates.CsrItem(meter.csr(), "meter.csr", CertificateType.DIGITAL_SIGNATURE)],
-    )  # fmt: skip
+    kms.services.certificates.issue(
+        actor="pytest",
+        items=[certificates.CsrItem(meter.csr(), "meter.csr", CertificateType.DIGITAL_SIGNATURE)],
+    )
     return meter
 
 
@@ -264,7 +264,7 @@ def test_what_key_agreement_needs_is_named(pki: Pki, tmp_path: Path) -> None:
         key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", bare, ALL)
     csr = meter_csr(bare, ec.SECP256R1())[0]
     item = certificates.CsrItem(csr, "c", CertificateType.DIGITAL_SIGNATURE)
-    certificates.issue(kms.hsm, kms.db, kms.config, "pytest", [item])
+    kms.services.certificates.issue(actor="pytest", items=[item])
     confirm(kms.db, "pytest", [bare])
     with pytest.raises(ConflictError, match="ACTIVE"):
         key_agreement.start(kms.hsm, kms.db, kms.config, "pytest", bare, ALL)
