@@ -86,5 +86,48 @@ def test_a_domain_imports_only_common_among_the_services(path: Path) -> None:
 
 def test_the_services_are_grouped_by_domain() -> None:
     assert {"common", "hes", "pki", "provisioning"} <= set(DOMAINS)
-    flat = [p.name for p in (KMS / "services").glob("*.py") if p.name != "__init__.py"]
+    # The composition root and the front ends' vocabulary belong to no domain.
+    top = {"__init__.py", "root.py", "vocabulary.py"}
+    flat = [p.name for p in (KMS / "services").glob("*.py") if p.name not in top]
     assert flat == [], f"use cases outside a domain package: {flat}"
+
+
+#: The CLI modules that speak only to the services (the rest follow; then the rule covers all of
+#: kms/cli).
+THIN_CLI = ["entity", "cert", "ceremony", "ca_ceremonies", "ca_backup"]
+CLI_MAY_IMPORT = ("kms.services", "kms.errors", "kms.config", "kms.cli")
+
+
+def _kms_imports(path: Path) -> set[str]:
+    """Every kms module ``path`` imports, top-level or not (``import kms.x`` included)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.split(".")[0] == "kms")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "kms":
+                names.update(f"kms.{a.name}" for a in node.names)
+            elif node.module.startswith("kms."):
+                names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("name", THIN_CLI)
+def test_the_cli_speaks_only_to_the_services(name: str) -> None:
+    """DESIGN.md section 3: a front end reaches the token and the database only through a
+    service (kms.services, its vocabulary included), never kms.db, kms.hsm, kms.keystore or
+    kms.pki; so every use case has one place, with its transaction and audit record."""
+    path = KMS / "cli" / f"{name}.py"
+    imported = _kms_imports(path)
+    assert imported, f"the scan found no kms import in {path}"
+    for module in imported:
+        allowed = any(module == p or module.startswith(p + ".") for p in CLI_MAY_IMPORT)
+        assert allowed, f"kms/cli/{name}.py imports {module}"
+
+
+def test_the_cli_scan_sees_a_forbidden_import(tmp_path: Path) -> None:
+    """Guard against a scan that passes everything."""
+    module = tmp_path / "bad.py"
+    module.write_text("import kms.hsm\nfrom kms.db import Database\nfrom kms import keystore\n")
+    assert _kms_imports(module) == {"kms.hsm", "kms.db", "kms.keystore"}
