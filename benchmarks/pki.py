@@ -11,7 +11,7 @@ this order:
 2. **token ECDSA sign** -- a bare ``hsm.sign_digest`` loop on the issuing CA's private key in the
    token (``CKM_ECDSA``, raw r||s over a host digest): the baseline issuance is measured against.
    Measured for ``--seconds`` right before the issuance and again right after, and pooled;
-3. **KMS issuance** -- one ``kms.services.pki.certificates.issue(hsm, db, config, actor, items)``
+3. **KMS issuance** -- one ``kms.services.certificates.issue(actor=..., items=...)``
    call for the whole batch (one ``CsrItem`` per meter, DIGITAL_SIGNATURE), timed around the call:
    CSR parsing and verification, the meter and CA lookups, the issuer's path to the root, serials
    from the token's RNG, the TBSCertificates, the signatures in the token, the profile check and
@@ -315,7 +315,9 @@ def prepare_kms(hsm: Any, db: Any, config: Any) -> None:
     from kms.dlms.suites import SecuritySuite
     from kms.keystore import hierarchy
     from kms.services.common import approvals
-    from kms.services.pki import authorities
+    from kms.services.root import Resources, Services
+
+    services = Services(resources=Resources(config, hsm=hsm, database=db))
 
     with db.begin() as session:
         hierarchy.initialise(hsm, session)
@@ -332,10 +334,10 @@ def prepare_kms(hsm: Any, db: Any, config: Any) -> None:
         public = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        approvals.add_officer(db, config, ACTOR, name, public)
+        services.approvals.add_officer(actor=ACTOR, name=name, public_key=public)
 
     def approve(ceremony: str, parameters: dict[str, object]) -> tuple[Any, list[Any]]:
-        request = approvals.new_request(hsm, ceremony, parameters)
+        request = services.approvals.new_request(ceremony, parameters)
         files = [
             approvals.load_approval(
                 approvals.sign_request(request, name, pem, None), f"{name}.json"
@@ -345,10 +347,12 @@ def prepare_kms(hsm: Any, db: Any, config: Any) -> None:
         return request, files
 
     request, files = approve("create-root-ca", {})
-    authorities.create_root_ca(hsm, db, config, ACTOR, request, files)
+    services.authorities.create_root(actor=ACTOR, request=request, approvals=files)
     for suite in (1, 2):
         request, files = approve("create-issuing-ca", {"suite": suite})
-        authorities.create_issuing_ca(hsm, db, config, ACTOR, request, files, SecuritySuite(suite))
+        services.authorities.create_issuing(
+            actor=ACTOR, request=request, approvals=files, suite=SecuritySuite(suite)
+        )
 
 
 def register_meters(
@@ -508,8 +512,10 @@ def measure_issue(
 
     from kms.db import Certificate, CertificateAuthority
     from kms.pki.profiles import CertificateType
-    from kms.services.pki import certificates
     from kms.services.pki.certificates import CsrItem
+    from kms.services.root import Resources, Services
+
+    service = Services(resources=Resources(config, hsm=hsm, database=db)).certificates
 
     items = [
         CsrItem(der, f"csr-{case.suite}-{i}", CertificateType.DIGITAL_SIGNATURE)
@@ -522,9 +528,7 @@ def measure_issue(
         profiler = cProfile.Profile()
     with contextlib.ExitStack() as stack:
         timer = stack.enter_context(phase_timer(hsm)) if breakdown else None
-        issued, timing = timed_run(
-            db, profiler, lambda: certificates.issue(hsm, db, config, ACTOR, items)
-        )
+        issued, timing = timed_run(db, profiler, lambda: service.issue(actor=ACTOR, items=items))
     n = len(csrs)
     problems = []
     if len(issued) != n:

@@ -1,5 +1,6 @@
 """Ceremony: back up a CA key, wrapped under the trusted backup key (M-of-N approved; see
-`kms ceremony --help`).
+`kms ceremony --help`); the same command as `kms ca backup`, kept for the security officers'
+runbooks.
 
 Usage: .venv/bin/python scripts/backup_ca_key.py --ca root-v1 --out root-v1.backup.json \
        --request REQUEST.json --approval A.json --approval B.json [--json]

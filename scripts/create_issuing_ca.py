@@ -1,4 +1,5 @@
-"""Ceremony: create issuing ca (M-of-N approved; see `kms ceremony --help`).
+"""Ceremony: create the issuing CA of a suite (M-of-N approved; see `kms ceremony --help`); the
+same command as `kms ca create-issuing`, kept for the security officers' runbooks.
 
 Usage: .venv/bin/python scripts/create_issuing_ca.py --suite N --request REQUEST.json \
        --approval A.json --approval B.json [--json]

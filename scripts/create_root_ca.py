@@ -1,4 +1,5 @@
-"""Ceremony: create root ca (M-of-N approved; see `kms ceremony --help`).
+"""Ceremony: create the root CA (M-of-N approved; see `kms ceremony --help`); the same command
+as `kms ca create-root`, kept for the security officers' runbooks.
 
 Usage: .venv/bin/python scripts/create_root_ca.py --request REQUEST.json \
        --approval A.json --approval B.json [--json]

@@ -1,5 +1,6 @@
 """Ceremony: restore a backed-up CA key into this KMS's token (M-of-N approved; the officers'
-key components rebuild the wrapping key).
+key components rebuild the wrapping key); the same command as `kms ca restore`, kept for the
+security officers' runbooks.
 
 Usage: .venv/bin/python scripts/restore_ca_key.py --backup root-v1.backup.json \
        --component A.hex --component B.hex --request REQUEST.json \

@@ -1,4 +1,5 @@
-"""Ceremony: rotate issuing ca (M-of-N approved; see `kms ceremony --help`).
+"""Ceremony: rotate the issuing CA of a suite (M-of-N approved; see `kms ceremony --help`); the
+same command as `kms ca rotate`, kept for the security officers' runbooks.
 
 Usage: .venv/bin/python scripts/rotate_issuing_ca.py --suite N --request REQUEST.json \
        --approval A.json --approval B.json [--json]

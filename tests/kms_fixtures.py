@@ -32,7 +32,6 @@ from kms.keystore.hierarchy import RootKeys
 from kms.services.common import approvals
 from kms.services.common.approvals import ApprovalFile, CeremonyRequest
 from kms.services.common.resources import Resources
-from kms.services.pki import authorities, certificates
 from kms.services.root import Services
 from tests.interop.meter import MANAGEMENT_SETUP, SimulatedMeter
 
@@ -97,6 +96,13 @@ def kms(hsm: Hsm, migrated_db: Database, kms_config: Config) -> Kms:
     with migrated_db.begin() as session:
         root = hierarchy.load_root_keys(hsm, session)
     return Kms(hsm, migrated_db, kms_config, root)
+
+
+def services_for(kms: Kms, config: Config | None = None, *, hsm: Hsm | None = None) -> Services:
+    """The services over the fixture's database with another configuration (a policy a test
+    changes) or another token (a replacement token); neither is closed by them."""
+    resources = Resources(config or kms.config, hsm=hsm or kms.hsm, database=kms.db)
+    return Services(resources=resources)
 
 
 def write_manifest(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
@@ -167,7 +173,7 @@ class Officers:
         self, kms: Kms, ceremony: str, parameters: dict[str, object], names: list[str] | None = None
     ) -> tuple[CeremonyRequest, list[ApprovalFile]]:
         """A fresh request for ``ceremony`` and approvals from ``names`` (default: the first M)."""
-        request = approvals.new_request(kms.hsm, ceremony, parameters)
+        request = kms.services.approvals.new_request(ceremony, parameters)
         chosen = names if names is not None else list(self.keys)[: kms.config.ceremony_approvals]
         files = [
             approvals.load_approval(
@@ -209,14 +215,8 @@ def officers(kms: Kms) -> Officers:
             request, files = found.approve(
                 kms, "add-officer", {"name": name, "public_key_sha256": fingerprint}
             )
-        approvals.add_officer(
-            kms.db,
-            kms.config,
-            "pytest",
-            name,
-            public_pem(pem),
-            request=request,
-            approvals=files,
+        kms.services.approvals.add_officer(
+            actor="pytest", name=name, public_key=public_pem(pem), request=request, approvals=files
         )
     return found
 
@@ -231,11 +231,11 @@ class Pki:
 def pki(kms: Kms, officers: Officers) -> Pki:
     """A root CA and the issuing CAs of suites 1 and 2, made through the ceremonies."""
     request, files = officers.approve(kms, "create-root-ca", {})
-    authorities.create_root_ca(kms.hsm, kms.db, kms.config, "pytest", request, files)
+    kms.services.authorities.create_root(actor="pytest", request=request, approvals=files)
     for suite in (1, 2):
         request, files = officers.approve(kms, "create-issuing-ca", {"suite": suite})
-        authorities.create_issuing_ca(
-            kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(suite)
+        kms.services.authorities.create_issuing(
+            actor="pytest", request=request, approvals=files, suite=SecuritySuite(suite)
         )
     return Pki(kms, officers)
 
@@ -245,8 +245,8 @@ def revoke_ca(pki: Pki, serial: str, reason: str = "ca_compromise") -> dict[str,
     request, files = pki.officers.approve(
         pki.kms, "revoke-ca-certificate", {"serial": serial, "reason": reason}
     )
-    return certificates.revoke(
-        pki.kms.db, pki.kms.config, "pytest", serial, reason, request=request, approvals=files
+    return pki.kms.services.certificates.revoke(
+        actor="pytest", serial=serial, reason=reason, request=request, approvals=files
     )
 
 

@@ -21,9 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kms.config import Config, load_config
-from kms.db.session import Database
 from kms.errors import InputError, KMSError, exit_status_for
-from kms.hsm import Hsm
 from kms.services.root import Services
 
 T = TypeVar("T")
@@ -61,34 +59,9 @@ class Context:
         """Who acts in this invocation, for the audit trail (``KMS_ACTOR`` or the OS user)."""
         return self.config.actor
 
-    def hsm(self) -> Hsm:
-        return self.services.resources.hsm()
-
-    def database(self, *, migrated: bool = True) -> Database:
-        return self.services.resources.database(migrated=migrated)
-
     def close(self) -> None:
         if self._services is not None:
             self._services.close()
-
-
-pass_context = click.make_pass_decorator(Context, ensure=True)
-
-
-def pass_owned_context(command: Callable[..., T]) -> Callable[..., T]:
-    """Like :data:`pass_context`, for commands that also run on their own (the ceremony
-    scripts): the Context is closed when the command ends, unless the ``kms`` group owns it."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        click_ctx = click.get_current_context()
-        ctx = click_ctx.find_object(Context)
-        if ctx is None:
-            ctx = click_ctx.ensure_object(Context)
-            click_ctx.call_on_close(ctx.close)
-        return command(ctx, *args, **kwargs)
-
-    return wrapper
 
 
 def run(json_output: bool, action: Callable[[], T]) -> T:

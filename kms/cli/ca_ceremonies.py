@@ -1,9 +1,11 @@
-"""The CA ceremonies as commands, run by the thin scripts under ``scripts/``.
+"""The CA ceremonies: ``kms ca create-root``, ``kms ca create-issuing`` and ``kms ca rotate``,
+which the thin scripts under ``scripts/`` (create_root_ca.py, create_issuing_ca.py,
+rotate_issuing_ca.py) also run, with the same options.
 
 Each takes the approved request (``kms ceremony request``) and M approval files, and calls one
-service of :mod:`kms.services.pki.authorities`; the request's parameters are checked
-against the ones given here, so an operator cannot run a different ceremony than the officers
-approved.
+use case of ``Services.authorities`` (:class:`kms.services.pki.authorities.AuthorityService`);
+the request's parameters are checked against the ones given here, so an operator cannot run a
+different ceremony than the officers approved.
 """
 
 from __future__ import annotations
@@ -12,26 +14,24 @@ from pathlib import Path
 
 import click
 
-from kms.cli._context import Context, emit_json, json_option, pass_owned_context, run
+from kms.cli._context import Context, Output, command
 from kms.cli.ceremony import (
+    HELP,
     approval_option,
+    ca,
     load_approvals,
     load_request,
     request_option,
 )
-from kms.dlms.suites import SecuritySuite
-from kms.services.pki import authorities
 from kms.services.pki.authorities import AuthorityReport
+from kms.services.vocabulary import SecuritySuite
 
 _suite_option = click.option(
     "--suite", type=click.Choice(["1", "2"]), required=True, help="1: P-256, 2: P-384."
 )
 
 
-def _print(report: AuthorityReport, json_output: bool) -> None:
-    if json_output:
-        emit_json(report.to_dict())
-        return
+def _text(report: AuthorityReport) -> None:
     click.echo(
         f"{report.role.lower()} CA {report.name} ({report.curve}) created: key {report.key_label} "
         f"in the token, certificate {report.serial}, valid until {report.not_after:%Y-%m-%d}"
@@ -42,72 +42,51 @@ def _print(report: AuthorityReport, json_output: bool) -> None:
     click.echo(report.certificate_pem, nl=False)
 
 
-@click.command("create-root-ca")
+@command(ca, "create-root", context_settings=HELP)
 @request_option
 @approval_option
-@json_option
-@pass_owned_context
 def create_root_ca(
-    ctx: Context, request_path: Path, approval_paths: tuple[Path, ...], json_output: bool
+    ctx: Context, out: Output, request_path: Path, approval_paths: tuple[Path, ...]
 ) -> None:
     """Create the root CA: a P-384 key pair in the token and its self-signed certificate."""
-
-    def body() -> None:
-        req = load_request(request_path)
-        files = load_approvals(approval_paths)
-        report = authorities.create_root_ca(
-            ctx.hsm(), ctx.database(), ctx.config, ctx.config.actor, req, files
-        )
-        _print(report, json_output)
-
-    run(json_output, body)
+    report = ctx.services.authorities.create_root(
+        actor=ctx.actor,
+        request=load_request(request_path),
+        approvals=load_approvals(approval_paths),
+    )
+    out.result(report.to_dict(), lambda: _text(report))
 
 
-def _issuing_command(name: str, summary: str) -> click.Command:
-    """create-issuing-ca and rotate-issuing-ca: the same options, one service each."""
-    service = {
-        "create-issuing-ca": authorities.create_issuing_ca,
-        "rotate-issuing-ca": authorities.rotate_issuing_ca,
-    }[name]
-
-    @click.command(name, help=summary)
-    @_suite_option
-    @request_option
-    @approval_option
-    @json_option
-    @pass_owned_context
-    def command(
-        ctx: Context,
-        suite: str,
-        request_path: Path,
-        approval_paths: tuple[Path, ...],
-        json_output: bool,
-    ) -> None:
-        def body() -> None:
-            req = load_request(request_path)
-            files = load_approvals(approval_paths)
-            report = service(
-                ctx.hsm(),
-                ctx.database(),
-                ctx.config,
-                ctx.config.actor,
-                req,
-                files,
-                SecuritySuite(int(suite)),
-            )
-            _print(report, json_output)
-
-        run(json_output, body)
-
-    return command
+@command(ca, "create-issuing", context_settings=HELP)
+@_suite_option
+@request_option
+@approval_option
+def create_issuing_ca(
+    ctx: Context, out: Output, suite: str, request_path: Path, approval_paths: tuple[Path, ...]
+) -> None:
+    """Create the issuing CA of a suite, its certificate signed by the root in the token."""
+    report = ctx.services.authorities.create_issuing(
+        actor=ctx.actor,
+        request=load_request(request_path),
+        approvals=load_approvals(approval_paths),
+        suite=SecuritySuite(int(suite)),
+    )
+    out.result(report.to_dict(), lambda: _text(report))
 
 
-create_issuing_ca = _issuing_command(
-    "create-issuing-ca",
-    "Create the issuing CA of a suite, its certificate signed by the root in the token.",
-)
-rotate_issuing_ca = _issuing_command(
-    "rotate-issuing-ca",
-    "Replace the issuing CA of a suite with a new version; the old one is retired (it still "
-    "signs CRLs for what it issued). A revoked issuing CA is replaced the same way.",
-)
+@command(ca, "rotate", context_settings=HELP)
+@_suite_option
+@request_option
+@approval_option
+def rotate_issuing_ca(
+    ctx: Context, out: Output, suite: str, request_path: Path, approval_paths: tuple[Path, ...]
+) -> None:
+    """Replace the issuing CA of a suite with a new version; the old one is retired (it still
+    signs CRLs for what it issued). A revoked issuing CA is replaced the same way."""
+    report = ctx.services.authorities.rotate_issuing(
+        actor=ctx.actor,
+        request=load_request(request_path),
+        approvals=load_approvals(approval_paths),
+        suite=SecuritySuite(int(suite)),
+    )
+    out.result(report.to_dict(), lambda: _text(report))

@@ -13,21 +13,23 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kms.cli._context import Context, emit_json, json_option, pass_context, run, table
+from kms.cli._context import Context, Output, command, table
 from kms.cli.ceremony import (
     approval_option,
     load_approvals,
     load_request,
     optional_request_option,
 )
-from kms.db import CertificateKind, CertificateStatus
-from kms.dlms.suites import SecuritySuite
-from kms.dlms.system_title import parse_system_title
 from kms.errors import InputError
-from kms.pki.encoding import certificate_pem, load_certificate
-from kms.pki.profiles import CertificateType
 from kms.services.pki import certificates
 from kms.services.pki.certificates import CsrItem, IssuedCertificate
+from kms.services.vocabulary import (
+    CertificateKind,
+    CertificateStatus,
+    CertificateType,
+    SecuritySuite,
+    parse_system_title,
+)
 
 _CSR_SUFFIXES = {".der", ".pem", ".csr", ".p10"}
 _TYPES = click.Choice(["signing", "key-agreement", "tls"])
@@ -41,7 +43,7 @@ def cert() -> None:
     """Certificates: issue from meter CSRs, print the chain, list, show and revoke."""
 
 
-@cert.command("issue")
+@command(cert, "issue")
 @click.option(
     "--csr",
     "csr_path",
@@ -52,13 +54,12 @@ def cert() -> None:
 @click.option("--type", "cert_type", type=_TYPES, default="signing", show_default=True)
 @click.option(
     "--out",
+    "out_path",
     required=True,
     type=click.Path(path_type=Path),
     help="Certificate file (PEM; DER if it ends in .der), a folder for a folder, or a JSONL file.",
 )
-@json_option
-@pass_context
-def issue(ctx: Context, csr_path: Path, cert_type: str, out: Path, json_output: bool) -> None:
+def issue(ctx: Context, out: Output, csr_path: Path, cert_type: str, out_path: Path) -> None:
     """Issue certificates for meters' CSRs (security setup method 5's output).
 
     Each CSR's signature, subject (CN = the meter's system title) and curve are checked against
@@ -74,44 +75,36 @@ def issue(ctx: Context, csr_path: Path, cert_type: str, out: Path, json_output: 
     with its PEM.
     """
 
-    def body() -> None:
-        default = CertificateType.parse(cert_type)
-        mode, items = _read_items(csr_path, default)
-        _check_writable(out, mode)
-        db = ctx.database()
-        hsm = ctx.hsm()
-        if json_output or len(items) == 1:
-            issued = certificates.issue(hsm, db, ctx.config, ctx.config.actor, items)
-        else:
-            with Progress(
-                TextColumn("issuing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            ) as bar:
-                task = bar.add_task("issue", total=len(items))
-                issued = certificates.issue(
-                    hsm,
-                    db,
-                    ctx.config,
-                    ctx.config.actor,
-                    items,
-                    progress=lambda n: bar.advance(task, n),
-                )
-        _write(out, mode, issued)
-        if json_output:
-            emit_json([c.to_dict() for c in issued] if mode != "file" else issued[0].to_dict())
-        else:
-            for c in issued[:20]:
-                click.echo(
-                    f"issued {c.certificate_type} certificate {c.serial} for {c.system_title} "
-                    f"(issuer {c.issuer}, until {c.not_after:%Y-%m-%d})"
-                )
-            if len(issued) > 20:
-                click.echo(f"... {len(issued)} certificates in all, written to {out}")
+    default = CertificateType.parse(cert_type)
+    mode, items = _read_items(csr_path, default)
+    _check_writable(out_path, mode)
+    service = ctx.services.certificates
+    if out.json or len(items) == 1:
+        issued = service.issue(actor=ctx.actor, items=items)
+    else:
+        with Progress(
+            TextColumn("issuing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("issue", total=len(items))
+            issued = service.issue(
+                actor=ctx.actor, items=items, progress=lambda n: bar.advance(task, n)
+            )
+    _write(out_path, mode, issued)
 
-    run(json_output, body)
+    def text() -> None:
+        for c in issued[:20]:
+            click.echo(
+                f"issued {c.certificate_type} certificate {c.serial} for {c.system_title} "
+                f"(issuer {c.issuer}, until {c.not_after:%Y-%m-%d})"
+            )
+        if len(issued) > 20:
+            click.echo(f"... {len(issued)} certificates in all, written to {out_path}")
+
+    out.result([c.to_dict() for c in issued] if mode != "file" else issued[0].to_dict(), text)
 
 
 def _read_items(path: Path, default: CertificateType) -> tuple[str, list[CsrItem]]:
@@ -190,13 +183,18 @@ def _write(out: Path, mode: str, issued: Sequence[IssuedCertificate]) -> None:
             json.dumps(
                 {
                     **c.to_dict(),
-                    "certificate": certificate_pem(load_certificate(c.der)).decode(),
+                    "certificate": _pem(c.der),
                 },
                 sort_keys=True,
             )
             for c in issued
         ]
         _write_atomically(out, ("\n".join(lines) + "\n").encode())
+
+
+def _pem(der: bytes) -> str:
+    """A certificate's PEM text."""
+    return certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -216,119 +214,100 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-@cert.command("chain")
+@command(cert, "chain")
 @click.option("--suite", type=click.Choice(["1", "2"]), required=True, help="DLMS suite.")
-@json_option
-@pass_context
-def chain(ctx: Context, suite: str, json_output: bool) -> None:
+def chain(ctx: Context, out: Output, suite: str) -> None:
     """Print the issuing CA and root certificates (PEM) a verifier of the suite needs.
 
     --json adds "import_certificate": one security setup method 6 action-request per
     certificate, for the station to give a meter the CA certificates it must trust.
     """
 
-    def body() -> None:
-        ders = certificates.chain(ctx.database(), SecuritySuite(int(suite)))
-        pems = [certificate_pem(load_certificate(der)).decode() for der in ders]
-        if json_output:
-            emit_json(
-                {
-                    "suite": int(suite),
-                    "certificates": pems,
-                    "import_certificate": [
-                        certificates.import_certificate_apdu(der).hex().upper() for der in ders
-                    ],
-                }
-            )
-        else:
-            click.echo("".join(pems), nl=False)
-
-    run(json_output, body)
+    ders = ctx.services.certificates.chain(SecuritySuite(int(suite)))
+    pems = [_pem(der) for der in ders]
+    out.result(
+        {
+            "suite": int(suite),
+            "certificates": pems,
+            "import_certificate": [
+                certificates.import_certificate_apdu(der).hex().upper() for der in ders
+            ],
+        },
+        lambda: click.echo("".join(pems), nl=False),
+    )
 
 
-@cert.command("list")
+@command(cert, "list")
 @click.option("--system-title", help="Only this meter's certificates (16 hex digits).")
 @click.option("--type", "cert_type", type=click.Choice(["signing", "key-agreement", "tls", "ca"]))
 @click.option("--status", type=click.Choice(["valid", "revoked"]))
 @click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
-@json_option
-@pass_context
 def list_certs(
     ctx: Context,
+    out: Output,
     system_title: str | None,
     cert_type: str | None,
     status: str | None,
     limit: int | None,
-    json_output: bool,
 ) -> None:
     """List issued certificates (CA certificates included)."""
-
-    def body() -> None:
-        rows = certificates.list_certificates(
-            ctx.database(),
-            system_title=parse_system_title(system_title) if system_title else None,
-            kind=CertificateKind(cert_type.upper().replace("-", "_")) if cert_type else None,
-            status=CertificateStatus(status.upper()) if status else None,
-            limit=limit,
-        )
-        if json_output:
-            emit_json(rows)
-        else:
-            table(
-                "Certificates",
-                ["serial", "type", "subject", "status", "not after"],
+    rows = ctx.services.certificates.list(
+        system_title=parse_system_title(system_title) if system_title else None,
+        kind=CertificateKind(cert_type.upper().replace("-", "_")) if cert_type else None,
+        status=CertificateStatus(status.upper()) if status else None,
+        limit=limit,
+    )
+    out.result(
+        rows,
+        lambda: table(
+            "Certificates",
+            ["serial", "type", "subject", "status", "not after"],
+            [
                 [
-                    [
-                        str(r["serial"]),
-                        str(r["type"]),
-                        str(r["subject"]),
-                        str(r["status"]),
-                        str(r["not_after"])[:10],
-                    ]
-                    for r in rows
-                ],
-            )
-
-    run(json_output, body)
+                    str(r["serial"]),
+                    str(r["type"]),
+                    str(r["subject"]),
+                    str(r["status"]),
+                    str(r["not_after"])[:10],
+                ]
+                for r in rows
+            ],
+        ),
+    )
 
 
-@cert.command("show")
+@command(cert, "show")
 @click.option("--serial", required=True, help="Serial number in hex.")
 @click.option(
     "--out",
+    "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the certificate (PEM; DER if the name ends in .der).",
 )
-@json_option
-@pass_context
-def show(ctx: Context, serial: str, out: Path | None, json_output: bool) -> None:
+def show(ctx: Context, out: Output, serial: str, out_path: Path | None) -> None:
     """Show one certificate; print its PEM, or write it with --out.
 
     --json adds "import_certificate": the security setup method 6 action-request that gives the
     certificate to a meter (the meter's own, or a CA or head-end certificate it must trust).
     """
 
-    def body() -> None:
-        info, der = certificates.show(ctx.database(), serial)
-        if out is not None:
-            _write_atomically(out, certificates.pem_or_der(der, "CERTIFICATE", out.suffix))
-        if json_output:
-            emit_json(
-                {
-                    **info,
-                    "certificate": certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode(),
-                }
-            )
-        else:
-            for key, value in info.items():
-                click.echo(f"{key}: {value}")
-            if out is None:
-                click.echo(certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode(), nl=False)
+    info, der = ctx.services.certificates.show(serial)
+    if out_path is not None:
+        _write_atomically(out_path, certificates.pem_or_der(der, "CERTIFICATE", out_path.suffix))
 
-    run(json_output, body)
+    def text() -> None:
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")
+        if out_path is None:
+            click.echo(certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode(), nl=False)
+
+    out.result(
+        {**info, "certificate": certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode()},
+        text,
+    )
 
 
-@cert.command("revoke")
+@command(cert, "revoke")
 @click.option("--serial", required=True, help="Serial number in hex.")
 @click.option(
     "--reason",
@@ -338,15 +317,13 @@ def show(ctx: Context, serial: str, out: Path | None, json_output: bool) -> None
 )
 @optional_request_option("A CA certificate only, a revoke-ca-certificate ceremony")
 @approval_option
-@json_option
-@pass_context
 def revoke(
     ctx: Context,
+    out: Output,
     serial: str,
     reason: str,
     request_path: Path | None,
     approval_paths: tuple[Path, ...],
-    json_output: bool,
 ) -> None:
     """Revoke a certificate; the next CRL of its issuer lists it (kms crl issue).
 
@@ -364,24 +341,16 @@ def revoke(
       kms cert revoke --serial S --reason R --request req.json --approval NAME.json ...
     """
 
-    def body() -> None:
-        if approval_paths and request_path is None:
-            raise InputError("--approval needs the --request it approves")
-        info = certificates.revoke(
-            ctx.database(),
-            ctx.config,
-            ctx.config.actor,
-            serial,
-            reason.replace("-", "_"),
-            request=load_request(request_path) if request_path is not None else None,
-            approvals=load_approvals(approval_paths),
-        )
-        if json_output:
-            emit_json(info)
-        else:
-            click.echo(f"revoked certificate {info['serial']} ({reason})")
-
-    run(json_output, body)
+    if approval_paths and request_path is None:
+        raise InputError("--approval needs the --request it approves")
+    info = ctx.services.certificates.revoke(
+        actor=ctx.actor,
+        serial=serial,
+        reason=reason.replace("-", "_"),
+        request=load_request(request_path) if request_path is not None else None,
+        approvals=load_approvals(approval_paths),
+    )
+    out.result(info, f"revoked certificate {info['serial']} ({reason})")
 
 
 @click.group("crl")
@@ -389,41 +358,32 @@ def crl() -> None:
     """Certificate revocation lists, signed in the token."""
 
 
-@crl.command("issue")
+@command(crl, "issue")
 @suite_option
 @click.option("--ca", "ca_name", help="A named CA instead (e.g. root-v1, or a retired suite CA).")
 @click.option(
     "--out",
+    "out_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="CRL file (PEM; DER if it ends in .der).",
 )
-@json_option
-@pass_context
 def crl_issue(
-    ctx: Context, suite: str | None, ca_name: str | None, out: Path, json_output: bool
+    ctx: Context, out: Output, suite: str | None, ca_name: str | None, out_path: Path
 ) -> None:
     """Issue the CRL of the suite's active issuing CA (or of --ca), with the next cRLNumber."""
 
-    def body() -> None:
-        if (suite is None) == (ca_name is None):
-            raise InputError("give exactly one of --suite and --ca")
-        _check_writable(out, "file")  # before a cRLNumber is used up
-        der, info = certificates.issue_crl(
-            ctx.hsm(),
-            ctx.database(),
-            ctx.config,
-            ctx.config.actor,
-            suite=SecuritySuite(int(suite)) if suite else None,
-            authority_name=ca_name,
-        )
-        _write_atomically(out, certificates.pem_or_der(der, "X509 CRL", out.suffix))
-        if json_output:
-            emit_json({**info, "out": str(out)})
-        else:
-            click.echo(
-                f"CRL {info['crl_number']} of {info['ca']} ({info['revoked']} revoked) "
-                f"written to {out}"
-            )
-
-    run(json_output, body)
+    if (suite is None) == (ca_name is None):
+        raise InputError("give exactly one of --suite and --ca")
+    _check_writable(out_path, "file")  # before a cRLNumber is used up
+    der, info = ctx.services.certificates.issue_crl(
+        actor=ctx.actor,
+        suite=SecuritySuite(int(suite)) if suite else None,
+        authority_name=ca_name,
+    )
+    _write_atomically(out_path, certificates.pem_or_der(der, "X509 CRL", out_path.suffix))
+    out.result(
+        {**info, "out": str(out_path)},
+        f"CRL {info['crl_number']} of {info['ca']} ({info['revoked']} revoked) "
+        f"written to {out_path}",
+    )

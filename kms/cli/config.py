@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from kms.cli._context import emit_json, json_option, run, table
+from kms.cli._context import Context, Output, command, table
 from kms.config import Setting, describe_config
 
 
@@ -20,35 +20,22 @@ def config_group() -> None:
     """The KMS's configuration (kms.toml and the environment)."""
 
 
-@config_group.command("show")
-@json_option
-def show(json_output: bool) -> None:
+@command(config_group, "show")
+def show(ctx: Context, out: Output) -> None:
     """Show every effective setting and where it came from: kms.toml (with its path), the
     environment (with the variable) or a default. The PIN is shown only as set or not set."""
-
-    def body() -> None:
-        settings = describe_config()
-        if json_output:
-            emit_json(
-                {
-                    s.name: {
-                        "value": s.value,
-                        "source": s.source,
-                        "origin": s.origin,
-                        "detail": s.detail,
-                    }
-                    for s in settings
-                }
-            )
-        else:
-            table(
-                "Configuration",
-                ["setting", "value", "from"],
-                [[s.name, _value(s), _source(s)] for s in settings],
-                fold=True,
-            )
-
-    run(json_output, body)
+    settings = describe_config()
+    out.result(
+        {
+            s.name: {"value": s.value, "source": s.source, "origin": s.origin, "detail": s.detail}
+            for s in settings
+        },
+        lambda: table(
+            "Configuration",
+            ["setting", "value", "from"],
+            [[s.name, _value(s), _source(s)] for s in settings],
+        ),
+    )
 
 
 def _value(setting: Setting) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+import kms.cli.ca_backup  # (adds `kms ca create-backup-key`, `backup`, `restore`)
+import kms.cli.ca_ceremonies  # (adds `kms ca create-root`, `create-issuing`, `rotate`)
 import kms.cli.signing  # noqa: F401 (adds `kms apdu sign` and `kms apdu verify-signature`)
 from kms.cli._context import Context
 from kms.cli.admin import db_group, init, selftest

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kms.config import Config, load_config
+from kms.services.common.approvals import ApprovalService
 from kms.services.common.audit import AuditService
 from kms.services.common.resources import Resources
 from kms.services.common.root_keys import RootKeyService
@@ -32,6 +33,9 @@ from kms.services.hes.general_signing import GeneralSigningService
 from kms.services.hes.hls import TokenHlsAuthentication, hls_factory
 from kms.services.hes.hls_secret import HlsSecretService
 from kms.services.hes.protection import TokenApduProtection, apdu_protection_factory
+from kms.services.pki.authorities import AuthorityService
+from kms.services.pki.ca_backup import CaBackupService
+from kms.services.pki.certificates import CertificateService
 from kms.services.pki.end_entities import EndEntityService
 from kms.services.provisioning.key_agreement import KeyAgreementService
 from kms.services.provisioning.meters import MeterService
@@ -144,9 +148,35 @@ class Services:
     # --- the PKI -------------------------------------------------------------------------------
 
     @property
+    def approvals(self) -> ApprovalService:
+        """The officers and the M-of-N approvals every ceremony verifies (kms.services.common)."""
+        return self._service("approvals", lambda: ApprovalService(self.resources))
+
+    @property
+    def authorities(self) -> AuthorityService:
+        """The CA ceremonies (root, issuing CAs, rotation) and the CA register."""
+        return self._service(
+            "authorities", lambda: AuthorityService(self.resources, self.approvals)
+        )
+
+    @property
+    def certificates(self) -> CertificateService:
+        """Meter certificates from CSRs, the chain, revocation and CRLs."""
+        return self._service(
+            "certificates", lambda: CertificateService(self.resources, self.approvals)
+        )
+
+    @property
+    def ca_backup(self) -> CaBackupService:
+        """The CA key backup ceremonies: the backup key, backup and restore."""
+        return self._service("ca_backup", lambda: CaBackupService(self.resources, self.approvals))
+
+    @property
     def end_entities(self) -> EndEntityService:
         """The KMS's own key pairs (HES client, data concentrators, site keys)."""
-        return self._service("end_entities", lambda: EndEntityService(self.resources))
+        return self._service(
+            "end_entities", lambda: EndEntityService(self.resources, self.certificates)
+        )
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Run ``closer`` at :meth:`close`, before the token session ends (newest first)."""

@@ -272,3 +272,93 @@ def test_every_pki_command_explains_itself(cli: Cli) -> None:
     for name in ("create_root_ca", "create_issuing_ca", "rotate_issuing_ca"):
         proc = script(cli, name, "--help")
         assert proc.returncode == 0 and "--approval" in proc.stdout, describe(proc)
+
+
+def _without_usage(text: str) -> str:
+    """Help text past its usage line (a script's names itself, a subcommand ``kms ca ...``)."""
+    return text.split("\n", 1)[1]
+
+
+def test_the_ceremony_scripts_and_the_kms_ca_subcommands_are_the_same_commands(cli: Cli) -> None:
+    """Each script under scripts/ runs the `kms ca` subcommand of the same name: the same options
+    and help, and both take -h as well as --help."""
+    for name, subcommand in (
+        ("create_root_ca", "create-root"),
+        ("create_issuing_ca", "create-issuing"),
+        ("rotate_issuing_ca", "rotate"),
+        ("create_backup_key", "create-backup-key"),
+        ("backup_ca_key", "backup"),
+        ("restore_ca_key", "restore"),
+    ):
+        from_script = script(cli, name, "-h")
+        assert from_script.returncode == 0, describe(from_script)
+        assert from_script.stdout.startswith(f"Usage: {name}.py [OPTIONS]"), describe(from_script)
+        assert script(cli, name, "--help").stdout == from_script.stdout
+        from_kms = cli.ok("ca", subcommand, "-h")
+        assert from_kms.stdout.startswith(f"Usage: kms ca {subcommand} [OPTIONS]")
+        assert _without_usage(from_kms.stdout) == _without_usage(from_script.stdout)
+        assert cli.ok("ca", subcommand, "--help").stdout == from_kms.stdout
+    listed = cli.ok("ca", "-h").stdout
+    assert all(c in listed for c in ("create-root", "create-issuing", "rotate", "list"))
+
+
+@pytest.mark.slow
+def test_kms_ca_runs_the_ceremonies_as_the_scripts_do(cli: Cli) -> None:
+    initialised_kms(cli)
+    for name in OFFICERS:
+        pem = officer_key_pem()
+        (cli.cwd / f"{name}.key").write_bytes(pem)
+        (cli.cwd / f"{name}.pub").write_bytes(public_pem(pem))
+        cli.ok("officer", "add", "--name", name, "--public-key", cli.cwd / f"{name}.pub")
+
+    # The root and suite 1 through `kms ca`, suite 2 through the script: the same reports.
+    root = cli.json("ca", "create-root", *approved(cli, "create-root-ca"))
+    assert (root["name"], root["role"], root["curve"]) == ("root-v1", "ROOT", "P-384")
+    by_kms = cli.json(
+        "ca", "create-issuing", "--suite", "1", *approved(cli, "create-issuing-ca", "--suite", "1")
+    )
+    args = approved(cli, "create-issuing-ca", "--suite", "2")
+    proc = script(cli, "create_issuing_ca", "--suite", "2", *args, "--json")
+    by_script = json.loads(proc.stdout)
+    assert set(by_kms) == set(by_script) == set(root)
+    for report, suite, curve in ((by_kms, 1, "P-256"), (by_script, 2, "P-384")):
+        assert (report["name"], report["role"], report["suite"]) == (
+            f"suite{suite}-v1",
+            "ISSUING",
+            suite,
+        )
+        assert report["curve"] == curve and report["retired"] is None
+        assert report["approvals"]["approved_by"] == sorted(OFFICERS)
+
+    # Rotation: text output from each, of the same form.
+    rotated = cli.ok(
+        "ca", "rotate", "--suite", "1", *approved(cli, "rotate-issuing-ca", "--suite", "1")
+    )
+    args = approved(cli, "rotate-issuing-ca", "--suite", "2")
+    rotated_by_script = script(cli, "rotate_issuing_ca", "--suite", "2", *args)
+    assert rotated_by_script.returncode == 0, describe(rotated_by_script)
+    for proc, suite in ((rotated, 1), (rotated_by_script, 2)):
+        lines = proc.stdout.splitlines()
+        assert lines[0].startswith(f"issuing CA suite{suite}-v2 (")
+        assert lines[1] == f"retired suite{suite}-v1 (it still signs CRLs for what it issued)"
+        assert lines[2] == "approved by alice, bob"
+        assert lines[3] == "-----BEGIN CERTIFICATE-----"
+    states = {c["name"]: c["state"] for c in cli.json("ca", "list")}
+    assert states == {
+        "root-v1": "ACTIVE",
+        "suite1-v1": "RETIRED",
+        "suite1-v2": "ACTIVE",
+        "suite2-v1": "RETIRED",
+        "suite2-v2": "ACTIVE",
+    }
+
+    # The same refusals, word for word and with the same exit status.
+    again = cli("ca", "create-root", *approved(cli, "create-root-ca"))
+    again_by_script = script(cli, "create_root_ca", *approved(cli, "create-root-ca"))
+    assert again.returncode == again_by_script.returncode == 2, describe(again)
+    assert again.stderr == again_by_script.stderr and "already exists" in again.stderr
+    one = approved(cli, "create-issuing-ca", "--suite", "1")[:4]
+    short = cli("ca", "create-issuing", "--suite", "1", *one, "--json")
+    short_by_script = script(cli, "create_issuing_ca", "--suite", "1", *one, "--json")
+    assert short.returncode == short_by_script.returncode == 2, describe(short)
+    assert stderr_json(short) == stderr_json(short_by_script)

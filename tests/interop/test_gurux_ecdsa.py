@@ -39,7 +39,6 @@ from kms.hsm import TokenKey
 from kms.pki.profiles import CertificateType
 from kms.services.hes.hls import hls_factory
 from kms.services.hes.keys_in_use import keys_in_use
-from kms.services.pki import certificates
 from tests.conftest import CLIENT_SYSTEM_TITLE
 from tests.kms_fixtures import ACTOR, Kms, Pki, field_meter
 
@@ -97,7 +96,10 @@ def test_token_signatures_verify_in_gurux(pki: Pki, signer: str) -> None:
     if signer == "end-entity":
         key, certificate = _head_end(kms, 1)
     else:
-        key, certificate = _issuing_ca_key(kms), certificates.chain(kms.db, SecuritySuite(1))[0]
+        key, certificate = (
+            _issuing_ca_key(kms),
+            kms.services.certificates.chain(SecuritySuite(1))[0],
+        )
     from_token = _gurux_key_from_token(kms, key)
     from_certificate = GXPublicKey.fromRawBytes(_point(certificate))
     assert bytes(from_token.rawValue) == bytes(from_certificate.rawValue)
@@ -133,7 +135,7 @@ def test_the_issuing_cas_certificate_signature_verifies_in_gurux(pki: Pki) -> No
     assert certificate.signature_hash_algorithm.name == "sha256"
     r, s = decode_dss_signature(certificate.signature)
     raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    issuer = GXPublicKey.fromRawBytes(_point(certificates.chain(kms.db, SecuritySuite(1))[0]))
+    issuer = GXPublicKey.fromRawBytes(_point(kms.services.certificates.chain(SecuritySuite(1))[0]))
     assert GXEcdsa(issuer).verify(raw, certificate.tbs_certificate_bytes)
     assert not GXEcdsa(issuer).verify(raw, _flip(certificate.tbs_certificate_bytes, 100))
     # The head-end's own key did not sign it.

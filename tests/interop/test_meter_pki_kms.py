@@ -98,14 +98,14 @@ def certify(pki: Pki, tmp_path: Path, index: int, suite: int, hes: bytes | None)
     kms = pki.kms
     field = field_meter(kms, tmp_path, index, suite)
     meter = field.meter
-    issuing, root = certificates.chain(kms.db, SecuritySuite(suite))
+    issuing, root = kms.services.certificates.chain(SecuritySuite(suite))
     meter.pki().install_trust_anchor(root)
     csrs = {}
     for kind in TYPES:
         assert meter.apply(generate_key_pair_request(kind)) == SUCCESS, meter.last_refusal
         csrs[kind] = returned(meter.apply(generate_certificate_request_request(kind)))
     items = [certificates.CsrItem(csrs[k], f"{k.cli_name}.csr", k) for k in TYPES]
-    made = certificates.issue(kms.hsm, kms.db, kms.config, "pytest", items)
+    made = kms.services.certificates.issue(actor="pytest", items=items)
     issued = {kind: one.der for kind, one in zip(TYPES, made, strict=True)}
     # The meter checks every certificate against the root it trusts: the CA comes first.
     early = meter.apply(import_certificate_request(issued[CertificateType.DIGITAL_SIGNATURE]))
@@ -249,7 +249,7 @@ def test_a_certificate_of_the_other_suite_is_refused(pki: Pki, tmp_path: Path) -
     p256 = hes_certificate(pki.kms, 1)
     assert meter.apply(import_certificate_request(p256)) == refusal(ActionResult.OTHER_REASON)
     assert meter.last_refusal == "certificate is not signed by a trusted authority"
-    suite_1_issuing, _root = certificates.chain(pki.kms.db, SecuritySuite(1))
+    suite_1_issuing, _root = pki.kms.services.certificates.chain(SecuritySuite(1))
     assert meter.apply(import_certificate_request(suite_1_issuing)) == SUCCESS
     assert meter.apply(import_certificate_request(p256)) == refusal(ActionResult.OTHER_REASON)
     assert meter.last_refusal == "certificate key is not on the suite 2 curve"

@@ -95,40 +95,41 @@ def test_the_services_are_grouped_by_domain() -> None:
     assert flat == [], f"use cases outside a domain package: {flat}"
 
 
-#: The CLI modules that reach the KMS only through the services (issue 10, section 2). The PKI
-#: modules join when they are converted; then the rule covers all of kms/cli.
-THIN_CLI = [
-    "apdu",
-    "association",
-    "hls",
-    "signing",
-    "key_agreement",
-    "provision",
-    "meter",
-    "transport_key",
-    "admin",
-    "audit",
-    "main",
-    "config",
-    "entity",
-]
 CLI_MAY_IMPORT = ("kms.services", "kms.errors", "kms.config", "kms.cli")
 
 
-@pytest.mark.parametrize("name", THIN_CLI)
-def test_the_cli_imports_only_the_services(name: str) -> None:
-    """A command parses, calls one service method through ``ctx.services`` and prints: it never
-    opens the token or the database, nor a transaction, itself."""
-    path = KMS / "cli" / f"{name}.py"
+def _kms_imports(path: Path) -> set[str]:
+    """Every kms module ``path`` imports, top-level or not (``import kms.x`` included)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    kms_modules: set[str] = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            kms_modules.update(a.name for a in node.names if a.name.startswith("kms."))
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kms."):
-            kms_modules.add(str(node.module))
-    assert kms_modules, f"the scan found no kms import in {path.name}"
+            names.update(a.name for a in node.names if a.name.split(".")[0] == "kms")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "kms":
+                names.update(f"kms.{a.name}" for a in node.names)
+            elif node.module.startswith("kms."):
+                names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    "path", sorted((KMS / "cli").glob("*.py")), ids=lambda p: str(p.relative_to(KMS.parent))
+)
+def test_the_cli_imports_only_the_services_errors_and_config(path: Path) -> None:
+    """A command parses, calls one service method through ``ctx.services`` and prints: it never
+    opens the token or the database, nor a transaction, itself."""
+    imported = _kms_imports(path)
+    if path.name != "__init__.py":
+        assert imported, f"the scan found no kms import in {path.name}"
     wrong = sorted(
-        m for m in kms_modules if not any(m == a or m.startswith(a + ".") for a in CLI_MAY_IMPORT)
+        m for m in imported if not any(m == a or m.startswith(a + ".") for a in CLI_MAY_IMPORT)
     )
-    assert wrong == [], f"kms/cli/{name}.py imports {wrong}"
+    assert wrong == [], f"kms/cli/{path.name} imports {wrong}"
+
+
+def test_the_cli_scan_sees_a_reach_around(tmp_path: Path) -> None:
+    """Guard against a scan that finds nothing: a forbidden import is reported."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import kms.db\nfrom kms.hsm import Hsm\nfrom kms import keystore\n")
+    assert _kms_imports(probe) == {"kms.db", "kms.hsm", "kms.keystore"}

@@ -41,7 +41,6 @@ from kms.db import (
     Approval,
     CeremonyPolicy,
     CeremonyRun,
-    Database,
     Officer,
     OfficerState,
     Session,
@@ -50,8 +49,8 @@ from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.errors import ApprovalError, ConfigError, ConflictError, InputError
-from kms.hsm import Hsm
 from kms.services.common import audit
+from kms.services.common.resources import Resources
 
 REQUEST_FORMAT = "dlms-kms/ceremony-request/v1"
 APPROVAL_FORMAT = "dlms-kms/ceremony-approval/v1"
@@ -112,15 +111,16 @@ def _check_parameters(ceremony: str, parameters: Mapping[str, Any], source: str)
         )
 
 
-def new_request(
-    hsm: Hsm,
+def make_request(
+    request_id: str,
     ceremony: str,
     parameters: Mapping[str, Any],
     *,
     lifetime: datetime.timedelta = DEFAULT_LIFETIME,
     now: datetime.datetime | None = None,
 ) -> CeremonyRequest:
-    """A fresh request for ``ceremony``, its id drawn from the token's RNG."""
+    """A request for ``ceremony`` with the id ``request_id`` (32 hex digits; the service draws it
+    from the token's RNG: :meth:`ApprovalService.new_request`)."""
     _check_parameters(ceremony, parameters, "request")
     created = (now or utcnow()).replace(microsecond=0)
     expires = created + lifetime
@@ -128,11 +128,27 @@ def new_request(
         "format": REQUEST_FORMAT,
         "ceremony": ceremony,
         "parameters": dict(parameters),
-        "request_id": hsm.random(16).hex(),
+        "request_id": request_id,
         "created_at": created.isoformat(),
         "expires_at": expires.isoformat(),
     }
     return load_request(_canonical(body), "request")
+
+
+def ceremony_parameters(ceremony: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of ``ceremony`` picked from ``given`` (every parameter a front end can
+    take, ``None`` where not given); an InputError names what is missing or does not belong."""
+    wanted = CEREMONIES[ceremony]
+    parameters = {k: v for k, v in given.items() if k in wanted}
+    missing = [k for k, v in parameters.items() if v is None]
+    extra = [k for k, v in given.items() if k not in wanted and v is not None]
+    if missing or extra:
+        raise InputError(
+            f"{ceremony} takes {', '.join(sorted(wanted)) or 'no parameters'}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; not {', '.join(extra)}" if extra else "")
+        )
+    return parameters
 
 
 def load_request(data: bytes, source: str) -> CeremonyRequest:
@@ -246,219 +262,253 @@ def officer_key_fingerprint(der_or_pem: bytes, source: str = "public key") -> st
     return hashlib.sha256(der).hexdigest()
 
 
-def verify_approvals(
-    session: Session,
-    config: Config,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-    *,
-    ceremony: str,
-    parameters: Mapping[str, Any],
-    now: datetime.datetime | None = None,
-) -> list[Approval]:
-    """Check ``request`` is the ceremony being run and carries M valid approvals; stage the
-    approval rows in ``session`` (they commit with the ceremony). Raises ApprovalError naming
-    the problem; nothing is written then."""
-    if request.ceremony != ceremony or dict(request.parameters) != dict(parameters):
-        raise ApprovalError(
-            f"the request approves {request.ceremony} {dict(request.parameters)}, "
-            f"not {ceremony} {dict(parameters)}"
-        )
-    if (now or utcnow()) >= request.expires_at:
-        raise ApprovalError(f"request {request.request_id} expired at {request.expires_at}")
-    if pki_repo.request_used(session, request.request_id):
-        raise ApprovalError(f"request {request.request_id} was already used by a ceremony")
-    required, _officers = quorum(session, config)
-    officers = {o.name: o for o in pki_repo.active_officers(session)}
-    seen: set[str] = set()
-    rows = []
-    for approval in approvals:
-        where = approval.source
-        officer = officers.get(approval.officer)
-        if officer is None:
-            raise ApprovalError(f"{where}: {approval.officer!r} is not an active officer")
-        if approval.officer in seen:
-            raise ApprovalError(f"{where}: officer {approval.officer!r} approved twice")
-        if approval.request_id != request.request_id:
-            raise ApprovalError(f"{where}: the approval is for another request")
-        _der, key = _load_officer_key(officer.public_key, f"officer {officer.name}")
-        try:
-            key.verify(approval.signature, request.text, ec.ECDSA(_HASHES[key.curve.name]()))
-        except (PycaInvalidSignature, ValueError):
+class ApprovalService:
+    """The officers and the M-of-N approvals of ceremonies (module docstring). Every domain's
+    ceremonies verify their approvals through :meth:`verify`, inside their own transaction."""
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+
+    @property
+    def _config(self) -> Config:
+        return self._resources.config
+
+    def new_request(
+        self,
+        ceremony: str,
+        parameters: Mapping[str, Any],
+        *,
+        lifetime: datetime.timedelta = DEFAULT_LIFETIME,
+        now: datetime.datetime | None = None,
+    ) -> CeremonyRequest:
+        """A fresh request for ``ceremony``, its id drawn from the token's RNG."""
+        _check_parameters(ceremony, parameters, "request")
+        request_id = self._resources.hsm().random(16).hex()
+        return make_request(request_id, ceremony, parameters, lifetime=lifetime, now=now)
+
+    def verify(
+        self,
+        session: Session,
+        request: CeremonyRequest,
+        approvals: Sequence[ApprovalFile],
+        *,
+        ceremony: str,
+        parameters: Mapping[str, Any],
+        now: datetime.datetime | None = None,
+    ) -> list[Approval]:
+        """Check ``request`` is the ceremony being run and carries M valid approvals; stage the
+        approval rows in ``session`` (they commit with the ceremony). Raises ApprovalError
+        naming the problem; nothing is written then."""
+        if request.ceremony != ceremony or dict(request.parameters) != dict(parameters):
             raise ApprovalError(
-                f"{where}: the signature of officer {approval.officer!r} does not verify"
-            ) from None
-        seen.add(approval.officer)
-        rows.append(
-            Approval(
-                request_id=request.request_id,
-                ceremony=request.ceremony,
-                officer=officer,
-                request=request.text.decode(),
-                signature=approval.signature,
+                f"the request approves {request.ceremony} {dict(request.parameters)}, "
+                f"not {ceremony} {dict(parameters)}"
             )
-        )
-    if len(rows) < required:
-        raise ApprovalError(
-            f"{request.ceremony} needs {required} officer approvals "
-            f"(M of N = {required} of {_officers}); {len(rows)} given"
-        )
-    # Claim the request before any token work: a second run of it, even with other officers'
-    # approvals and on another node, fails here on the unique request id.
-    repo.add(session, CeremonyRun(request_id=request.request_id, ceremony=request.ceremony))
-    for row in rows:
-        repo.add(session, row)
-    session.flush()
-    return rows
-
-
-def quorum(session: Session, config: Config) -> tuple[int, int]:
-    """M and N as the database fixed them at the first ceremony step."""
-    row = policy(session, config)
-    return row.approvals, row.officers
-
-
-def policy(session: Session, config: Config) -> CeremonyPolicy:
-    """The ceremony policy as the database fixed it at the first ceremony step (M, N, and
-    whether revoking a CA certificate is a ceremony); the configuration must agree (a quorum
-    each process read from its own environment would be no control)."""
-    row = pki_repo.ceremony_policy(session)
-    if row is None:
-        row = CeremonyPolicy(
-            approvals=config.ceremony_approvals,
-            officers=config.ceremony_officers,
-            ca_revocation_ceremony=config.ca_revocation_ceremony,
-        )
-        repo.add(session, row)
-        return row
-    if (row.approvals, row.officers) != (config.ceremony_approvals, config.ceremony_officers):
-        raise ConfigError(
-            f"the ceremony quorum was fixed at {row.approvals} of {row.officers} when the first "
-            f"officer was registered, but ceremony_approvals / ceremony_officers (or "
-            f"KMS_CEREMONY_APPROVALS / KMS_CEREMONY_OFFICERS) say {config.ceremony_approvals} "
-            f"of {config.ceremony_officers}: set them back; the quorum does not change"
-        )
-    if row.ca_revocation_ceremony != config.ca_revocation_ceremony:
-        fixed = "true" if row.ca_revocation_ceremony else "false"
-        raise ConfigError(
-            f"ca_revocation_ceremony was fixed at {fixed} when the first officer was "
-            "registered, but ca_revocation_ceremony (or KMS_CA_REVOCATION_CEREMONY) says "
-            f"otherwise: set it back to {fixed}; the policy does not change"
-        )
-    return row
-
-
-def register_officer(
-    session: Session,
-    config: Config,
-    name: str,
-    public_key: bytes,
-    *,
-    request: CeremonyRequest | None = None,
-    approvals: Sequence[ApprovalFile] = (),
-    source: str = "public key",
-) -> tuple[Officer, list[Approval]]:
-    """Add an officer: free while fewer than M are registered (bootstrap), an ``add-officer``
-    ceremony after that; never more than N."""
-    if not name or len(name) > 64 or not name.isprintable():
-        raise InputError("an officer name is 1 to 64 printable characters", field="name")
-    der, _key = _load_officer_key(public_key, source)
-    fingerprint = hashlib.sha256(der).hexdigest()
-    if pki_repo.officer_by_name(session, name) is not None:
-        raise ConflictError(f"an officer named {name!r} is already registered")
-    if pki_repo.officer_by_fingerprint(session, fingerprint) is not None:
-        raise ConflictError("another officer already registered this public key")
-    required, cap = quorum(session, config)
-    active = pki_repo.active_officers(session)
-    if len(active) >= cap:
-        raise ConflictError(
-            f"{len(active)} officers are registered, the quorum's N (ceremony_officers)"
-        )
-    rows: list[Approval] = []
-    # Bootstrap ends for good once M officers were ever registered, not while M are active.
-    if pki_repo.officers_ever(session) >= required:
-        if request is None:
-            raise ApprovalError(
-                f"{len(active)} officers are registered: adding one is an add-officer ceremony "
-                f"needing {required} approvals (kms ceremony request add-officer)"
-            )
-        rows = verify_approvals(
-            session,
-            config,
-            request,
-            approvals,
-            ceremony="add-officer",
-            parameters={"name": name, "public_key_sha256": fingerprint},
-        )
-    officer = Officer(
-        name=name, public_key=der, key_fingerprint=fingerprint, state=OfficerState.ACTIVE
-    )
-    repo.add(session, officer)
-    return officer, rows
-
-
-def add_officer(
-    db: Database,
-    config: Config,
-    actor: str,
-    name: str,
-    public_key: bytes,
-    *,
-    request: CeremonyRequest | None = None,
-    approvals: Sequence[ApprovalFile] = (),
-    source: str = "public key",
-) -> dict[str, object]:
-    """:func:`register_officer` in its own transaction, audited."""
-    with db.begin() as session:
-        officer, used = register_officer(
-            session, config, name, public_key, request=request, approvals=approvals, source=source
-        )
-        session.flush()
-        info = describe_officer(officer)
-        audit.append(
-            session,
-            actor,
-            [
-                audit.AuditRecord(
-                    "officer.add", name, {"key_sha256": officer.key_fingerprint, **approvers(used)}
+        if (now or utcnow()) >= request.expires_at:
+            raise ApprovalError(f"request {request.request_id} expired at {request.expires_at}")
+        if pki_repo.request_used(session, request.request_id):
+            raise ApprovalError(f"request {request.request_id} was already used by a ceremony")
+        required, _officers = self.quorum(session)
+        officers = {o.name: o for o in pki_repo.active_officers(session)}
+        seen: set[str] = set()
+        rows = []
+        for approval in approvals:
+            where = approval.source
+            officer = officers.get(approval.officer)
+            if officer is None:
+                raise ApprovalError(f"{where}: {approval.officer!r} is not an active officer")
+            if approval.officer in seen:
+                raise ApprovalError(f"{where}: officer {approval.officer!r} approved twice")
+            if approval.request_id != request.request_id:
+                raise ApprovalError(f"{where}: the approval is for another request")
+            _der, key = _load_officer_key(officer.public_key, f"officer {officer.name}")
+            try:
+                key.verify(approval.signature, request.text, ec.ECDSA(_HASHES[key.curve.name]()))
+            except (PycaInvalidSignature, ValueError):
+                raise ApprovalError(
+                    f"{where}: the signature of officer {approval.officer!r} does not verify"
+                ) from None
+            seen.add(approval.officer)
+            rows.append(
+                Approval(
+                    request_id=request.request_id,
+                    ceremony=request.ceremony,
+                    officer=officer,
+                    request=request.text.decode(),
+                    signature=approval.signature,
                 )
-            ],
-        )
-    return info
-
-
-def remove_officer(
-    db: Database,
-    config: Config,
-    actor: str,
-    name: str,
-    *,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-) -> dict[str, object]:
-    """Take an officer out (a lost or compromised key): a ``remove-officer`` ceremony. Refused
-    when it would leave fewer than M active officers, since no ceremony could run after."""
-    with db.begin() as session:
-        used = verify_approvals(
-            session,
-            config,
-            request,
-            approvals,
-            ceremony="remove-officer",
-            parameters={"name": name},
-        )
-        officer = pki_repo.officer_by_name(session, name)
-        if officer is None or officer.state is not OfficerState.ACTIVE:
-            raise ConflictError(f"{name!r} is not an active officer")
-        required, _cap = quorum(session, config)
-        if len(pki_repo.active_officers(session)) - 1 < required:
-            raise ConflictError(
-                f"removing {name!r} would leave fewer than M = {required} active officers"
             )
-        officer.state = OfficerState.REMOVED
-        info = describe_officer(officer)
-        audit.append(session, actor, [audit.AuditRecord("officer.remove", name, approvers(used))])
-    return info
+        if len(rows) < required:
+            raise ApprovalError(
+                f"{request.ceremony} needs {required} officer approvals "
+                f"(M of N = {required} of {_officers}); {len(rows)} given"
+            )
+        # Claim the request before any token work: a second run of it, even with other officers'
+        # approvals and on another node, fails here on the unique request id.
+        repo.add(session, CeremonyRun(request_id=request.request_id, ceremony=request.ceremony))
+        for row in rows:
+            repo.add(session, row)
+        session.flush()
+        return rows
+
+    def quorum(self, session: Session) -> tuple[int, int]:
+        """M and N as the database fixed them at the first ceremony step."""
+        row = self.policy(session)
+        return row.approvals, row.officers
+
+    def policy(self, session: Session) -> CeremonyPolicy:
+        """The ceremony policy as the database fixed it at the first ceremony step (M, N, and
+        whether revoking a CA certificate is a ceremony); the configuration must agree (a quorum
+        each process read from its own environment would be no control)."""
+        config = self._config
+        row = pki_repo.ceremony_policy(session)
+        if row is None:
+            row = CeremonyPolicy(
+                approvals=config.ceremony_approvals,
+                officers=config.ceremony_officers,
+                ca_revocation_ceremony=config.ca_revocation_ceremony,
+            )
+            repo.add(session, row)
+            return row
+        if (row.approvals, row.officers) != (config.ceremony_approvals, config.ceremony_officers):
+            raise ConfigError(
+                f"the ceremony quorum was fixed at {row.approvals} of {row.officers} when the "
+                f"first officer was registered, but ceremony_approvals / ceremony_officers (or "
+                f"KMS_CEREMONY_APPROVALS / KMS_CEREMONY_OFFICERS) say {config.ceremony_approvals} "
+                f"of {config.ceremony_officers}: set them back; the quorum does not change"
+            )
+        if row.ca_revocation_ceremony != config.ca_revocation_ceremony:
+            fixed = "true" if row.ca_revocation_ceremony else "false"
+            raise ConfigError(
+                f"ca_revocation_ceremony was fixed at {fixed} when the first officer was "
+                "registered, but ca_revocation_ceremony (or KMS_CA_REVOCATION_CEREMONY) says "
+                f"otherwise: set it back to {fixed}; the policy does not change"
+            )
+        return row
+
+    def ca_revocation_needs_ceremony(self, session: Session) -> bool:
+        """The fixed ceremony policy's word (the configuration must agree with it); with no
+        policy row yet (no officer ever registered, so no CA made by a ceremony) the
+        configuration's, and nothing is fixed by a revocation."""
+        if pki_repo.ceremony_policy(session) is None:
+            return self._config.ca_revocation_ceremony
+        return self.policy(session).ca_revocation_ceremony
+
+    def register_officer(
+        self,
+        session: Session,
+        name: str,
+        public_key: bytes,
+        *,
+        request: CeremonyRequest | None = None,
+        approvals: Sequence[ApprovalFile] = (),
+        source: str = "public key",
+    ) -> tuple[Officer, list[Approval]]:
+        """Add an officer in ``session``: free while fewer than M are registered (bootstrap), an
+        ``add-officer`` ceremony after that; never more than N."""
+        if not name or len(name) > 64 or not name.isprintable():
+            raise InputError("an officer name is 1 to 64 printable characters", field="name")
+        der, _key = _load_officer_key(public_key, source)
+        fingerprint = hashlib.sha256(der).hexdigest()
+        if pki_repo.officer_by_name(session, name) is not None:
+            raise ConflictError(f"an officer named {name!r} is already registered")
+        if pki_repo.officer_by_fingerprint(session, fingerprint) is not None:
+            raise ConflictError("another officer already registered this public key")
+        required, cap = self.quorum(session)
+        active = pki_repo.active_officers(session)
+        if len(active) >= cap:
+            raise ConflictError(
+                f"{len(active)} officers are registered, the quorum's N (ceremony_officers)"
+            )
+        rows: list[Approval] = []
+        # Bootstrap ends for good once M officers were ever registered, not while M are active.
+        if pki_repo.officers_ever(session) >= required:
+            if request is None:
+                raise ApprovalError(
+                    f"{len(active)} officers are registered: adding one is an add-officer "
+                    f"ceremony needing {required} approvals (kms ceremony request add-officer)"
+                )
+            rows = self.verify(
+                session,
+                request,
+                approvals,
+                ceremony="add-officer",
+                parameters={"name": name, "public_key_sha256": fingerprint},
+            )
+        officer = Officer(
+            name=name, public_key=der, key_fingerprint=fingerprint, state=OfficerState.ACTIVE
+        )
+        repo.add(session, officer)
+        return officer, rows
+
+    def add_officer(
+        self,
+        *,
+        actor: str,
+        name: str,
+        public_key: bytes,
+        request: CeremonyRequest | None = None,
+        approvals: Sequence[ApprovalFile] = (),
+        source: str = "public key",
+    ) -> dict[str, object]:
+        """:meth:`register_officer` in its own transaction, audited."""
+        with self._resources.database().begin() as session:
+            officer, used = self.register_officer(
+                session, name, public_key, request=request, approvals=approvals, source=source
+            )
+            session.flush()
+            info = describe_officer(officer)
+            audit.append(
+                session,
+                actor,
+                [
+                    audit.AuditRecord(
+                        "officer.add",
+                        name,
+                        {"key_sha256": officer.key_fingerprint, **approvers(used)},
+                    )
+                ],
+            )
+        return info
+
+    def remove_officer(
+        self,
+        *,
+        actor: str,
+        name: str,
+        request: CeremonyRequest,
+        approvals: Sequence[ApprovalFile],
+    ) -> dict[str, object]:
+        """Take an officer out (a lost or compromised key): a ``remove-officer`` ceremony.
+        Refused when it would leave fewer than M active officers, since no ceremony could run
+        after."""
+        with self._resources.database().begin() as session:
+            used = self.verify(
+                session,
+                request,
+                approvals,
+                ceremony="remove-officer",
+                parameters={"name": name},
+            )
+            officer = pki_repo.officer_by_name(session, name)
+            if officer is None or officer.state is not OfficerState.ACTIVE:
+                raise ConflictError(f"{name!r} is not an active officer")
+            required, _cap = self.quorum(session)
+            if len(pki_repo.active_officers(session)) - 1 < required:
+                raise ConflictError(
+                    f"removing {name!r} would leave fewer than M = {required} active officers"
+                )
+            officer.state = OfficerState.REMOVED
+            info = describe_officer(officer)
+            audit.append(
+                session, actor, [audit.AuditRecord("officer.remove", name, approvers(used))]
+            )
+        return info
+
+    def list_officers(self) -> list[dict[str, object]]:
+        """The active officers, as plain data."""
+        with self._resources.database().begin() as session:
+            return [describe_officer(o) for o in pki_repo.active_officers(session)]
 
 
 def describe_officer(officer: Officer) -> dict[str, object]:

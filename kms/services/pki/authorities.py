@@ -34,7 +34,6 @@ from kms.db import (
     CertificateAuthority,
     CertificateKind,
     CertificateStatus,
-    Database,
     Session,
 )
 from kms.db import pki_repository as pki_repo
@@ -46,7 +45,13 @@ from kms.hsm import Hsm, TokenKey, TokenSigner
 from kms.pki import ca, encoding, profiles
 from kms.pki.ecdsa import public_key_curve
 from kms.services.common import audit
-from kms.services.common.approvals import ApprovalFile, CeremonyRequest, approvers, verify_approvals
+from kms.services.common.approvals import (
+    ApprovalFile,
+    ApprovalService,
+    CeremonyRequest,
+    approvers,
+)
+from kms.services.common.resources import Resources
 
 ROOT_CURVE = "P-384"
 _DEFAULT_ORGANIZATION = "DLMS KMS"
@@ -156,91 +161,213 @@ def _organization(config: Config) -> str:
     return config.pki_organization or _DEFAULT_ORGANIZATION
 
 
-def create_root_ca(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-) -> AuthorityReport:
-    """The root CA: a P-384 key pair in the token and its self-signed certificate; once."""
+class AuthorityService:
+    """The CA ceremonies and the CA register (module docstring)."""
 
-    def make(session: Session, now: datetime.datetime) -> _Plan:
-        approved = verify_approvals(
-            session, config, request, approvals, ceremony="create-root-ca", parameters={}
-        )
-        if pki_repo.authorities(session, AuthorityRole.ROOT):
-            raise ConflictError("a root CA already exists; the root is created once")
-        return _Plan("root-v1", AuthorityRole.ROOT, None, ROOT_CURVE, 1, None, approved)
+    def __init__(self, resources: Resources, approvals: ApprovalService) -> None:
+        self._resources = resources
+        self._approvals = approvals
 
-    return _ceremony(hsm, db, config, actor, request, make, "ca.create")
+    def create_root(
+        self, *, actor: str, request: CeremonyRequest, approvals: Sequence[ApprovalFile]
+    ) -> AuthorityReport:
+        """The root CA: a P-384 key pair in the token and its self-signed certificate; once."""
 
-
-def create_issuing_ca(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-    suite: SecuritySuite,
-) -> AuthorityReport:
-    """The first issuing CA of ``suite``, signed by the root in the token."""
-    return _issuing(hsm, db, config, actor, request, approvals, suite, rotate=False)
-
-
-def rotate_issuing_ca(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-    suite: SecuritySuite,
-) -> AuthorityReport:
-    """A new version of the issuing CA of ``suite``; the old one is retired (CRLs only)."""
-    return _issuing(hsm, db, config, actor, request, approvals, suite, rotate=True)
-
-
-def _issuing(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-    suite: SecuritySuite,
-    *,
-    rotate: bool,
-) -> AuthorityReport:
-    number = int(suite)
-
-    def make(session: Session, now: datetime.datetime) -> _Plan:
-        curve = profiles.curve_for_suite(suite)
-        # Newest first; a revoked CA is replaced by rotating too (its successor is a new version).
-        latest = next(iter(pki_repo.authorities(session, AuthorityRole.ISSUING, number)), None)
-        if rotate and latest is None:
-            raise NotFoundError(
-                f"suite {number} has no issuing CA to rotate; create one first "
-                "(scripts/create_issuing_ca.py)"
+        def make(session: Session, now: datetime.datetime) -> _Plan:
+            approved = self._approvals.verify(
+                session, request, approvals, ceremony="create-root-ca", parameters={}
             )
-        if not rotate and latest is not None:
-            raise ConflictError(
-                f"suite {number} already has an issuing CA; rotate it instead "
-                "(scripts/rotate_issuing_ca.py)"
-            )
-        ceremony = "rotate-issuing-ca" if rotate else "create-issuing-ca"
-        approved = verify_approvals(
-            session, config, request, approvals, ceremony=ceremony, parameters={"suite": number}
-        )
-        version = latest.version + 1 if latest is not None else 1
-        active = latest is not None and latest.state is AuthorityState.ACTIVE
-        retiring = latest if active else None
-        name = f"suite{number}-v{version}"
-        return _Plan(name, AuthorityRole.ISSUING, suite, curve, version, retiring, approved)
+            if pki_repo.authorities(session, AuthorityRole.ROOT):
+                raise ConflictError("a root CA already exists; the root is created once")
+            return _Plan("root-v1", AuthorityRole.ROOT, None, ROOT_CURVE, 1, None, approved)
 
-    return _ceremony(hsm, db, config, actor, request, make, "ca.rotate" if rotate else "ca.create")
+        return self._ceremony(actor, make, "ca.create")
+
+    def create_issuing(
+        self,
+        *,
+        actor: str,
+        request: CeremonyRequest,
+        approvals: Sequence[ApprovalFile],
+        suite: SecuritySuite,
+    ) -> AuthorityReport:
+        """The first issuing CA of ``suite``, signed by the root in the token."""
+        return self._issuing(actor, request, approvals, suite, rotate=False)
+
+    def rotate_issuing(
+        self,
+        *,
+        actor: str,
+        request: CeremonyRequest,
+        approvals: Sequence[ApprovalFile],
+        suite: SecuritySuite,
+    ) -> AuthorityReport:
+        """A new version of the issuing CA of ``suite``; the old one is retired (CRLs only)."""
+        return self._issuing(actor, request, approvals, suite, rotate=True)
+
+    def list(self) -> list[dict[str, object]]:
+        """Every CA, as plain data (:func:`describe_authority`)."""
+        with self._resources.database().begin() as session:
+            return [describe_authority(a) for a in pki_repo.authorities(session)]
+
+    def _issuing(
+        self,
+        actor: str,
+        request: CeremonyRequest,
+        approvals: Sequence[ApprovalFile],
+        suite: SecuritySuite,
+        *,
+        rotate: bool,
+    ) -> AuthorityReport:
+        number = int(suite)
+
+        def make(session: Session, now: datetime.datetime) -> _Plan:
+            curve = profiles.curve_for_suite(suite)
+            # Newest first; a revoked CA is replaced by rotating too (its successor is a new
+            # version).
+            latest = next(iter(pki_repo.authorities(session, AuthorityRole.ISSUING, number)), None)
+            if rotate and latest is None:
+                raise NotFoundError(
+                    f"suite {number} has no issuing CA to rotate; create one first "
+                    "(scripts/create_issuing_ca.py)"
+                )
+            if not rotate and latest is not None:
+                raise ConflictError(
+                    f"suite {number} already has an issuing CA; rotate it instead "
+                    "(scripts/rotate_issuing_ca.py)"
+                )
+            ceremony = "rotate-issuing-ca" if rotate else "create-issuing-ca"
+            approved = self._approvals.verify(
+                session, request, approvals, ceremony=ceremony, parameters={"suite": number}
+            )
+            version = latest.version + 1 if latest is not None else 1
+            active = latest is not None and latest.state is AuthorityState.ACTIVE
+            retiring = latest if active else None
+            name = f"suite{number}-v{version}"
+            return _Plan(name, AuthorityRole.ISSUING, suite, curve, version, retiring, approved)
+
+        return self._ceremony(actor, make, "ca.rotate" if rotate else "ca.create")
+
+    def _ceremony(
+        self,
+        actor: str,
+        plan_for: Callable[[Session, datetime.datetime], _Plan],
+        operation: str,
+    ) -> AuthorityReport:
+        db = self._resources.database()  # the schema gate before the token login
+        hsm = self._resources.hsm()
+        config = self._resources.config
+        made: TokenKey | None = None
+        try:
+            with db.begin() as session:
+                now = utcnow()
+                plan = plan_for(session, now)
+                root = None
+                if plan.role is AuthorityRole.ISSUING:
+                    root = pki_repo.active_authority(session, AuthorityRole.ROOT)
+                    if root is None:
+                        raise NotFoundError("no root CA: run scripts/create_root_ca.py first")
+                    require_usable(root, now)
+                # Token-random, so a retry after a crash never meets an orphan of the same label.
+                label = f"kms-ca-{plan.name}-{hsm.random(4).hex()}"
+                made = hsm.create_ec_key_pair(label, label.encode(), plan.curve, backup=True)
+                public = keys.PublicKeyInfo.load(hsm.public_key_der(made))
+                serial = profiles.serial_number_from(hsm.random(16))
+                org = _organization(config)
+                if root is None:
+                    subject = profiles.ca_name(f"{org} Root CA", org)
+                    validity = validity_within(now, config.root_ca_validity_days, None)
+                    cert = ca.self_signed_root(
+                        serial_number=serial,
+                        subject=subject,
+                        public_key=public,
+                        signer=hsm.signer(made, plan.curve),
+                        validity=validity,
+                    )
+                    issuer_cert = cert
+                else:
+                    suite_no = int(plan.suite) if plan.suite is not None else 0
+                    subject = profiles.ca_name(
+                        f"{org} Suite {suite_no} Issuing CA v{plan.version}", org
+                    )
+                    issuer_cert = authority_certificate(root)
+                    validity = validity_within(
+                        now, config.issuing_ca_validity_days, root.certificate.not_after
+                    )
+                    cert = ca.issuing_ca(
+                        serial_number=serial,
+                        subject=subject,
+                        public_key=public,
+                        issuer=issuer_cert,
+                        signer=authority_signer(hsm, root),
+                        validity=validity,
+                    )
+                profiles.check_certificate(cert, issuer=issuer_cert, is_ca=True)
+                row = certificate_row(
+                    cert,
+                    CertificateKind.CA,
+                    issuer_id=root.certificate_id if root is not None else None,
+                    key_label=label,
+                )
+                repo.add(session, row)
+                authority = CertificateAuthority(
+                    name=plan.name,
+                    role=plan.role,
+                    suite=int(plan.suite) if plan.suite is not None else None,
+                    version=plan.version,
+                    curve=plan.curve,
+                    key_label=label,
+                    certificate=row,
+                    state=AuthorityState.ACTIVE,
+                    crl_number=0,
+                )
+                if plan.retiring is not None:
+                    pki_repo.retire_authority(
+                        session, plan.retiring.id, AuthorityState.RETIRED, now
+                    )
+                repo.add(session, authority)
+                approval_info = approvers(plan.approvals)
+                audit.append(
+                    session,
+                    actor,
+                    [
+                        audit.AuditRecord(
+                            operation,
+                            plan.name,
+                            {
+                                "role": plan.role.value,
+                                "suite": authority.suite,
+                                "curve": plan.curve,
+                                "key_label": label,
+                                "serial": row.serial,
+                                "not_after": row.not_after.isoformat(),
+                                "retired": plan.retiring.name if plan.retiring else None,
+                                **approval_info,
+                            },
+                        )
+                    ],
+                )
+                report = AuthorityReport(
+                    name=plan.name,
+                    role=plan.role.value,
+                    suite=authority.suite,
+                    curve=plan.curve,
+                    key_label=label,
+                    serial=row.serial,
+                    subject=row.subject,
+                    not_after=row.not_after,
+                    certificate_pem=encoding.certificate_pem(cert).decode(),
+                    retired=plan.retiring.name if plan.retiring else None,
+                    approvals=approval_info,
+                )
+        except BaseException:
+            if made is not None:
+                # The original error is what matters; a failed clean-up leaves an orphan key that
+                # no row records, never a CA.
+                with contextlib.suppress(KMSError):
+                    hsm.destroy_key_pair(made)
+            raise
+        return report
 
 
 @dataclass
@@ -252,126 +379,6 @@ class _Plan:
     version: int
     retiring: CertificateAuthority | None
     approvals: list[Approval]
-
-
-def _ceremony(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    request: CeremonyRequest,
-    plan_for: Callable[[Session, datetime.datetime], _Plan],
-    operation: str,
-) -> AuthorityReport:
-    made: TokenKey | None = None
-    try:
-        with db.begin() as session:
-            now = utcnow()
-            plan = plan_for(session, now)
-            root = None
-            if plan.role is AuthorityRole.ISSUING:
-                root = pki_repo.active_authority(session, AuthorityRole.ROOT)
-                if root is None:
-                    raise NotFoundError("no root CA: run scripts/create_root_ca.py first")
-                require_usable(root, now)
-            # Token-random, so a retry after a crash never meets an orphan of the same label.
-            label = f"kms-ca-{plan.name}-{hsm.random(4).hex()}"
-            made = hsm.create_ec_key_pair(label, label.encode(), plan.curve, backup=True)
-            public = keys.PublicKeyInfo.load(hsm.public_key_der(made))
-            serial = profiles.serial_number_from(hsm.random(16))
-            org = _organization(config)
-            if root is None:
-                subject = profiles.ca_name(f"{org} Root CA", org)
-                validity = validity_within(now, config.root_ca_validity_days, None)
-                cert = ca.self_signed_root(
-                    serial_number=serial,
-                    subject=subject,
-                    public_key=public,
-                    signer=hsm.signer(made, plan.curve),
-                    validity=validity,
-                )
-                issuer_cert = cert
-            else:
-                suite_no = int(plan.suite) if plan.suite is not None else 0
-                subject = profiles.ca_name(
-                    f"{org} Suite {suite_no} Issuing CA v{plan.version}", org
-                )
-                issuer_cert = authority_certificate(root)
-                validity = validity_within(
-                    now, config.issuing_ca_validity_days, root.certificate.not_after
-                )
-                cert = ca.issuing_ca(
-                    serial_number=serial,
-                    subject=subject,
-                    public_key=public,
-                    issuer=issuer_cert,
-                    signer=authority_signer(hsm, root),
-                    validity=validity,
-                )
-            profiles.check_certificate(cert, issuer=issuer_cert, is_ca=True)
-            row = certificate_row(
-                cert,
-                CertificateKind.CA,
-                issuer_id=root.certificate_id if root is not None else None,
-                key_label=label,
-            )
-            repo.add(session, row)
-            authority = CertificateAuthority(
-                name=plan.name,
-                role=plan.role,
-                suite=int(plan.suite) if plan.suite is not None else None,
-                version=plan.version,
-                curve=plan.curve,
-                key_label=label,
-                certificate=row,
-                state=AuthorityState.ACTIVE,
-                crl_number=0,
-            )
-            if plan.retiring is not None:
-                pki_repo.retire_authority(session, plan.retiring.id, AuthorityState.RETIRED, now)
-            repo.add(session, authority)
-            approval_info = approvers(plan.approvals)
-            audit.append(
-                session,
-                actor,
-                [
-                    audit.AuditRecord(
-                        operation,
-                        plan.name,
-                        {
-                            "role": plan.role.value,
-                            "suite": authority.suite,
-                            "curve": plan.curve,
-                            "key_label": label,
-                            "serial": row.serial,
-                            "not_after": row.not_after.isoformat(),
-                            "retired": plan.retiring.name if plan.retiring else None,
-                            **approval_info,
-                        },
-                    )
-                ],
-            )
-            report = AuthorityReport(
-                name=plan.name,
-                role=plan.role.value,
-                suite=authority.suite,
-                curve=plan.curve,
-                key_label=label,
-                serial=row.serial,
-                subject=row.subject,
-                not_after=row.not_after,
-                certificate_pem=encoding.certificate_pem(cert).decode(),
-                retired=plan.retiring.name if plan.retiring else None,
-                approvals=approval_info,
-            )
-    except BaseException:
-        if made is not None:
-            # The original error is what matters; a failed clean-up leaves an orphan key that
-            # no row records, never a CA.
-            with contextlib.suppress(KMSError):
-                hsm.destroy_key_pair(made)
-        raise
-    return report
 
 
 def describe_authority(authority: CertificateAuthority) -> dict[str, object]:

@@ -38,10 +38,12 @@ signature; the certificate by the database's own record of the CA.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +51,8 @@ from typing import Any
 
 from asn1crypto import keys  # type: ignore[import-untyped, unused-ignore]
 
-from kms.config import Config, Pin
-from kms.db import CertificateAuthority, Database, Session
+from kms.config import Pin
+from kms.db import CertificateAuthority, Session
 from kms.db import pki_repository as pki_repo
 from kms.db.base import utcnow
 from kms.errors import (
@@ -67,12 +69,19 @@ from kms.pki import ecdsa, encoding
 from kms.services.common import audit
 from kms.services.common.approvals import (
     ApprovalFile,
+    ApprovalService,
     CeremonyRequest,
     approvers,
-    verify_approvals,
     write_new_file,
 )
-from kms.services.pki.key_components import check_value, combine
+from kms.services.common.resources import Resources
+from kms.services.pki.key_components import (
+    COMPONENT_LENGTH,
+    check_value,
+    combine,
+    component_file,
+    read_components,
+)
 
 BACKUP_FORMAT = "dlms-kms/ca-key-backup/v1"
 DEFAULT_BACKUP_KEY_LABEL = "kms-ca-backup-v1"
@@ -209,44 +218,279 @@ class BackupReport:
         return dataclasses.asdict(self)
 
 
-def create_backup_key(
-    hsm: Hsm,
-    db: Database,
-    actor: str,
-    so_pin: Pin,
-    components: Sequence[bytearray],
-    *,
-    label: str = DEFAULT_BACKUP_KEY_LABEL,
-) -> BackupKeyReport:
-    """The trusted backup wrapping key, from the officers' components (zeroised here)."""
-    try:
-        component_kcvs = [check_value(c) for c in components]
-        value = combine(components)
-    finally:
-        for component in components:
-            zeroise(component)
-    made: TokenKey | None = None
-    try:
-        kcv = check_value(value)
-        if hsm.has_token_key(TokenKey(label)):
-            raise ConflictError(f"the token already holds a key labelled {label!r}")
-        with db.begin() as session:
-            made = hsm.create_trusted_wrapping_key(so_pin, label, label.encode(), value)
+class CaBackupService:
+    """The CA key backup ceremonies (module docstring)."""
+
+    def __init__(self, resources: Resources, approvals: ApprovalService) -> None:
+        self._resources = resources
+        self._approvals = approvals
+
+    def generate_components(
+        self, *, actor: str, paths: Sequence[Path], label: str = DEFAULT_BACKUP_KEY_LABEL
+    ) -> list[str]:
+        """New random key components from the token's RNG, each written to a new file of
+        ``paths`` (mode 0600, never overwriting), for the backup key ``label`` to be made from;
+        audited (``ca.backup_key.components.generate``, with the components' check values, never
+        a key byte). Returns the check values. No file is left behind if one cannot be made."""
+        db = self._resources.database()
+        hsm = self._resources.hsm()
+        made: list[Path] = []
+        try:
+            with db.begin() as session:
+                kcvs: list[str] = []
+                for path in paths:
+                    value = bytearray(hsm.random(COMPONENT_LENGTH))
+                    try:
+                        kcvs.append(check_value(value))
+                        data = component_file(bytes(value))
+                    finally:
+                        zeroise(value)
+                    try:
+                        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    except FileExistsError:
+                        raise InputError(
+                            "already exists; --generate writes new component files only",
+                            source=str(path),
+                        ) from None
+                    except OSError as exc:
+                        raise InputError(
+                            f"cannot write: {exc.strerror}", source=str(path)
+                        ) from None
+                    made.append(path)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(data)
+                details = {
+                    "components": len(kcvs),
+                    "component_kcvs": kcvs,
+                    "files": [str(p) for p in paths],
+                }
+                audit.append(
+                    session,
+                    actor,
+                    [audit.AuditRecord("ca.backup_key.components.generate", label, details)],
+                )
+        except BaseException:
+            for path in made:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise
+        return kcvs
+
+    def create_backup_key_from_files(
+        self,
+        *,
+        actor: str,
+        so_pin: Pin,
+        paths: Sequence[Path],
+        generate: bool = False,
+        label: str = DEFAULT_BACKUP_KEY_LABEL,
+    ) -> BackupKeyReport:
+        """:meth:`create_backup_key` from the officers' component files; with ``generate``, new
+        random components are written to ``paths`` first (:meth:`generate_components`)."""
+        if generate:
+            self.generate_components(actor=actor, paths=paths, label=label)
+        return self.create_backup_key(
+            actor=actor, so_pin=so_pin, components=read_components(paths), label=label
+        )
+
+    def create_backup_key(
+        self,
+        *,
+        actor: str,
+        so_pin: Pin,
+        components: Sequence[bytearray],
+        label: str = DEFAULT_BACKUP_KEY_LABEL,
+    ) -> BackupKeyReport:
+        """The trusted backup wrapping key, from the officers' components (zeroised here)."""
+        try:
+            db = self._resources.database()
+            hsm = self._resources.hsm()
+        except BaseException:
+            for component in components:
+                zeroise(component)
+            raise
+        try:
+            component_kcvs = [check_value(c) for c in components]
+            value = combine(components)
+        finally:
+            for component in components:
+                zeroise(component)
+        made: TokenKey | None = None
+        try:
+            kcv = check_value(value)
+            if hsm.has_token_key(TokenKey(label)):
+                raise ConflictError(f"the token already holds a key labelled {label!r}")
+            with db.begin() as session:
+                made = hsm.create_trusted_wrapping_key(so_pin, label, label.encode(), value)
+                zeroise(value)
+                token_kcv = hsm.check_value(made).hex().upper()
+                if token_kcv != kcv:
+                    raise HsmError(
+                        f"the token reports check value {token_kcv} for {label}, not {kcv}"
+                    )
+                details = {
+                    "kcv": kcv,
+                    "components": len(components),
+                    "component_kcvs": component_kcvs,
+                }
+                audit.append(
+                    session, actor, [audit.AuditRecord("ca.backup_key.create", label, details)]
+                )
+        except BaseException:
+            if made is not None:
+                hsm.destroy_token_key(made)
+            raise
+        finally:
             zeroise(value)
-            token_kcv = hsm.check_value(made).hex().upper()
-            if token_kcv != kcv:
-                raise HsmError(f"the token reports check value {token_kcv} for {label}, not {kcv}")
-            details = {"kcv": kcv, "components": len(components), "component_kcvs": component_kcvs}
-            audit.append(
-                session, actor, [audit.AuditRecord("ca.backup_key.create", label, details)]
-            )
-    except BaseException:
-        if made is not None:
-            hsm.destroy_token_key(made)
-        raise
-    finally:
-        zeroise(value)
-    return BackupKeyReport(label, kcv, component_kcvs)
+        return BackupKeyReport(label, kcv, component_kcvs)
+
+    def backup_ca_key(
+        self,
+        *,
+        actor: str,
+        request: CeremonyRequest,
+        approvals: Sequence[ApprovalFile],
+        ca_name: str,
+        out: Path,
+        wrapping_key_label: str = DEFAULT_BACKUP_KEY_LABEL,
+    ) -> BackupReport:
+        """Wrap the private key of CA ``ca_name`` under the trusted backup key and write the backup
+        file ``out`` (which must not exist); the file is removed again if the ceremony fails."""
+        db = self._resources.database()  # the schema gate before the token login
+        hsm = self._resources.hsm()
+        written = False
+        try:
+            with db.begin() as session:
+                wrapping_key = TokenKey(wrapping_key_label)
+                kcv = hsm.check_value(wrapping_key).hex().upper()
+                approved = self._approvals.verify(
+                    session,
+                    request,
+                    approvals,
+                    ceremony="backup-ca-key",
+                    parameters={"ca": ca_name, "wrapping_key_kcv": kcv},
+                )
+                authority = _authority(session, ca_name)
+                mechanism = hsm.profile.mechanism_names().get("ca_key_wrap", "")
+                wrapped = hsm.wrap_private_key(
+                    wrapping_key, TokenKey(authority.key_label, "private")
+                )
+                approval_info = approvers(approved)
+                document = _backup_document(
+                    authority, wrapping_key, kcv, mechanism, wrapped, utcnow(), approval_info
+                )
+                data = json.dumps(document, indent=2, sort_keys=True).encode("ascii") + b"\n"
+                write_new_file(out, data)
+                written = True
+                digest = hashlib.sha256(data).hexdigest()
+                details = {
+                    "key_label": authority.key_label,
+                    "wrapping_key_label": wrapping_key_label,
+                    "wrapping_key_kcv": kcv,
+                    "mechanism": mechanism,
+                    "file": str(out),
+                    "file_sha256": digest,
+                    **approval_info,
+                }
+                audit.append(session, actor, [audit.AuditRecord("ca.backup", ca_name, details)])
+                report = BackupReport(
+                    ca_name,
+                    authority.curve,
+                    authority.key_label,
+                    kcv,
+                    str(out),
+                    digest,
+                    approval_info,
+                )
+        except BaseException:
+            if written:
+                out.unlink(missing_ok=True)
+            raise
+        return report
+
+    def restore_ca_key(
+        self,
+        *,
+        actor: str,
+        request: CeremonyRequest,
+        approvals: Sequence[ApprovalFile],
+        backup: CaKeyBackup,
+        components: Sequence[bytearray],
+    ) -> BackupReport:
+        """Bring a backed-up CA key into this KMS's token under the label its database records.
+
+        Components that do not rebuild the wrapping key, or a blob that fails its integrity check,
+        raise :class:`~kms.errors.InvalidUnwrap`; a key that does not pair with the certificate,
+        :class:`~kms.errors.InvalidSignature`. Either way the token is left as it was.
+        """
+        try:
+            value = combine(components)
+        finally:
+            for component in components:
+                zeroise(component)
+        try:
+            db = self._resources.database()  # the schema gate before the token login
+            hsm = self._resources.hsm()
+        except BaseException:
+            zeroise(value)
+            raise
+        unwrapping: SessionKey | None = None
+        made: TokenKey | None = None
+        try:
+            with db.begin() as session:
+                approved = self._approvals.verify(
+                    session,
+                    request,
+                    approvals,
+                    ceremony="restore-ca-key",
+                    parameters={"ca": backup.ca},
+                )
+                authority = _authority(session, backup.ca)
+                _check_backup_matches(authority, backup)
+                label = authority.key_label
+                if hsm.has_token_key(TokenKey(label, "private")) or hsm.has_token_key(
+                    TokenKey(label, "public")
+                ):
+                    raise ConflictError(
+                        f"token {hsm.token_label!r} already holds the key of CA {backup.ca} "
+                        f"({label})"
+                    )
+                kcv = check_value(value)
+                if kcv != backup.wrapping_key_kcv:
+                    raise InvalidUnwrap(
+                        "the key components do not rebuild the backup's wrapping key (its check "
+                        f"value is {backup.wrapping_key_kcv}, theirs {kcv})"
+                    )
+                unwrapping = hsm.load_unwrapping_key(value)
+                zeroise(value)
+                made = hsm.unwrap_private_key(unwrapping, backup.wrapped_key, label, label.encode())
+                public_info = _public_key_info(backup)
+                hsm.create_public_key(label, label.encode(), bytes(public_info.dump()))
+                _check_pairing(hsm, made, backup, public_info, request.request_id)
+                approval_info = approvers(approved)
+                digest = hashlib.sha256(backup.certificate_der).hexdigest()
+                details = {
+                    "key_label": label,
+                    "token": hsm.token_label,
+                    "wrapping_key_kcv": kcv,
+                    "backup": backup.source,
+                    "backup_created_at": backup.created_at,
+                    "certificate_sha256": digest,
+                    **approval_info,
+                }
+                audit.append(session, actor, [audit.AuditRecord("ca.restore", backup.ca, details)])
+                report = BackupReport(
+                    backup.ca, backup.curve, label, kcv, backup.source, digest, approval_info
+                )
+        except BaseException:
+            if made is not None:
+                hsm.destroy_key_pair(made)
+            raise
+        finally:
+            zeroise(value)
+            if unwrapping is not None:
+                hsm.destroy(unwrapping)
+        return report
 
 
 def _authority(session: Session, name: str) -> CertificateAuthority:
@@ -254,144 +498,6 @@ def _authority(session: Session, name: str) -> CertificateAuthority:
     if authority is None:
         raise NotFoundError(f"no CA named {name!r} (kms ca list)")
     return authority
-
-
-def backup_ca_key(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-    ca_name: str,
-    out: Path,
-    *,
-    wrapping_key_label: str = DEFAULT_BACKUP_KEY_LABEL,
-) -> BackupReport:
-    """Wrap the private key of CA ``ca_name`` under the trusted backup key and write the backup
-    file ``out`` (which must not exist); the file is removed again if the ceremony fails."""
-    written = False
-    try:
-        with db.begin() as session:
-            wrapping_key = TokenKey(wrapping_key_label)
-            kcv = hsm.check_value(wrapping_key).hex().upper()
-            approved = verify_approvals(
-                session,
-                config,
-                request,
-                approvals,
-                ceremony="backup-ca-key",
-                parameters={"ca": ca_name, "wrapping_key_kcv": kcv},
-            )
-            authority = _authority(session, ca_name)
-            mechanism = hsm.profile.mechanism_names().get("ca_key_wrap", "")
-            wrapped = hsm.wrap_private_key(wrapping_key, TokenKey(authority.key_label, "private"))
-            approval_info = approvers(approved)
-            document = _backup_document(
-                authority, wrapping_key, kcv, mechanism, wrapped, utcnow(), approval_info
-            )
-            data = json.dumps(document, indent=2, sort_keys=True).encode("ascii") + b"\n"
-            write_new_file(out, data)
-            written = True
-            digest = hashlib.sha256(data).hexdigest()
-            details = {
-                "key_label": authority.key_label,
-                "wrapping_key_label": wrapping_key_label,
-                "wrapping_key_kcv": kcv,
-                "mechanism": mechanism,
-                "file": str(out),
-                "file_sha256": digest,
-                **approval_info,
-            }
-            audit.append(session, actor, [audit.AuditRecord("ca.backup", ca_name, details)])
-            report = BackupReport(
-                ca_name, authority.curve, authority.key_label, kcv, str(out), digest, approval_info
-            )
-    except BaseException:
-        if written:
-            out.unlink(missing_ok=True)
-        raise
-    return report
-
-
-def restore_ca_key(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    request: CeremonyRequest,
-    approvals: Sequence[ApprovalFile],
-    backup: CaKeyBackup,
-    components: Sequence[bytearray],
-) -> BackupReport:
-    """Bring a backed-up CA key into this KMS's token under the label its database records.
-
-    Components that do not rebuild the wrapping key, or a blob that fails its integrity check,
-    raise :class:`~kms.errors.InvalidUnwrap`; a key that does not pair with the certificate,
-    :class:`~kms.errors.InvalidSignature`. Either way the token is left as it was.
-    """
-    try:
-        value = combine(components)
-    finally:
-        for component in components:
-            zeroise(component)
-    unwrapping: SessionKey | None = None
-    made: TokenKey | None = None
-    try:
-        with db.begin() as session:
-            approved = verify_approvals(
-                session,
-                config,
-                request,
-                approvals,
-                ceremony="restore-ca-key",
-                parameters={"ca": backup.ca},
-            )
-            authority = _authority(session, backup.ca)
-            _check_backup_matches(authority, backup)
-            label = authority.key_label
-            if hsm.has_token_key(TokenKey(label, "private")) or hsm.has_token_key(
-                TokenKey(label, "public")
-            ):
-                raise ConflictError(
-                    f"token {hsm.token_label!r} already holds the key of CA {backup.ca} ({label})"
-                )
-            kcv = check_value(value)
-            if kcv != backup.wrapping_key_kcv:
-                raise InvalidUnwrap(
-                    "the key components do not rebuild the backup's wrapping key (its check "
-                    f"value is {backup.wrapping_key_kcv}, theirs {kcv})"
-                )
-            unwrapping = hsm.load_unwrapping_key(value)
-            zeroise(value)
-            made = hsm.unwrap_private_key(unwrapping, backup.wrapped_key, label, label.encode())
-            public_info = _public_key_info(backup)
-            hsm.create_public_key(label, label.encode(), bytes(public_info.dump()))
-            _check_pairing(hsm, made, backup, public_info, request.request_id)
-            approval_info = approvers(approved)
-            digest = hashlib.sha256(backup.certificate_der).hexdigest()
-            details = {
-                "key_label": label,
-                "token": hsm.token_label,
-                "wrapping_key_kcv": kcv,
-                "backup": backup.source,
-                "backup_created_at": backup.created_at,
-                "certificate_sha256": digest,
-                **approval_info,
-            }
-            audit.append(session, actor, [audit.AuditRecord("ca.restore", backup.ca, details)])
-            report = BackupReport(
-                backup.ca, backup.curve, label, kcv, backup.source, digest, approval_info
-            )
-    except BaseException:
-        if made is not None:
-            hsm.destroy_key_pair(made)
-        raise
-    finally:
-        zeroise(value)
-        if unwrapping is not None:
-            hsm.destroy(unwrapping)
-    return report
 
 
 def _check_backup_matches(authority: CertificateAuthority, backup: CaKeyBackup) -> None:

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from kms.config import Config
 from kms.db import (
     AuthorityRole,
     AuthorityState,
@@ -31,7 +30,6 @@ from kms.db import (
     CertificateAuthority,
     CertificateKind,
     CertificateStatus,
-    Database,
     MeterState,
     Session,
 )
@@ -50,17 +48,16 @@ from kms.errors import (
     KMSError,
     NotFoundError,
 )
-from kms.hsm import Hsm
 from kms.pki import crl, csr, encoding, profiles
 from kms.pki.profiles import CertificateType
 from kms.services.common import audit
 from kms.services.common.approvals import (
     ApprovalFile,
+    ApprovalService,
     CeremonyRequest,
     approvers,
-    policy,
-    verify_approvals,
 )
+from kms.services.common.resources import Resources
 from kms.services.pki import issuance
 from kms.services.pki.authorities import (
     authority_certificate,
@@ -241,58 +238,6 @@ def _check(
     return _Checked(item, request, meter, authority)
 
 
-def issue(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    items: Sequence[CsrItem],
-    *,
-    progress: Callable[[int], None] | None = None,
-    chunk_size: int = 500,
-) -> list[IssuedCertificate]:
-    """Issue one certificate per CSR; all or nothing. ``progress`` is told how many more were
-    signed after each chunk.
-
-    Signature checks dominate once the rest is batched (kms.services.pki.issuance), and pyca and the
-    token both release the GIL while they compute: so the CSRs are verified on worker threads,
-    and what the token signed is checked on a worker thread while the token signs more
-    (:func:`kms.services.pki.issuance.make`). The token and the database are still called from
-    this thread only (docs/token.md section 4).
-    """
-    if not items:
-        raise InputError("no CSR to issue a certificate for")
-    issued: list[IssuedCertificate] = []
-    records: list[audit.AuditRecord] = []
-    with db.begin() as session:
-        now = utcnow()
-        checked = _check_all(session, items, now)
-        _refuse_duplicates(checked)
-        issuers: dict[int, issuance.Issuer] = {}
-        for one in checked:
-            if one.authority.id not in issuers:
-                issuers[one.authority.id] = issuance.open_issuer(
-                    session, one.authority, config, now
-                )
-
-        def store(start: int, made: list[issuance.Made]) -> None:
-            pki_repo.insert_certificates(session, [m.row for m in made])
-            for one, certificate in zip(checked[start : start + len(made)], made, strict=True):
-                issued.append(_issued(one, certificate))
-                records.append(
-                    audit.AuditRecord(
-                        "certificate.issue", issued[-1].system_title, issued[-1].summary()
-                    )
-                )
-            if progress is not None:
-                progress(len(made))
-
-        orders = [_order(one, issuers) for one in checked]
-        issuance.make(hsm, orders, chunk_size=chunk_size, store=store)
-        audit.append(session, actor, records)
-    return issued
-
-
 def _order(one: _Checked, issuers: dict[int, issuance.Issuer]) -> issuance.Order:
     return issuance.Order(
         certificate_type=one.item.certificate_type,
@@ -348,50 +293,6 @@ def describe(row: Certificate) -> dict[str, object]:
     }
 
 
-def show(db: Database, serial: str) -> tuple[dict[str, object], bytes]:
-    """One certificate by serial: its description (with the issuer) and DER."""
-    with db.begin() as session:
-        row = _by_serial(session, serial)
-        out = describe(row)
-        out["issuer"] = (
-            pki_repo.certificate_by_id(session, row.issuer_id).subject
-            if row.issuer_id is not None
-            else row.subject
-        )
-        return out, row.der
-
-
-def list_certificates(
-    db: Database,
-    *,
-    system_title: bytes | None = None,
-    kind: CertificateKind | None = None,
-    status: CertificateStatus | None = None,
-    limit: int | None = None,
-    own: bool = False,
-) -> list[dict[str, object]]:
-    """Certificates as plain data; ``own``: only the KMS's end entities (key in the token)."""
-    with db.begin() as session:
-        rows = pki_repo.list_certificates(
-            session, system_title=system_title, kind=kind, status=status, limit=limit
-        )
-        if own:
-            rows = [r for r in rows if r.key_label is not None and r.kind is not CertificateKind.CA]
-        return [describe(row) for row in rows]
-
-
-def chain(db: Database, suite: SecuritySuite) -> list[bytes]:
-    """The active issuing CA of ``suite`` and the root (DER, in that order)."""
-    with db.begin() as session:
-        issuing = pki_repo.active_authority(session, AuthorityRole.ISSUING, int(suite))
-        if issuing is None:
-            raise NotFoundError(f"no active issuing CA for suite {int(suite)}")
-        root = pki_repo.active_authority(session, AuthorityRole.ROOT)
-        if root is None:
-            raise NotFoundError("no root CA")
-        return [issuing.certificate.der, root.certificate.der]
-
-
 def _by_serial(session: Session, serial: str) -> Certificate:
     row = pki_repo.certificate_by_serial(session, parse_serial(serial))
     if row is None:
@@ -400,136 +301,6 @@ def _by_serial(session: Session, serial: str) -> Certificate:
 
 
 # --- revocation and CRLs ------------------------------------------------------------------------
-
-
-def revoke(
-    db: Database,
-    config: Config,
-    actor: str,
-    serial: str,
-    reason: str = "unspecified",
-    *,
-    request: CeremonyRequest | None = None,
-    approvals: Sequence[ApprovalFile] = (),
-) -> dict[str, object]:
-    """Mark a certificate revoked; audited.
-
-    Revoking a CA certificate retires its CA and takes every certificate under it out of use
-    (issuance, HLS-7, key agreement, signatures). With ``request`` and ``approvals`` it is a
-    ``revoke-ca-certificate`` ceremony naming the serial and the reason, verified like every
-    other (the audit record names the officers); without them it is refused where the ceremony
-    policy says ``ca_revocation_ceremony``, and otherwise runs on the operator's word (an
-    emergency must not wait for officers), its audit record saying no one approved it. A
-    meter's or an end entity's certificate takes no request."""
-    if reason not in REVOCATION_REASONS:
-        raise InputError(
-            f"unknown revocation reason {reason!r}; one of {', '.join(REVOCATION_REASONS)}",
-            field="reason",
-        )
-    with db.begin() as session:
-        row = _by_serial(session, serial)
-        if row.status is CertificateStatus.REVOKED:
-            raise ConflictError(f"certificate {row.serial} is already revoked")
-        if row.issuer_id is None:
-            raise ConflictError(
-                "the root certificate cannot be revoked by a CRL; withdraw it as trust anchor"
-            )
-        details: dict[str, object] = {}
-        if row.kind is CertificateKind.CA:
-            if request is not None:
-                used = verify_approvals(
-                    session,
-                    config,
-                    request,
-                    approvals,
-                    ceremony="revoke-ca-certificate",
-                    parameters={"serial": row.serial, "reason": reason},
-                )
-                details = approvers(used)
-            elif approvals:
-                raise InputError("approvals need the request they approve")
-            elif _revocation_needs_ceremony(session, config):
-                raise ApprovalError(
-                    f"certificate {row.serial} is a CA certificate and the ceremony policy "
-                    "(ca_revocation_ceremony) makes revoking it a revoke-ca-certificate "
-                    "ceremony: kms ceremony request revoke-ca-certificate "
-                    f"--serial {row.serial} --reason {reason.replace('_', '-')}, then the "
-                    "officers' approvals"
-                )
-            else:
-                details = {"approved_by": []}
-        elif request is not None or approvals:
-            raise InputError(
-                f"certificate {row.serial} is not a CA certificate: its revocation takes no "
-                "ceremony request or approvals"
-            )
-        now = utcnow()
-        row.status = CertificateStatus.REVOKED
-        row.revoked_at = now
-        row.revocation_reason = reason
-        authority = pki_repo.authority_of_certificate(session, row.id)
-        if authority is not None:
-            pki_repo.retire_authority(session, authority.id, AuthorityState.REVOKED, now)
-        out = describe(row)
-        audit.append(
-            session,
-            actor,
-            [audit.AuditRecord("certificate.revoke", row.serial, {**out, **details})],
-        )
-        return out
-
-
-def _revocation_needs_ceremony(session: Session, config: Config) -> bool:
-    """The fixed ceremony policy's word (the configuration must agree with it); with no policy
-    row yet (no officer ever registered, so no CA made by a ceremony) the configuration's, and
-    nothing is fixed by a revocation."""
-    if pki_repo.ceremony_policy(session) is None:
-        return config.ca_revocation_ceremony
-    return policy(session, config).ca_revocation_ceremony
-
-
-def issue_crl(
-    hsm: Hsm,
-    db: Database,
-    config: Config,
-    actor: str,
-    *,
-    suite: SecuritySuite | None = None,
-    authority_name: str | None = None,
-) -> tuple[bytes, dict[str, object]]:
-    """A CRL signed in the token by the suite's active issuing CA (or a named CA, the root
-    included), listing every certificate it issued that is revoked."""
-    with db.begin() as session:
-        authority = _crl_authority(session, suite, authority_name)
-        authority = pki_repo.lock_authority(session, authority.id)
-        now = utcnow().replace(microsecond=0)
-        revoked = [
-            crl.RevokedCertificate(
-                int(row.serial, 16),
-                row.revoked_at or now,
-                row.revocation_reason,
-            )
-            for row in pki_repo.revoked_by_issuer(session, authority.certificate_id)
-        ]
-        number = authority.crl_number + 1
-        tbs = crl.crl_tbs(
-            issuer=authority_certificate(authority),
-            revoked=revoked,
-            this_update=now,
-            next_update=now + datetime.timedelta(days=config.crl_validity_days),
-            crl_number=number,
-        )
-        signed = crl.sign_crl(tbs, authority_signer(hsm, authority))
-        authority.crl_number = number
-        info: dict[str, object] = {
-            "ca": authority.name,
-            "crl_number": number,
-            "revoked": len(revoked),
-            "this_update": now.isoformat(),
-            "next_update": (now + datetime.timedelta(days=config.crl_validity_days)).isoformat(),
-        }
-        audit.append(session, actor, [audit.AuditRecord("crl.issue", authority.name, info)])
-        return signed.dump(), info
 
 
 def _crl_authority(
@@ -548,6 +319,229 @@ def _crl_authority(
     if authority.state is AuthorityState.REVOKED:
         raise ConflictError(f"CA {authority.name} is revoked; it signs nothing more")
     return authority
+
+
+class CertificateService:
+    """Meter certificates, the chain, revocation and CRLs (module docstring)."""
+
+    def __init__(self, resources: Resources, approvals: ApprovalService) -> None:
+        self._resources = resources
+        self._approvals = approvals
+
+    def issue(
+        self,
+        *,
+        actor: str,
+        items: Sequence[CsrItem],
+        progress: Callable[[int], None] | None = None,
+        chunk_size: int = 500,
+    ) -> list[IssuedCertificate]:
+        """Issue one certificate per CSR; all or nothing. ``progress`` is told how many more were
+        signed after each chunk.
+
+        Signature checks dominate once the rest is batched (kms.services.pki.issuance), and pyca
+        and the token both release the GIL while they compute: so the CSRs are verified on worker
+        threads, and what the token signed is checked on a worker thread while the token signs
+        more (:func:`kms.services.pki.issuance.make`). The token and the database are still
+        called from this thread only (docs/token.md section 4).
+        """
+        if not items:
+            raise InputError("no CSR to issue a certificate for")
+        db = self._resources.database()  # the schema gate before the token login
+        hsm = self._resources.hsm()
+        config = self._resources.config
+        issued: list[IssuedCertificate] = []
+        records: list[audit.AuditRecord] = []
+        with db.begin() as session:
+            now = utcnow()
+            checked = _check_all(session, items, now)
+            _refuse_duplicates(checked)
+            issuers: dict[int, issuance.Issuer] = {}
+            for one in checked:
+                if one.authority.id not in issuers:
+                    issuers[one.authority.id] = issuance.open_issuer(
+                        session, one.authority, config.certificate_validity_days, now
+                    )
+
+            def store(start: int, made: list[issuance.Made]) -> None:
+                pki_repo.insert_certificates(session, [m.row for m in made])
+                for one, certificate in zip(checked[start : start + len(made)], made, strict=True):
+                    issued.append(_issued(one, certificate))
+                    records.append(
+                        audit.AuditRecord(
+                            "certificate.issue", issued[-1].system_title, issued[-1].summary()
+                        )
+                    )
+                if progress is not None:
+                    progress(len(made))
+
+            orders = [_order(one, issuers) for one in checked]
+            issuance.make(hsm, orders, chunk_size=chunk_size, store=store)
+            audit.append(session, actor, records)
+        return issued
+
+    def show(self, serial: str) -> tuple[dict[str, object], bytes]:
+        """One certificate by serial: its description (with the issuer) and DER."""
+        with self._resources.database().begin() as session:
+            row = _by_serial(session, serial)
+            out = describe(row)
+            out["issuer"] = (
+                pki_repo.certificate_by_id(session, row.issuer_id).subject
+                if row.issuer_id is not None
+                else row.subject
+            )
+            return out, row.der
+
+    def chain(self, suite: SecuritySuite) -> list[bytes]:
+        """The active issuing CA of ``suite`` and the root (DER, in that order)."""
+        with self._resources.database().begin() as session:
+            issuing = pki_repo.active_authority(session, AuthorityRole.ISSUING, int(suite))
+            if issuing is None:
+                raise NotFoundError(f"no active issuing CA for suite {int(suite)}")
+            root = pki_repo.active_authority(session, AuthorityRole.ROOT)
+            if root is None:
+                raise NotFoundError("no root CA")
+            return [issuing.certificate.der, root.certificate.der]
+
+    def revoke(
+        self,
+        *,
+        actor: str,
+        serial: str,
+        reason: str = "unspecified",
+        request: CeremonyRequest | None = None,
+        approvals: Sequence[ApprovalFile] = (),
+    ) -> dict[str, object]:
+        """Mark a certificate revoked; audited.
+
+        Revoking a CA certificate retires its CA and takes every certificate under it out of use
+        (issuance, HLS-7, key agreement, signatures). With ``request`` and ``approvals`` it is a
+        ``revoke-ca-certificate`` ceremony naming the serial and the reason, verified like every
+        other (the audit record names the officers); without them it is refused where the ceremony
+        policy says ``ca_revocation_ceremony``, and otherwise runs on the operator's word (an
+        emergency must not wait for officers), its audit record saying no one approved it. A
+        meter's or an end entity's certificate takes no request."""
+        if reason not in REVOCATION_REASONS:
+            raise InputError(
+                f"unknown revocation reason {reason!r}; one of {', '.join(REVOCATION_REASONS)}",
+                field="reason",
+            )
+        with self._resources.database().begin() as session:
+            row = _by_serial(session, serial)
+            if row.status is CertificateStatus.REVOKED:
+                raise ConflictError(f"certificate {row.serial} is already revoked")
+            if row.issuer_id is None:
+                raise ConflictError(
+                    "the root certificate cannot be revoked by a CRL; withdraw it as trust anchor"
+                )
+            details: dict[str, object] = {}
+            if row.kind is CertificateKind.CA:
+                if request is not None:
+                    used = self._approvals.verify(
+                        session,
+                        request,
+                        approvals,
+                        ceremony="revoke-ca-certificate",
+                        parameters={"serial": row.serial, "reason": reason},
+                    )
+                    details = approvers(used)
+                elif approvals:
+                    raise InputError("approvals need the request they approve")
+                elif self._approvals.ca_revocation_needs_ceremony(session):
+                    raise ApprovalError(
+                        f"certificate {row.serial} is a CA certificate and the ceremony policy "
+                        "(ca_revocation_ceremony) makes revoking it a revoke-ca-certificate "
+                        "ceremony: kms ceremony request revoke-ca-certificate "
+                        f"--serial {row.serial} --reason {reason.replace('_', '-')}, then the "
+                        "officers' approvals"
+                    )
+                else:
+                    details = {"approved_by": []}
+            elif request is not None or approvals:
+                raise InputError(
+                    f"certificate {row.serial} is not a CA certificate: its revocation takes no "
+                    "ceremony request or approvals"
+                )
+            now = utcnow()
+            row.status = CertificateStatus.REVOKED
+            row.revoked_at = now
+            row.revocation_reason = reason
+            authority = pki_repo.authority_of_certificate(session, row.id)
+            if authority is not None:
+                pki_repo.retire_authority(session, authority.id, AuthorityState.REVOKED, now)
+            out = describe(row)
+            audit.append(
+                session,
+                actor,
+                [audit.AuditRecord("certificate.revoke", row.serial, {**out, **details})],
+            )
+            return out
+
+    def issue_crl(
+        self,
+        *,
+        actor: str,
+        suite: SecuritySuite | None = None,
+        authority_name: str | None = None,
+    ) -> tuple[bytes, dict[str, object]]:
+        """A CRL signed in the token by the suite's active issuing CA (or a named CA, the root
+        included), listing every certificate it issued that is revoked."""
+        db = self._resources.database()  # the schema gate before the token login
+        hsm = self._resources.hsm()
+        config = self._resources.config
+        with db.begin() as session:
+            authority = _crl_authority(session, suite, authority_name)
+            authority = pki_repo.lock_authority(session, authority.id)
+            now = utcnow().replace(microsecond=0)
+            revoked = [
+                crl.RevokedCertificate(
+                    int(row.serial, 16),
+                    row.revoked_at or now,
+                    row.revocation_reason,
+                )
+                for row in pki_repo.revoked_by_issuer(session, authority.certificate_id)
+            ]
+            number = authority.crl_number + 1
+            tbs = crl.crl_tbs(
+                issuer=authority_certificate(authority),
+                revoked=revoked,
+                this_update=now,
+                next_update=now + datetime.timedelta(days=config.crl_validity_days),
+                crl_number=number,
+            )
+            signed = crl.sign_crl(tbs, authority_signer(hsm, authority))
+            authority.crl_number = number
+            info: dict[str, object] = {
+                "ca": authority.name,
+                "crl_number": number,
+                "revoked": len(revoked),
+                "this_update": now.isoformat(),
+                "next_update": (
+                    now + datetime.timedelta(days=config.crl_validity_days)
+                ).isoformat(),
+            }
+            audit.append(session, actor, [audit.AuditRecord("crl.issue", authority.name, info)])
+            return signed.dump(), info
+
+    def list(
+        self,
+        *,
+        system_title: bytes | None = None,
+        kind: CertificateKind | None = None,
+        status: CertificateStatus | None = None,
+        limit: int | None = None,
+        own: bool = False,
+    ) -> list[dict[str, object]]:
+        """Certificates as plain data; ``own``: only the KMS's end entities (key in the token)."""
+        with self._resources.database().begin() as session:
+            rows = pki_repo.list_certificates(
+                session, system_title=system_title, kind=kind, status=status, limit=limit
+            )
+            if own:
+                rows = [
+                    r for r in rows if r.key_label is not None and r.kind is not CertificateKind.CA
+                ]
+            return [describe(row) for row in rows]
 
 
 def pem_or_der(der: bytes, kind: str, suffix: str) -> bytes:

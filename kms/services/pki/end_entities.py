@@ -28,7 +28,6 @@ from kms.pki.profiles import CertificateType
 from kms.services.common import audit
 from kms.services.common.peers import KIND_OF_TYPE, own_certificates
 from kms.services.common.resources import Resources
-from kms.services.pki import certificates
 from kms.services.pki.authorities import (
     authority_certificate,
     authority_signer,
@@ -36,6 +35,7 @@ from kms.services.pki.authorities import (
     require_usable,
     validity_within,
 )
+from kms.services.pki.certificates import CertificateService
 
 __all__ = ["PURPOSES", "EndEntityService"]
 
@@ -45,8 +45,9 @@ PURPOSES = ("hes-client", "data-concentrator", "site")
 class EndEntityService:
     """The KMS's own key pairs and their certificates (module docstring)."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, certificates: CertificateService) -> None:
         self._resources = resources
+        self._certificates = certificates
 
     def create(
         self,
@@ -137,6 +138,4 @@ class EndEntityService:
 
     def list(self) -> list[dict[str, object]]:
         """The KMS's own certificates in use (a key in the token behind each), as plain data."""
-        return certificates.list_certificates(
-            self._resources.database(), status=CertificateStatus.VALID, own=True
-        )
+        return self._certificates.list(status=CertificateStatus.VALID, own=True)

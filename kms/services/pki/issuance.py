@@ -29,7 +29,6 @@ from typing import Any
 
 from asn1crypto import keys, x509  # type: ignore[import-untyped, unused-ignore]
 
-from kms.config import Config
 from kms.db import (
     AuthorityRole,
     AuthorityState,
@@ -83,9 +82,10 @@ class Issuer:
 
 
 def open_issuer(
-    session: Session, authority: CertificateAuthority, config: Config, now: datetime.datetime
+    session: Session, authority: CertificateAuthority, validity_days: int, now: datetime.datetime
 ) -> Issuer:
-    """``authority`` ready to issue at ``now``: its certificate validated up to the root.
+    """``authority`` ready to issue at ``now`` certificates valid for ``validity_days`` (cut at
+    its own end): its certificate validated up to the root.
 
     Every certificate of the batch is built under this issuer's name and key identifier and
     checked against this issuer's key, so the rest of each certificate's path is the issuer's:
@@ -107,9 +107,7 @@ def open_issuer(
     return Issuer(
         authority=authority,
         certificate=certificate,
-        validity=validity_within(
-            now, config.certificate_validity_days, authority.certificate.not_after
-        ),
+        validity=validity_within(now, validity_days, authority.certificate.not_after),
         key=TokenKey(authority.key_label, "private"),
         hash_name=ecdsa.hash_for_curve(authority.curve),
         verifier=ecdsa.Verifier(certificate.public_key),

@@ -14,6 +14,7 @@ never its content.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -96,3 +97,21 @@ def combine(components: Sequence[bytearray]) -> bytearray:
     if not any(key):
         raise InputError("the key components XOR to zero")
     return key
+
+
+def read_components(paths: Sequence[Path]) -> list[bytearray]:
+    """The components in the files ``paths`` (:func:`load_component`); those already read are
+    zeroised if a later one is bad. The caller zeroises the rest."""
+    loaded: list[bytearray] = []
+    try:
+        for path in paths:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
+            loaded.append(load_component(data, str(path)))
+    except BaseException:
+        for component in loaded:
+            zeroise(component)
+        raise
+    return loaded

@@ -67,8 +67,8 @@ class Parties:
             cert = x509.load_pem_x509_certificate(str(info["certificate"]).encode())
             self.hes[kind] = cert.public_key()  # type: ignore[assignment]
             csr, key = meter_csr(meter.system_title, self.curve)
-            certificates.issue(
-                kms.hsm, kms.db, kms.config, "pytest", [certificates.CsrItem(csr, "m", kind)]
+            kms.services.certificates.issue(
+                actor="pytest", items=[certificates.CsrItem(csr, "m", kind)]
             )
             self.meter_keys[kind] = key
 

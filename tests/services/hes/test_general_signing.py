@@ -64,9 +64,9 @@ def certify(kms: Kms, system_title: bytes, key: ec.EllipticCurvePrivateKey) -> s
     hash_ = CURVES[1 if key.curve.key_size == 256 else 2][1]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, system_title.hex().upper())])
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hash_)
-    (issued,) = certificates.issue(
-        kms.hsm, kms.db, kms.config, "pytest",
-        [certificates.CsrItem(
+    (issued,) = kms.services.certificates.issue(
+        actor="pytest",
+        items=[certificates.CsrItem(
             csr.public_bytes(serialization.Encoding.DER), "meter.csr",
             CertificateType.DIGITAL_SIGNATURE,
         )],
@@ -260,9 +260,9 @@ def test_verify_refusals(pki: Pki, tmp_path: Path) -> None:
         [x509.NameAttribute(NameOID.COMMON_NAME, uncertified.system_title.hex().upper())]
     )
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
-    certificates.issue(
-        kms.hsm, kms.db, kms.config, "pytest",
-        [certificates.CsrItem(
+    kms.services.certificates.issue(
+        actor="pytest",
+        items=[certificates.CsrItem(
             csr.public_bytes(serialization.Encoding.DER), "ka.csr", CertificateType.KEY_AGREEMENT
         )],
     )  # fmt: skip
@@ -272,8 +272,10 @@ def test_verify_refusals(pki: Pki, tmp_path: Path) -> None:
     revoked, revoked_key = certified_meter(kms, tmp_path, 61, 1)
     apdu = meter_df(revoked_key, revoked.system_title)
     assert kms.services.general_signing.verify(apdu).content == CONTENT
-    (row,) = certificates.list_certificates(kms.db, system_title=revoked.system_title, kind=None)
-    certificates.revoke(kms.db, kms.config, "pytest", str(row["serial"]), "key_compromise")
+    (row,) = kms.services.certificates.list(system_title=revoked.system_title, kind=None)
+    kms.services.certificates.revoke(
+        actor="pytest", serial=str(row["serial"]), reason="key_compromise"
+    )
     with pytest.raises(NotFoundError, match="has no valid signing certificate"):
         kms.services.general_signing.verify(apdu)
 

@@ -237,10 +237,10 @@ def test_mechanism_7_both_ways(
         .sign(meter_key, hash_)
         .public_bytes(serialization.Encoding.DER)
     )
-    certificates.issue(
-        kms.hsm, kms.db, kms.config, "pytest",
-        [certificates.CsrItem(csr, "meter.csr", CertificateType.DIGITAL_SIGNATURE)],
-    )  # fmt: skip
+    kms.services.certificates.issue(
+        actor="pytest",
+        items=[certificates.CsrItem(csr, "meter.csr", CertificateType.DIGITAL_SIGNATURE)],
+    )
     stoc, ctos = bytes(range(32)), bytes(range(100, 148))
 
     answer = service.answer(meter.system_title, Mechanism.HLS_ECDSA, stoc, ctos, actor=ACTOR)

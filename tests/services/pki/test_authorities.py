@@ -29,7 +29,15 @@ from kms.errors import (
 from kms.hsm import TokenKey
 from kms.services.common import approvals
 from kms.services.pki import authorities
-from tests.kms_fixtures import Kms, Officers, Pki, officer_key_pem, public_pem, revoke_ca
+from tests.kms_fixtures import (
+    Kms,
+    Officers,
+    Pki,
+    officer_key_pem,
+    public_pem,
+    revoke_ca,
+    services_for,
+)
 
 
 def _authorities(kms: Kms) -> list[CertificateAuthority]:
@@ -99,8 +107,8 @@ def test_ceremonies_are_audited_with_their_approvers(pki: Pki) -> None:
 def test_rotation_retires_the_old_issuing_ca(pki: Pki) -> None:
     kms = pki.kms
     request, files = pki.officers.approve(kms, "rotate-issuing-ca", {"suite": 1})
-    report = authorities.rotate_issuing_ca(
-        kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(1)
+    report = kms.services.authorities.rotate_issuing(
+        actor="pytest", request=request, approvals=files, suite=SecuritySuite(1)
     )
     assert report.name == "suite1-v2" and report.retired == "suite1-v1"
     states = {a.name: a.state for a in _authorities(kms)}
@@ -120,7 +128,9 @@ def _refused(kms: Kms, officers: Officers, action, error: type[Exception], match
 
 
 def _root(kms: Kms, request: approvals.CeremonyRequest, files: list[approvals.ApprovalFile]):  # type: ignore[no-untyped-def]
-    return lambda: authorities.create_root_ca(kms.hsm, kms.db, kms.config, "pytest", request, files)
+    return lambda: kms.services.authorities.create_root(
+        actor="pytest", request=request, approvals=files
+    )
 
 
 def test_too_few_approvals_refuse_the_ceremony(kms: Kms, officers: Officers) -> None:
@@ -174,18 +184,15 @@ def test_a_request_runs_once(kms: Kms, officers: Officers) -> None:
     request, files = officers.approve(kms, "create-root-ca", {})
     _root(kms, request, files)()
     request2, files2 = officers.approve(kms, "create-issuing-ca", {"suite": 2})
-    authorities.create_issuing_ca(
-        kms.hsm, kms.db, kms.config, "pytest", request2, files2, SecuritySuite(2)
+    kms.services.authorities.create_issuing(
+        actor="pytest", request=request2, approvals=files2, suite=SecuritySuite(2)
     )
     with pytest.raises(ApprovalError, match="already used"):
-        authorities.rotate_issuing_ca(
-            kms.hsm,
-            kms.db,
-            kms.config,
-            "pytest",
-            dataclasses.replace(request2, ceremony="rotate-issuing-ca"),
-            files2,
-            SecuritySuite(2),
+        kms.services.authorities.rotate_issuing(
+            actor="pytest",
+            request=dataclasses.replace(request2, ceremony="rotate-issuing-ca"),
+            approvals=files2,
+            suite=SecuritySuite(2),
         )
 
 
@@ -206,8 +213,8 @@ def test_an_issuing_ca_needs_the_root(kms: Kms, officers: Officers) -> None:
     _refused(
         kms,
         officers,
-        lambda: authorities.create_issuing_ca(
-            kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(1)
+        lambda: kms.services.authorities.create_issuing(
+            actor="pytest", request=request, approvals=files, suite=SecuritySuite(1)
         ),
         NotFoundError,
         "no root CA",
@@ -245,14 +252,20 @@ def test_adding_an_officer_beyond_m_needs_a_ceremony_and_n_caps_the_registry(
     kms: Kms, officers: Officers
 ) -> None:
     with pytest.raises(ConflictError, match=r"3 officers are registered, the quorum's N"):
-        approvals.add_officer(kms.db, kms.config, "pytest", "dave", public_pem(officer_key_pem()))
+        kms.services.approvals.add_officer(
+            actor="pytest", name="dave", public_key=public_pem(officer_key_pem())
+        )
 
 
 def test_bootstrap_ends_at_m(kms: Kms) -> None:
     for name in ("alice", "bob"):
-        approvals.add_officer(kms.db, kms.config, "pytest", name, public_pem(officer_key_pem()))
+        kms.services.approvals.add_officer(
+            actor="pytest", name=name, public_key=public_pem(officer_key_pem())
+        )
     with pytest.raises(ApprovalError, match="add-officer ceremony"):
-        approvals.add_officer(kms.db, kms.config, "pytest", "carol", public_pem(officer_key_pem()))
+        kms.services.approvals.add_officer(
+            actor="pytest", name="carol", public_key=public_pem(officer_key_pem())
+        )
 
 
 def test_an_officer_key_must_be_ec_p256_or_p384(kms: Kms) -> None:
@@ -261,7 +274,7 @@ def test_an_officer_key_must_be_ec_p256_or_p384(kms: Kms) -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     with pytest.raises(InputError, match="P-256 or P-384"):
-        approvals.add_officer(kms.db, kms.config, "pytest", "eve", pem)
+        kms.services.approvals.add_officer(actor="pytest", name="eve", public_key=pem)
 
 
 def test_a_revoked_issuing_ca_is_replaced_by_rotation(pki: Pki) -> None:
@@ -272,8 +285,8 @@ def test_a_revoked_issuing_ca_is_replaced_by_rotation(pki: Pki) -> None:
         serial = current.certificate.serial
     revoke_ca(pki, serial)
     request, files = pki.officers.approve(kms, "rotate-issuing-ca", {"suite": 2})
-    report = authorities.rotate_issuing_ca(
-        kms.hsm, kms.db, kms.config, "pytest", request, files, SecuritySuite(2)
+    report = kms.services.authorities.rotate_issuing(
+        actor="pytest", request=request, approvals=files, suite=SecuritySuite(2)
     )
     assert (report.name, report.retired) == ("suite2-v2", None)
     states = {a.name: a.state for a in _authorities(kms)}
@@ -288,10 +301,14 @@ def test_the_quorum_is_fixed_in_the_database_not_by_each_process(
     lax = dataclasses.replace(kms.config, ceremony_approvals=1)
     request, files = officers.approve(kms, "create-root-ca", {}, ["alice"])
     with pytest.raises(ConfigError, match="fixed at 2 of 3"):
-        authorities.create_root_ca(kms.hsm, kms.db, lax, "pytest", request, files)
+        services_for(kms, lax).authorities.create_root(
+            actor="pytest", request=request, approvals=files
+        )
     wide = dataclasses.replace(kms.config, ceremony_approvals=5, ceremony_officers=5)
     with pytest.raises(ConfigError, match="fixed at 2 of 3"):
-        approvals.add_officer(kms.db, wide, "pytest", "dave", public_pem(officer_key_pem()))
+        services_for(kms, wide).approvals.add_officer(
+            actor="pytest", name="dave", public_key=public_pem(officer_key_pem())
+        )
     assert _authorities(kms) == []
 
 
@@ -313,8 +330,8 @@ def test_an_officer_is_removed_by_a_ceremony_and_approves_nothing_after(
     kms: Kms, officers: Officers
 ) -> None:
     request, files = officers.approve(kms, "remove-officer", {"name": "carol"})
-    approvals.remove_officer(
-        kms.db, kms.config, "pytest", "carol", request=request, approvals=files
+    kms.services.approvals.remove_officer(
+        actor="pytest", name="carol", request=request, approvals=files
     )
     request, files = officers.approve(kms, "create-root-ca", {}, ["alice", "carol"])
     with pytest.raises(ApprovalError, match="'carol' is not an active officer"):
@@ -322,6 +339,6 @@ def test_an_officer_is_removed_by_a_ceremony_and_approves_nothing_after(
     # Two remain, M = 2: removing another would leave no quorum.
     request, files = officers.approve(kms, "remove-officer", {"name": "bob"})
     with pytest.raises(ConflictError, match="fewer than M = 2"):
-        approvals.remove_officer(
-            kms.db, kms.config, "pytest", "bob", request=request, approvals=files
+        kms.services.approvals.remove_officer(
+            actor="pytest", name="bob", request=request, approvals=files
         )

@@ -42,7 +42,7 @@ from kms.pki import ecdsa
 from kms.services.pki import ca_backup, key_components
 from kms.services.pki.ca_backup import CaKeyBackup
 from tests.conftest import TestToken
-from tests.kms_fixtures import Kms, Pki
+from tests.kms_fixtures import Kms, Pki, services_for
 from tests.spare_token import SpareToken, spare_token
 
 
@@ -73,8 +73,8 @@ def components() -> Components:
 def backup_key(pki: Pki, token: TestToken, components: Components) -> ca_backup.BackupKeyReport:
     """The trusted backup key, made from ``components`` through the ceremony."""
     kms = pki.kms
-    return ca_backup.create_backup_key(
-        kms.hsm, kms.db, "pytest", Pin(token.so_pin), components.buffers()
+    return kms.services.ca_backup.create_backup_key(
+        actor="pytest", so_pin=Pin(token.so_pin), components=components.buffers()
     )
 
 
@@ -103,8 +103,8 @@ def _backup(pki: Pki, out: Path, ca: str = "root-v1", **kwargs: Any) -> ca_backu
     kms = pki.kms
     kcv = _kcv(kms, kwargs.get("wrapping_key_label", ca_backup.DEFAULT_BACKUP_KEY_LABEL))
     request, files = pki.officers.approve(kms, "backup-ca-key", {"ca": ca, "wrapping_key_kcv": kcv})
-    return ca_backup.backup_ca_key(
-        kms.hsm, kms.db, kms.config, "pytest", request, files, ca, out, **kwargs
+    return kms.services.ca_backup.backup_ca_key(
+        actor="pytest", request=request, approvals=files, ca_name=ca, out=out, **kwargs
     )
 
 
@@ -113,8 +113,8 @@ def _restore(
 ) -> ca_backup.BackupReport:
     kms = pki.kms
     request, files = pki.officers.approve(kms, "restore-ca-key", {"ca": backup.ca})
-    return ca_backup.restore_ca_key(
-        hsm, kms.db, kms.config, "pytest", request, files, backup, components
+    return services_for(kms, hsm=hsm).ca_backup.restore_ca_key(
+        actor="pytest", request=request, approvals=files, backup=backup, components=components
     )
 
 
@@ -145,8 +145,8 @@ def test_the_backup_key_is_made_once_per_label(
 ) -> None:
     kms = pki.kms
     with pytest.raises(ConflictError, match="already holds"):
-        ca_backup.create_backup_key(
-            kms.hsm, kms.db, "pytest", Pin(token.so_pin), components.buffers()
+        kms.services.ca_backup.create_backup_key(
+            actor="pytest", so_pin=Pin(token.so_pin), components=components.buffers()
         )
     assert len(_events(kms, "ca.backup_key.create")) == 1
 
@@ -156,7 +156,9 @@ def test_a_wrong_so_pin_makes_no_key_and_no_record(
 ) -> None:
     buffers = components.buffers()
     with pytest.raises(PinIncorrect):
-        ca_backup.create_backup_key(kms.hsm, kms.db, "pytest", Pin("x" + token.so_pin), buffers)
+        kms.services.ca_backup.create_backup_key(
+            actor="pytest", so_pin=Pin("x" + token.so_pin), components=buffers
+        )
     assert not any(any(b) for b in buffers), "the components are zeroised"
     assert not kms.hsm.has_token_key(TokenKey(ca_backup.DEFAULT_BACKUP_KEY_LABEL))
     assert _events(kms, "ca.backup_key.create") == []
@@ -235,8 +237,8 @@ def test_a_backup_not_approved_as_run_writes_nothing(
     )
     out = tmp_path / "root.backup.json"
     with pytest.raises(ApprovalError, match=match):
-        ca_backup.backup_ca_key(
-            kms.hsm, kms.db, kms.config, "pytest", request, files, "root-v1", out
+        kms.services.ca_backup.backup_ca_key(
+            actor="pytest", request=request, approvals=files, ca_name="root-v1", out=out
         )
     _nothing_written(kms, out, stored)
 
@@ -441,7 +443,7 @@ def test_a_backup_under_another_wrapping_key_than_approved_writes_nothing(
     )
     out = tmp_path / "root.backup.json"
     with pytest.raises(ApprovalError, match="wrapping_key_kcv"):
-        ca_backup.backup_ca_key(
-            kms.hsm, kms.db, kms.config, "pytest", request, files, "root-v1", out
+        kms.services.ca_backup.backup_ca_key(
+            actor="pytest", request=request, approvals=files, ca_name="root-v1", out=out
         )
     _nothing_written(kms, out, stored)

@@ -30,9 +30,8 @@ from kms.errors import (
     NotFoundError,
 )
 from kms.pki.profiles import CertificateType
-from kms.services.pki import certificates
 from kms.services.pki.certificates import CsrItem
-from tests.kms_fixtures import Kms, Pki, meter_csr, provision_meter, revoke_ca
+from tests.kms_fixtures import Kms, Pki, meter_csr, provision_meter, revoke_ca, services_for
 
 CURVES = {1: ec.SECP256R1(), 2: ec.SECP384R1()}
 
@@ -43,8 +42,8 @@ make_csr = meter_csr
 
 def issue_one(pki: Pki, data: bytes, kind: CertificateType = CertificateType.DIGITAL_SIGNATURE):
     kms = pki.kms
-    (issued,) = certificates.issue(
-        kms.hsm, kms.db, kms.config, "pytest", [CsrItem(data, "meter.csr", kind)]
+    (issued,) = kms.services.certificates.issue(
+        actor="pytest", items=[CsrItem(data, "meter.csr", kind)]
     )
     return issued
 
@@ -52,7 +51,7 @@ def issue_one(pki: Pki, data: bytes, kind: CertificateType = CertificateType.DIG
 def chain_pems(kms: Kms, suite: int) -> list[bytes]:
     return [
         x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-        for der in certificates.chain(kms.db, SecuritySuite(suite))
+        for der in kms.services.certificates.chain(SecuritySuite(suite))
     ]
 
 
@@ -91,9 +90,7 @@ def test_issued_certificates_verify_with_pyca_and_openssl(
     assert usage.value.digital_signature is (kind is not CertificateType.KEY_AGREEMENT)
     assert usage.value.key_agreement is (kind is not CertificateType.DIGITAL_SIGNATURE)
     assert cert.serial_number.bit_length() >= 64
-    crl, _info = certificates.issue_crl(
-        pki.kms.hsm, pki.kms.db, pki.kms.config, "pytest", suite=SecuritySuite(suite)
-    )
+    crl, _info = pki.kms.services.certificates.issue_crl(actor="pytest", suite=SecuritySuite(suite))
     crl_pem = x509.load_der_x509_crl(crl).public_bytes(serialization.Encoding.PEM)
     done = openssl_verify(tmp_path, issued.der, chain, [crl_pem])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -103,10 +100,8 @@ def test_a_revoked_certificate_fails_openssl_crl_check(pki: Pki, tmp_path: Path)
     kms = pki.kms
     title = provision(kms, tmp_path, 2, 1)
     issued = issue_one(pki, make_csr(title, CURVES[1])[0])
-    certificates.revoke(kms.db, kms.config, "pytest", issued.serial, "key_compromise")
-    crl, info = certificates.issue_crl(
-        kms.hsm, kms.db, kms.config, "pytest", suite=SecuritySuite(1)
-    )
+    kms.services.certificates.revoke(actor="pytest", serial=issued.serial, reason="key_compromise")
+    crl, info = kms.services.certificates.issue_crl(actor="pytest", suite=SecuritySuite(1))
     parsed = x509.load_der_x509_crl(crl)
     assert info["revoked"] == 1
     assert parsed.get_revoked_certificate_by_serial_number(int(issued.serial, 16)) is not None
@@ -121,9 +116,7 @@ def test_a_revoked_certificate_fails_openssl_crl_check(pki: Pki, tmp_path: Path)
 def test_crl_numbers_only_grow(pki: Pki) -> None:
     kms = pki.kms
     numbers = [
-        certificates.issue_crl(kms.hsm, kms.db, kms.config, "pytest", suite=SecuritySuite(2))[1][
-            "crl_number"
-        ]
+        kms.services.certificates.issue_crl(actor="pytest", suite=SecuritySuite(2))[1]["crl_number"]
         for _ in range(3)
     ]
     assert numbers == [1, 2, 3]
@@ -137,11 +130,11 @@ def test_a_batch_is_issued_whole_or_not_at_all(pki: Pki, tmp_path: Path) -> None
         CsrItem(d, f"csr{i}", CertificateType.DIGITAL_SIGNATURE) for i, d in enumerate([*good, bad])
     ]
     with pytest.raises(NotFoundError, match="csr2: unknown meter 4D4D4D00000000FF"):
-        certificates.issue(kms.hsm, kms.db, kms.config, "pytest", items)
+        kms.services.certificates.issue(actor="pytest", items=items)
     assert _end_entities(kms) == 0
     progress: list[int] = []
-    issued = certificates.issue(
-        kms.hsm, kms.db, kms.config, "pytest", items[:2], progress=progress.append, chunk_size=1
+    issued = kms.services.certificates.issue(
+        actor="pytest", items=items[:2], progress=progress.append, chunk_size=1
     )
     assert len(issued) == 2 and progress == [1, 1] and _end_entities(kms) == 2
 
@@ -232,20 +225,20 @@ def test_two_csrs_of_one_meter_and_type_in_a_batch_conflict(pki: Pki, tmp_path: 
     title = provision(kms, tmp_path, 9, 1)
     items = [CsrItem(make_csr(title, CURVES[1])[0], f"c{i}", CertificateType.TLS) for i in (1, 2)]
     with pytest.raises(ConflictError, match="c2: a second tls CSR"):
-        certificates.issue(kms.hsm, kms.db, kms.config, "pytest", items)
+        kms.services.certificates.issue(actor="pytest", items=items)
 
 
 def test_revoking_twice_or_an_unknown_serial(pki: Pki, tmp_path: Path) -> None:
     kms = pki.kms
     issued = issue_one(pki, make_csr(provision(kms, tmp_path, 12, 2), CURVES[2])[0])
-    certificates.revoke(kms.db, kms.config, "pytest", issued.serial.lower())
+    kms.services.certificates.revoke(actor="pytest", serial=issued.serial.lower())
     with pytest.raises(ConflictError, match="already revoked"):
-        certificates.revoke(kms.db, kms.config, "pytest", issued.serial)
+        kms.services.certificates.revoke(actor="pytest", serial=issued.serial)
     with pytest.raises(NotFoundError, match="no certificate with serial ABCDEF"):
-        certificates.revoke(kms.db, kms.config, "pytest", "00:ab:cd:ef")
+        kms.services.certificates.revoke(actor="pytest", serial="00:ab:cd:ef")
     with pytest.raises(InputError, match="hexadecimal"):
-        certificates.revoke(kms.db, kms.config, "pytest", "xyz")
-    rows = certificates.list_certificates(kms.db, status=CertificateStatus.REVOKED)
+        kms.services.certificates.revoke(actor="pytest", serial="xyz")
+    rows = kms.services.certificates.list(status=CertificateStatus.REVOKED)
     assert [r["serial"] for r in rows] == [issued.serial]
 
 
@@ -277,8 +270,8 @@ def test_a_ca_certificate_is_revoked_by_its_ceremony(pki: Pki) -> None:
     serial = _issuing_serial(kms, 1)
 
     def revoke(request, files, reason="ca_compromise"):  # type: ignore[no-untyped-def]
-        return certificates.revoke(
-            kms.db, kms.config, "pytest", serial, reason, request=request, approvals=files
+        return kms.services.certificates.revoke(
+            actor="pytest", serial=serial, reason=reason, request=request, approvals=files
         )
 
     one = pki.officers.approve(
@@ -323,7 +316,7 @@ def test_the_ceremony_policy_decides_whether_a_ca_revocation_needs_approvals(pki
     serial1, serial2 = _issuing_serial(kms, 1), _issuing_serial(kms, 2)
     # By default (the policy fixed when the first officer was registered) a CA certificate is
     # revoked on the operator's word, and the audit record says no one approved it.
-    certificates.revoke(kms.db, kms.config, "pytest", serial1, "ca_compromise")
+    kms.services.certificates.revoke(actor="pytest", serial=serial1, reason="ca_compromise")
     (event,) = _revocation_events(kms)
     assert (event["serial"], event["approved_by"]) == (serial1, [])
     # A deployment that fixed ca_revocation_ceremony = true at its first officer.
@@ -333,16 +326,18 @@ def test_the_ceremony_policy_decides_whether_a_ca_revocation_needs_approvals(pki
         row.ca_revocation_ceremony = True
     strict = dataclasses.replace(kms.config, ca_revocation_ceremony=True)
     with pytest.raises(ApprovalError, match="ca_revocation_ceremony.*--serial " + serial2):
-        certificates.revoke(kms.db, strict, "pytest", serial2, "superseded")
+        services_for(kms, strict).certificates.revoke(
+            actor="pytest", serial=serial2, reason="superseded"
+        )
     # An environment that says otherwise does not lower the policy: it is refused outright.
     with pytest.raises(ConfigError, match="fixed at true"):
-        certificates.revoke(kms.db, kms.config, "pytest", serial2, "superseded")
+        kms.services.certificates.revoke(actor="pytest", serial=serial2, reason="superseded")
     assert _status(kms, serial2) is CertificateStatus.VALID
     request, files = pki.officers.approve(
         kms, "revoke-ca-certificate", {"serial": serial2, "reason": "superseded"}
     )
-    certificates.revoke(
-        kms.db, strict, "pytest", serial2, "superseded", request=request, approvals=files
+    services_for(kms, strict).certificates.revoke(
+        actor="pytest", serial=serial2, reason="superseded", request=request, approvals=files
     )
     assert _status(kms, serial2) is CertificateStatus.REVOKED
 
@@ -359,8 +354,10 @@ def test_without_a_fixed_policy_the_configuration_decides_and_nothing_is_fixed(
         session.delete(row)
     strict = dataclasses.replace(kms.config, ca_revocation_ceremony=True)
     with pytest.raises(ApprovalError, match="ca_revocation_ceremony"):
-        certificates.revoke(kms.db, strict, "pytest", serial, "ca_compromise")
-    certificates.revoke(kms.db, kms.config, "pytest", serial, "ca_compromise")
+        services_for(kms, strict).certificates.revoke(
+            actor="pytest", serial=serial, reason="ca_compromise"
+        )
+    kms.services.certificates.revoke(actor="pytest", serial=serial, reason="ca_compromise")
     assert _status(kms, serial) is CertificateStatus.REVOKED
     with kms.db.begin() as session:
         assert pki_repo.ceremony_policy(session) is None
@@ -373,7 +370,7 @@ def test_an_end_entity_revocation_takes_no_ceremony_request(pki: Pki, tmp_path: 
         kms, "revoke-ca-certificate", {"serial": issued.serial, "reason": "unspecified"}
     )
     with pytest.raises(InputError, match="not a CA certificate"):
-        certificates.revoke(
-            kms.db, kms.config, "pytest", issued.serial, request=request, approvals=files
+        kms.services.certificates.revoke(
+            actor="pytest", serial=issued.serial, request=request, approvals=files
         )
     assert _status(kms, issued.serial) is CertificateStatus.VALID

@@ -46,7 +46,7 @@ def _batch(pki: Pki, tmp_path: Path, meters: dict[int, int]) -> list[CsrItem]:
 
 def _issue(pki: Pki, items: list[CsrItem], **options: Any) -> list[certificates.IssuedCertificate]:
     kms = pki.kms
-    return certificates.issue(kms.hsm, kms.db, kms.config, "pytest", items, **options)
+    return kms.services.certificates.issue(actor="pytest", items=items, **options)
 
 
 def _certificate_of(authority: CertificateAuthority | None) -> Any:

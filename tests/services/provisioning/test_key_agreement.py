@@ -125,10 +125,10 @@ def _ready(pki: Pki, tmp_path: Path, index: int, suite: int) -> PycaMeter:
     meter = PycaMeter(
         title, suite, x509.load_pem_x509_certificate(str(hes["certificate"]).encode())
     )
-    certificates.issue(
-        kms.hsm, kms.db, kms.config, "pytest",
-        [certificates.CsrItem(meter.csr(), "meter.csr", CertificateType.DIGITAL_SIGNATURE)],
-    )  # fmt: skip
+    kms.services.certificates.issue(
+        actor="pytest",
+        items=[certificates.CsrItem(meter.csr(), "meter.csr", CertificateType.DIGITAL_SIGNATURE)],
+    )
     return meter
 
 
@@ -261,7 +261,7 @@ def test_what_key_agreement_needs_is_named(pki: Pki, tmp_path: Path) -> None:
         kms.services.key_agreements.start(bare, ALL, actor="pytest")
     csr = meter_csr(bare, ec.SECP256R1())[0]
     item = certificates.CsrItem(csr, "c", CertificateType.DIGITAL_SIGNATURE)
-    certificates.issue(kms.hsm, kms.db, kms.config, "pytest", [item])
+    kms.services.certificates.issue(actor="pytest", items=[item])
     kms.services.provisioning.confirm([bare], actor="pytest")
     with pytest.raises(ConflictError, match="ACTIVE"):
         kms.services.key_agreements.start(bare, ALL, actor="pytest")
