@@ -511,8 +511,8 @@ def measure_issue(
     from sqlalchemy import func, select
 
     from kms.db import Certificate, CertificateAuthority
+    from kms.formats.csr_batch import CsrItem
     from kms.pki.profiles import CertificateType
-    from kms.services.pki.certificates import CsrItem
     from kms.services.root import Resources, Services
 
     service = Services(resources=Resources(config, hsm=hsm, database=db)).certificates

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import os
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -22,7 +16,6 @@ from kms.cli.ceremony import (
 )
 from kms.errors import InputError
 from kms.services.pki import certificates
-from kms.services.pki.certificates import CsrItem, IssuedCertificate
 from kms.services.vocabulary import (
     CertificateKind,
     CertificateStatus,
@@ -75,12 +68,12 @@ def issue(ctx: Context, out: Output, csr_path: Path, cert_type: str, out_path: P
     with its PEM.
     """
 
-    default = CertificateType.parse(cert_type)
-    mode, items = _read_items(csr_path, default)
-    _check_writable(out_path, mode)
     service = ctx.services.certificates
-    if out.json or len(items) == 1:
-        issued = service.issue(actor=ctx.actor, items=items)
+    default = CertificateType.parse(cert_type)
+    if out.json:
+        shape, issued = service.issue_files(
+            csr_path, out_path, actor=ctx.actor, certificate_type=default
+        )
     else:
         with Progress(
             TextColumn("issuing"),
@@ -89,11 +82,14 @@ def issue(ctx: Context, out: Output, csr_path: Path, cert_type: str, out_path: P
             TimeRemainingColumn(),
             transient=True,
         ) as bar:
-            task = bar.add_task("issue", total=len(items))
-            issued = service.issue(
-                actor=ctx.actor, items=items, progress=lambda n: bar.advance(task, n)
+            task = bar.add_task("issue", total=None)
+            shape, issued = service.issue_files(
+                csr_path,
+                out_path,
+                actor=ctx.actor,
+                certificate_type=default,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    _write(out_path, mode, issued)
 
     def text() -> None:
         for c in issued[:20]:
@@ -104,114 +100,12 @@ def issue(ctx: Context, out: Output, csr_path: Path, cert_type: str, out_path: P
         if len(issued) > 20:
             click.echo(f"... {len(issued)} certificates in all, written to {out_path}")
 
-    out.result([c.to_dict() for c in issued] if mode != "file" else issued[0].to_dict(), text)
-
-
-def _read_items(path: Path, default: CertificateType) -> tuple[str, list[CsrItem]]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _CSR_SUFFIXES)
-        if not files:
-            raise InputError(
-                "the folder holds no *.der, *.pem, *.csr or *.p10 file", source=str(path)
-            )
-        return "folder", [CsrItem(_read(p), str(p), default) for p in files]
-    if path.suffix.lower() == ".jsonl":
-        return "jsonl", _read_jsonl(path, default)
-    return "file", [CsrItem(_read(path), str(path), default)]
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
-
-
-def _read_jsonl(path: Path, default: CertificateType) -> list[CsrItem]:
-    items = []
-    for number, line in enumerate(_read(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InputError("not a JSON object", source=str(path), row=number) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("csr"), str):
-            raise InputError('each line is {"csr": ..., "type": ...}', source=str(path), row=number)
-        text = obj["csr"]
-        if "-----BEGIN" in text:
-            data = text.encode()
-        else:
-            try:
-                data = base64.b64decode(text, validate=True)
-            except binascii.Error:
-                raise InputError(
-                    "csr is neither PEM nor base64 DER", source=str(path), row=number, field="csr"
-                ) from None
-        kind = obj.get("type")
-        cert_type = CertificateType.parse(kind) if isinstance(kind, str) else default
-        items.append(CsrItem(data, f"{path}:{number}", cert_type))
-    if not items:
-        raise InputError("the JSONL file holds no CSR", source=str(path))
-    return items
-
-
-def _check_writable(out: Path, mode: str) -> None:
-    """Refuse an unwritable destination before anything is issued."""
-    directory = out if mode == "folder" else (out.parent if str(out.parent) else Path("."))
-    if mode == "folder":
-        if out.exists() and not out.is_dir():
-            raise InputError("--out must be a folder when --csr is a folder", source=str(out))
-        out.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".kms-probe.", dir=directory)
-    except OSError as exc:
-        raise InputError(f"cannot write there: {exc.strerror}", source=str(out)) from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _write(out: Path, mode: str, issued: Sequence[IssuedCertificate]) -> None:
-    if mode == "file":
-        _write_atomically(out, certificates.pem_or_der(issued[0].der, "CERTIFICATE", out.suffix))
-    elif mode == "folder":
-        for c in issued:
-            target = out / f"{c.system_title}-{c.certificate_type}.pem"
-            _write_atomically(target, certificates.pem_or_der(c.der, "CERTIFICATE", ".pem"))
-    else:
-        lines = [
-            json.dumps(
-                {
-                    **c.to_dict(),
-                    "certificate": _pem(c.der),
-                },
-                sort_keys=True,
-            )
-            for c in issued
-        ]
-        _write_atomically(out, ("\n".join(lines) + "\n").encode())
+    out.result([c.to_dict() for c in issued] if shape != "file" else issued[0].to_dict(), text)
 
 
 def _pem(der: bytes) -> str:
     """A certificate's PEM text."""
     return certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @command(cert, "chain")
@@ -291,9 +185,7 @@ def show(ctx: Context, out: Output, serial: str, out_path: Path | None) -> None:
     certificate to a meter (the meter's own, or a CA or head-end certificate it must trust).
     """
 
-    info, der = ctx.services.certificates.show(serial)
-    if out_path is not None:
-        _write_atomically(out_path, certificates.pem_or_der(der, "CERTIFICATE", out_path.suffix))
+    info, der = ctx.services.certificates.show(serial, out=out_path)
 
     def text() -> None:
         for key, value in info.items():
@@ -375,13 +267,12 @@ def crl_issue(
 
     if (suite is None) == (ca_name is None):
         raise InputError("give exactly one of --suite and --ca")
-    _check_writable(out_path, "file")  # before a cRLNumber is used up
-    der, info = ctx.services.certificates.issue_crl(
+    _der, info = ctx.services.certificates.issue_crl(
         actor=ctx.actor,
         suite=SecuritySuite(int(suite)) if suite else None,
         authority_name=ca_name,
+        out=out_path,
     )
-    _write_atomically(out_path, certificates.pem_or_der(der, "X509 CRL", out_path.suffix))
     out.result(
         {**info, "out": str(out_path)},
         f"CRL {info['crl_number']} of {info['ca']} ({info['revoked']} revoked) "

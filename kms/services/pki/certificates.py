@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from kms.db import (
     AuthorityRole,
@@ -48,6 +49,9 @@ from kms.errors import (
     KMSError,
     NotFoundError,
 )
+from kms.formats import csr_batch
+from kms.formats.csr_batch import CsrItem, Shape
+from kms.formats.files import check_writable, write_atomically
 from kms.pki import crl, csr, encoding, profiles
 from kms.pki.profiles import CertificateType
 from kms.services.common import audit
@@ -83,15 +87,6 @@ _WORKERS = max(2, min(8, os.cpu_count() or 1))
 #: CSRs per worker task: one future per CSR would cost the submitting thread more than the
 #: decode, and it holds the GIL while the workers wait for it.
 _CSR_SLICE = 64
-
-
-@dataclass(frozen=True)
-class CsrItem:
-    """One CSR to issue for: its bytes, where it came from (for errors), and the type asked."""
-
-    data: bytes
-    source: str
-    certificate_type: CertificateType
 
 
 @dataclass(frozen=True)
@@ -380,17 +375,47 @@ class CertificateService:
             audit.append(session, actor, records)
         return issued
 
-    def show(self, serial: str) -> tuple[dict[str, object], bytes]:
-        """One certificate by serial: its description (with the issuer) and DER."""
+    def issue_files(
+        self,
+        csrs: Path,
+        out: Path,
+        *,
+        actor: str,
+        certificate_type: CertificateType,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[Shape, list[IssuedCertificate]]:
+        """Issue for the CSRs of a file, a folder or a JSONL file and write the certificates in
+        the same shape (:mod:`kms.formats.csr_batch`); ``out`` is checked writable before
+        anything is issued. ``progress`` is told (done, total)."""
+        batch = csr_batch.read_csrs(csrs, certificate_type)
+        csr_batch.prepare_destination(out, batch.shape)
+        total, done = len(batch.items), 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        issued = self.issue(actor=actor, items=batch.items, progress=advance)
+        csr_batch.write_certificates(out, batch.shape, issued)
+        return batch.shape, issued
+
+    def show(self, serial: str, *, out: Path | None = None) -> tuple[dict[str, object], bytes]:
+        """One certificate by serial: its description (with the issuer) and DER; written to
+        ``out`` too when given (PEM; DER if the name ends in .der)."""
         with self._resources.database().begin() as session:
             row = _by_serial(session, serial)
-            out = describe(row)
-            out["issuer"] = (
+            info = describe(row)
+            info["issuer"] = (
                 pki_repo.certificate_by_id(session, row.issuer_id).subject
                 if row.issuer_id is not None
                 else row.subject
             )
-            return out, row.der
+            der = row.der
+        if out is not None:
+            write_atomically(out, pem_or_der(der, "CERTIFICATE", out.suffix))
+        return info, der
 
     def chain(self, suite: SecuritySuite) -> list[bytes]:
         """The active issuing CA of ``suite`` and the root (DER, in that order)."""
@@ -483,9 +508,14 @@ class CertificateService:
         actor: str,
         suite: SecuritySuite | None = None,
         authority_name: str | None = None,
+        out: Path | None = None,
     ) -> tuple[bytes, dict[str, object]]:
         """A CRL signed in the token by the suite's active issuing CA (or a named CA, the root
-        included), listing every certificate it issued that is revoked."""
+        included), listing every certificate it issued that is revoked; written to ``out`` when
+        given (checked writable first, so no cRLNumber is used up for a CRL that cannot be
+        written)."""
+        if out is not None:
+            check_writable(out.parent if str(out.parent) else Path("."))
         db = self._resources.database()  # the schema gate before the token login
         hsm = self._resources.hsm()
         config = self._resources.config
@@ -521,7 +551,10 @@ class CertificateService:
                 ).isoformat(),
             }
             audit.append(session, actor, [audit.AuditRecord("crl.issue", authority.name, info)])
-            return signed.dump(), info
+        der = bytes(signed.dump())
+        if out is not None:
+            write_atomically(out, pem_or_der(der, "X509 CRL", out.suffix))
+        return der, info
 
     def list(
         self,

@@ -29,8 +29,8 @@ from kms.errors import (
     InvalidSignature,
     NotFoundError,
 )
+from kms.formats.csr_batch import CsrItem
 from kms.pki.profiles import CertificateType
-from kms.services.pki.certificates import CsrItem
 from tests.kms_fixtures import Kms, Pki, meter_csr, provision_meter, revoke_ca, services_for
 
 CURVES = {1: ec.SECP256R1(), 2: ec.SECP384R1()}

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kms.db import AuthorityRole, CertificateAuthority, CertificateKind
 from kms.db import pki_repository as pki_repo
 from kms.errors import InputError, InvalidCertificatePath, InvalidSignature, NotFoundError
+from kms.formats.csr_batch import CsrItem
 from kms.pki import ca, encoding, path, profiles
 from kms.pki.profiles import CertificateType
 from kms.services.common import peers
 from kms.services.pki import authorities, certificates, issuance
-from kms.services.pki.certificates import CsrItem
 from tests.kms_fixtures import Pki, meter_csr, provision_meter
 from tests.pki.support import PycaSigner, public_key_info, serial
 
