@@ -111,6 +111,7 @@ THIN_CLI = [
     "main",
     "config",
     "entity",
+    "status",
 ]
 CLI_MAY_IMPORT = ("kms.services", "kms.errors", "kms.config", "kms.cli")
 

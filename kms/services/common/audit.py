@@ -277,6 +277,51 @@ def verify(hsm: Hsm, session: Session) -> VerifyReport:
     return VerifyReport(count, len(checkpoints), expected_seq - 1, prev.hex())
 
 
+@dataclass(frozen=True)
+class HeadStatus:
+    """The head of the chain and its newest checkpoint (:func:`head_status`)."""
+
+    head_seq: int
+    checkpoint_seq: int | None
+    signed_at: datetime.datetime | None
+    key_label: str | None
+    #: Whether the checkpoint's signature was checked (only with the token).
+    signature_checked: bool
+
+    @property
+    def since_checkpoint(self) -> int:
+        """Events after the newest checkpoint, which no signature covers yet."""
+        return self.head_seq - (self.checkpoint_seq or 0)
+
+
+def head_status(session: Session, hsm: Hsm | None) -> HeadStatus:
+    """The head and the newest checkpoint, which must name an event that still holds the hash it
+    signed and, given the token, verify with the audit key: :class:`AuditChainBroken` otherwise.
+
+    A quick look for ``kms status``, not the walk of the whole chain :func:`verify` makes."""
+    head = repo.audit_head(session)
+    cp = repo.last_audit_checkpoint(session)
+    head_seq = head.seq if head is not None else 0
+    if cp is None:
+        return HeadStatus(head_seq, None, None, None, False)
+    event = repo.audit_event(session, cp.seq)
+    if event is None or event.hash != cp.head_hash:
+        raise AuditChainBroken(
+            f"the newest checkpoint names event {cp.seq}, which the database "
+            + ("no longer holds" if event is None else "holds with another hash")
+            + ": run `kms audit verify`"
+        )
+    if hsm is not None:
+        try:
+            public = hsm.public_key_der(TokenKey(cp.key_label, "private"))
+        except TokenKeyNotFound:
+            raise AuditChainBroken(
+                f"checkpoint {cp.id} names audit key {cp.key_label!r}, which the token lacks"
+            ) from None
+        _verify_signature(public, cp)
+    return HeadStatus(head_seq, cp.seq, cp.signed_at, cp.key_label, hsm is not None)
+
+
 def describe_event(event: AuditEvent) -> dict[str, Any]:
     """An event as plain data: its fields, ``details`` as an object, and its hash (hex)."""
     return {
