@@ -25,6 +25,7 @@ from kms.cli.hls import hls
 from kms.cli.key_agreement import key_agreement_group
 from kms.cli.meter import meter
 from kms.cli.provision import provision
+from kms.cli.status import status
 from kms.cli.transport_key import transport_key
 
 
@@ -61,6 +62,7 @@ for command in (
     entity,
     key_agreement_group,
     audit,
+    status,
 ):
     cli.add_command(command)
 

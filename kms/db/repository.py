@@ -279,3 +279,55 @@ def audit_events(session: Session, after_seq: int = 0, batch: int = 5000) -> Ite
 def audit_checkpoints(session: Session) -> list[AuditCheckpoint]:
     """Every checkpoint, oldest first."""
     return list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)))
+
+
+def audit_event(session: Session, seq: int) -> AuditEvent | None:
+    """The audit event ``seq``, or ``None``."""
+    return session.get(AuditEvent, seq)
+
+
+def find_audit_events(
+    session: Session,
+    *,
+    after_seq: int | None = None,
+    since: datetime.datetime | None = None,
+    operation: str | None = None,
+    actor: str | None = None,
+    subject: str | None = None,
+    limit: int | None = None,
+) -> list[AuditEvent]:
+    """The audit events matching every filter given, oldest first; with ``limit``, the newest
+    ``limit`` of them."""
+    query = select(AuditEvent)
+    if after_seq is not None:
+        query = query.where(AuditEvent.seq > after_seq)
+    if since is not None:
+        query = query.where(AuditEvent.occurred_at >= since)
+    if operation is not None:
+        query = query.where(AuditEvent.operation == operation)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if subject is not None:
+        query = query.where(AuditEvent.subject == subject)
+    query = query.order_by(AuditEvent.seq.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(reversed(list(session.scalars(query))))
+
+
+def audit_checkpoint_covering(session: Session, seq: int) -> AuditCheckpoint | None:
+    """The earliest checkpoint whose signature covers event ``seq`` (its seq is ``seq`` or
+    later), or ``None``."""
+    query = (
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.seq >= seq)
+        .order_by(AuditCheckpoint.seq, AuditCheckpoint.id)
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def last_audit_checkpoint(session: Session) -> AuditCheckpoint | None:
+    """The newest checkpoint."""
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)
+    return session.scalars(query).first()

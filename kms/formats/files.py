@@ -31,6 +31,9 @@ __all__ = [
 ]
 
 
+_EXISTS = "already exists; a {what} is not overwritten unless you say so (--force)"
+
+
 def read_bytes(path: Path) -> bytes:
     """The bytes of ``path``, or an InputError naming it and why it cannot be read."""
     try:
@@ -44,9 +47,15 @@ def _directory(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_text_writer(path: Path) -> Iterator[IO[str]]:
+def atomic_text_writer(
+    path: Path, *, overwrite: bool = True, what: str = "file"
+) -> Iterator[IO[str]]:
     """A text handle on a temporary file beside ``path``, renamed into place only when the
-    block ends without an error (and removed otherwise)."""
+    block ends without an error (and removed otherwise). Without ``overwrite`` an existing
+    ``path`` is refused, before the block runs and again, atomically, when the file is put in
+    place (a hard link, which never replaces a name)."""
+    if not overwrite and path.exists():
+        raise InputError(_EXISTS.format(what=what), source=str(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_directory(path))
     except OSError as exc:
@@ -56,7 +65,14 @@ def atomic_text_writer(path: Path) -> Iterator[IO[str]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise InputError(_EXISTS.format(what=what), source=str(path)) from None
+            Path(tmp).unlink()
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

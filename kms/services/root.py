@@ -26,6 +26,7 @@ from kms.services.common.approvals import ApprovalService
 from kms.services.common.audit import AuditService
 from kms.services.common.resources import Resources
 from kms.services.common.root_keys import RootKeyService
+from kms.services.common.status import StatusService
 from kms.services.common.system import SystemService
 from kms.services.hes.associations import TokenAssociationService, association_factory
 from kms.services.hes.challenges import ChallengeService
@@ -102,6 +103,11 @@ class Services:
     def system(self) -> SystemService:
         """The database schema and the token's self-test."""
         return self._service("system", lambda: SystemService(self.resources))
+
+    @property
+    def status(self) -> StatusService:
+        """``kms status``: every health check of the installation, in one report."""
+        return self._service("status", lambda: StatusService(self.resources))
 
     # --- the head-end (step 7) ---------------------------------------------------------------
 

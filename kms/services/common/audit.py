@@ -33,6 +33,7 @@ import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature as PycaInvalidSignature
@@ -40,18 +41,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from kms.db import AuditCheckpoint, Database, Session, after_commit, lock_audit_chain
+from kms.db import AuditCheckpoint, AuditEvent, Database, Session, after_commit, lock_audit_chain
 from kms.db import repository as repo
 from kms.db.base import utcnow
-from kms.errors import AuditChainBroken, KMSError, TokenKeyNotFound
+from kms.errors import AuditChainBroken, KMSError, NotFoundError, TokenKeyNotFound
+from kms.formats.audit_export import (
+    CHECKPOINT_OPERATION,
+    GENESIS,
+    canonical_record,
+    chain_hash,
+    checkpoint_line,
+    checkpoint_message,
+    event_line,
+)
+from kms.formats.files import atomic_text_writer
 from kms.hsm import Hsm, TokenKey
 from kms.keystore import hierarchy
 from kms.services.common.resources import Resources
 
-GENESIS = bytes(32)
 ANCHOR_LABEL = "kms-audit-anchor"
-CHECKPOINT_OPERATION = "audit.checkpoint"
-_CHECKPOINT_DOMAIN = b"dlms-kms/audit-checkpoint/v1"
 _ANCHOR = struct.Struct(">Q32s")
 
 
@@ -65,6 +73,13 @@ class AuditRecord:
     outcome: str = "success"
 
 
+def canonical_time(occurred_at: datetime.datetime) -> str:
+    """An event's time as its canonical record (and the export) writes it: UTC, microseconds."""
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    when = occurred_at.replace(tzinfo=datetime.UTC) if occurred_at.tzinfo is None else occurred_at
+    return when.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+
+
 def canonical(
     seq: int,
     occurred_at: datetime.datetime,
@@ -74,24 +89,11 @@ def canonical(
     outcome: str,
     details: str,
 ) -> bytes:
-    """The bytes an event's hash covers."""
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    when = occurred_at.replace(tzinfo=datetime.UTC) if occurred_at.tzinfo is None else occurred_at
-    record = {
-        "seq": seq,
-        "occurred_at": when.astimezone(datetime.UTC).isoformat(timespec="microseconds"),
-        "actor": actor,
-        "operation": operation,
-        "subject": subject,
-        "outcome": outcome,
-        "details": details,
-    }
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-
-
-def chain_hash(prev_hash: bytes, record: bytes) -> bytes:
-    """SHA-256(previous hash || canonical record)."""
-    return hashlib.sha256(prev_hash + record).digest()
+    """The bytes an event's hash covers (:func:`kms.formats.audit_export.canonical_record`, which
+    an offline verifier of an export rebuilds them with)."""
+    return canonical_record(
+        seq, canonical_time(occurred_at), actor, operation, subject, outcome, details
+    )
 
 
 def append(session: Session, actor: str, records: Sequence[AuditRecord]) -> int:
@@ -142,7 +144,7 @@ def record_failure(db: Database, actor: str, operation: str, subject: str, error
 
 
 def _checkpoint_digest(seq: int, head_hash: bytes) -> bytes:
-    return hashlib.sha384(_CHECKPOINT_DOMAIN + struct.pack(">Q", seq) + head_hash).digest()
+    return hashlib.sha384(checkpoint_message(seq, head_hash)).digest()
 
 
 def checkpoint(hsm: Hsm, session: Session, audit_key: TokenKey, actor: str) -> AuditCheckpoint:
@@ -186,7 +188,7 @@ def _verify_signature(public_der: bytes, cp: AuditCheckpoint) -> None:
     try:
         public.verify(
             der,
-            _CHECKPOINT_DOMAIN + struct.pack(">Q", cp.seq) + cp.head_hash,
+            checkpoint_message(cp.seq, cp.head_hash),
             ec.ECDSA(hashes.SHA384()),
         )
     except PycaInvalidSignature:
@@ -275,9 +277,85 @@ def verify(hsm: Hsm, session: Session) -> VerifyReport:
     return VerifyReport(count, len(checkpoints), expected_seq - 1, prev.hex())
 
 
+@dataclass(frozen=True)
+class HeadStatus:
+    """The head of the chain and its newest checkpoint (:func:`head_status`)."""
+
+    head_seq: int
+    checkpoint_seq: int | None
+    signed_at: datetime.datetime | None
+    key_label: str | None
+    #: Whether the checkpoint's signature was checked (only with the token).
+    signature_checked: bool
+
+    @property
+    def since_checkpoint(self) -> int:
+        """Events after the newest checkpoint, which no signature covers yet."""
+        return self.head_seq - (self.checkpoint_seq or 0)
+
+
+def head_status(session: Session, hsm: Hsm | None) -> HeadStatus:
+    """The head and the newest checkpoint, which must name an event that still holds the hash it
+    signed and, given the token, verify with the audit key: :class:`AuditChainBroken` otherwise.
+
+    A quick look for ``kms status``, not the walk of the whole chain :func:`verify` makes."""
+    head = repo.audit_head(session)
+    cp = repo.last_audit_checkpoint(session)
+    head_seq = head.seq if head is not None else 0
+    if cp is None:
+        return HeadStatus(head_seq, None, None, None, False)
+    event = repo.audit_event(session, cp.seq)
+    if event is None or event.hash != cp.head_hash:
+        raise AuditChainBroken(
+            f"the newest checkpoint names event {cp.seq}, which the database "
+            + ("no longer holds" if event is None else "holds with another hash")
+            + ": run `kms audit verify`"
+        )
+    if hsm is not None:
+        try:
+            public = hsm.public_key_der(TokenKey(cp.key_label, "private"))
+        except TokenKeyNotFound:
+            raise AuditChainBroken(
+                f"checkpoint {cp.id} names audit key {cp.key_label!r}, which the token lacks"
+            ) from None
+        _verify_signature(public, cp)
+    return HeadStatus(head_seq, cp.seq, cp.signed_at, cp.key_label, hsm is not None)
+
+
+def describe_event(event: AuditEvent) -> dict[str, Any]:
+    """An event as plain data: its fields, ``details`` as an object, and its hash (hex)."""
+    return {
+        "seq": event.seq,
+        "occurred_at": canonical_time(event.occurred_at),
+        "actor": event.actor,
+        "operation": event.operation,
+        "subject": event.subject,
+        "outcome": event.outcome,
+        "details": json.loads(event.details),
+        "hash": event.hash.hex(),
+    }
+
+
+def describe_checkpoint(cp: AuditCheckpoint) -> dict[str, Any]:
+    """A checkpoint as plain data (the signature in hex)."""
+    return {
+        "id": cp.id,
+        "seq": cp.seq,
+        "head_hash": cp.head_hash.hex(),
+        "signed_at": canonical_time(cp.signed_at),
+        "key_label": cp.key_label,
+        "signature": cp.signature.hex(),
+    }
+
+
 class AuditService:
-    """The audit trail's use cases (``Services.audit``): sign its head, check it whole. The
-    functions above are the steps other services take inside their own transactions."""
+    """The audit trail's use cases (``Services.audit``): sign its head, check it whole, read it
+    (list, show, export). The functions above are the steps other services take inside their
+    own transactions.
+
+    Reading needs the database only; an export that holds checkpoints also opens the token, for
+    the audit key's public half (a checkpoint row records the key's label, not the key).
+    """
 
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
@@ -298,3 +376,106 @@ class AuditService:
         hsm = self._resources.hsm()
         with db.begin() as session:
             return verify(hsm, session)
+
+    def events(
+        self,
+        *,
+        after_seq: int | None = None,
+        since: datetime.datetime | None = None,
+        operation: str | None = None,
+        actor: str | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The events matching every filter given (:func:`describe_event`), oldest first; with
+        ``limit``, the newest ``limit`` of them. ``after_seq``: events after that seq;
+        ``since``: events at or after that time."""
+        with self._resources.database().begin() as session:
+            rows = repo.find_audit_events(
+                session,
+                after_seq=after_seq,
+                since=since,
+                operation=operation,
+                actor=actor,
+                subject=subject,
+                limit=limit,
+            )
+            return [describe_event(row) for row in rows]
+
+    def event(self, seq: int) -> dict[str, Any]:
+        """One event whole: :func:`describe_event`, its ``prev_hash``, and the earliest
+        ``checkpoint`` whose signature covers it (``None`` while none does)."""
+        with self._resources.database().begin() as session:
+            row = repo.audit_event(session, seq)
+            if row is None:
+                raise NotFoundError(f"no audit event {seq}")
+            covering = repo.audit_checkpoint_covering(session, seq)
+            return {
+                **describe_event(row),
+                "details_text": row.details,
+                "prev_hash": row.prev_hash.hex(),
+                "checkpoint": describe_checkpoint(covering) if covering is not None else None,
+            }
+
+    def export(self, out: Path, *, since: int = 0, force: bool = False) -> dict[str, Any]:
+        """Write the events after ``since`` and their checkpoints to ``out`` as JSON Lines
+        (:mod:`kms.formats.audit_export`), atomically; an existing ``out`` is refused unless
+        ``force`` (an export is evidence: an earlier one is never replaced by accident). The
+        export is a faithful copy, not a check: :func:`kms.formats.audit_export.verify_export`
+        checks it offline, ``kms audit verify`` checks the database."""
+        db = self._resources.database()  # the schema gate before the token login
+        with db.begin() as session:
+            checkpoints = [cp for cp in repo.audit_checkpoints(session) if cp.seq > since]
+            keys: dict[str, bytes] = {}
+            if checkpoints:
+                hsm = self._resources.hsm()
+                for label in sorted({cp.key_label for cp in checkpoints}):
+                    keys[label] = hsm.public_key_der(TokenKey(label, "private"))
+            pending = {cp.id: cp for cp in checkpoints}
+            by_seq: dict[int, list[AuditCheckpoint]] = {}
+            for cp in checkpoints:
+                by_seq.setdefault(cp.seq, []).append(cp)
+            events, first, last = 0, None, None
+            with atomic_text_writer(out, overwrite=force, what="audit export") as handle:
+                for event in repo.audit_events(session, after_seq=since):
+                    handle.write(_event_line(event) + "\n")
+                    for cp in by_seq.get(event.seq, []):
+                        handle.write(_checkpoint_line(cp, keys[cp.key_label]) + "\n")
+                        del pending[cp.id]
+                    first = event.seq if first is None else first
+                    last, events = event.seq, events + 1
+                # A checkpoint whose event is gone is still exported: the offline check names it.
+                for cp in pending.values():
+                    handle.write(_checkpoint_line(cp, keys[cp.key_label]) + "\n")
+        return {
+            "path": str(out),
+            "events": events,
+            "checkpoints": len(checkpoints),
+            "first_seq": first,
+            "last_seq": last,
+        }
+
+
+def _event_line(event: AuditEvent) -> str:
+    return event_line(
+        seq=event.seq,
+        occurred_at=canonical_time(event.occurred_at),
+        actor=event.actor,
+        operation=event.operation,
+        subject=event.subject,
+        outcome=event.outcome,
+        details=event.details,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
+    )
+
+
+def _checkpoint_line(cp: AuditCheckpoint, public_key_der: bytes) -> str:
+    return checkpoint_line(
+        seq=cp.seq,
+        head_hash=cp.head_hash,
+        signed_at=canonical_time(cp.signed_at),
+        key_label=cp.key_label,
+        signature=cp.signature,
+        public_key_der=public_key_der,
+    )
