@@ -138,7 +138,7 @@ def request(
     req = ctx.services.approvals.new_request(
         name, parameters, lifetime=datetime.timedelta(hours=hours)
     )
-    approvals.write_new_file(out_path, req.text)
+    approvals.write_ceremony_file(out_path, req.text)
     info = {
         "ceremony": req.ceremony,
         "parameters": dict(req.parameters),
@@ -148,7 +148,8 @@ def request(
     }
     out.result(
         info,
-        f"request {req.request_id} for {name} {dict(req.parameters)} written to {out_path}; "
+        f"request {req.request_id} for {name} ({approvals.describe_parameters(req.parameters)}) "
+        f"written to {out_path}; "
         f"it expires at {req.expires_at.isoformat()}",
     )
 
@@ -178,10 +179,11 @@ def approve(
     data = approvals.sign_request(
         req, officer, read_file(key_path), passphrase.encode() if passphrase else None
     )
-    approvals.write_new_file(out_path, data)
+    approvals.write_ceremony_file(out_path, data)
     out.result(
         {"officer": officer, "request_id": req.request_id, "out": str(out_path)},
-        f"{officer} approved {req.ceremony} {dict(req.parameters)}: {out_path}",
+        f"{officer} approved {req.ceremony} ({approvals.describe_parameters(req.parameters)}): "
+        f"{out_path}",
     )
 
 

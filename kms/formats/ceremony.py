@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,8 @@ __all__ = [
     "CeremonyRequest",
     "approval_file",
     "canonical",
+    "check_parameters",
+    "describe_parameters",
     "load_approval",
     "load_request",
     "request_document",
@@ -83,12 +85,12 @@ def _check_parameters(ceremony: str, parameters: Mapping[str, Any], source: str)
     expected = CEREMONIES.get(ceremony)
     if expected is None:
         raise InputError(
-            f"unknown ceremony {ceremony!r}; expected one of {', '.join(sorted(CEREMONIES))}",
+            f"unknown ceremony {ceremony}; expected one of {', '.join(sorted(CEREMONIES))}",
             source=source,
         )
     if set(parameters) != expected:
         raise InputError(
-            f"ceremony {ceremony!r} takes parameters {sorted(expected)}, not {sorted(parameters)}",
+            f"ceremony {ceremony} takes {_names(expected)}, not {_names(parameters)}",
             source=source,
         )
 
@@ -98,17 +100,30 @@ def canonical(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names)) or "no parameters"
+
+
+def describe_parameters(parameters: Mapping[str, Any]) -> str:
+    """A request's parameters as a person reads them, spelled as the CLI options are
+    (``reason ca-compromise, serial 01AB``), never as a Python dict."""
+    return ", ".join(
+        f"{name} {str(value).replace('_', '-') if name == 'reason' else value}"
+        for name, value in sorted(parameters.items())
+    )
+
+
 def check_parameters(ceremony: str, parameters: Mapping[str, Any], source: str) -> None:
     """InputError unless ``ceremony`` is known and takes exactly ``parameters``."""
     expected = CEREMONIES.get(ceremony)
     if expected is None:
         raise InputError(
-            f"unknown ceremony {ceremony!r}; expected one of {', '.join(sorted(CEREMONIES))}",
+            f"unknown ceremony {ceremony}; expected one of {', '.join(sorted(CEREMONIES))}",
             source=source,
         )
     if set(parameters) != expected:
         raise InputError(
-            f"ceremony {ceremony!r} takes parameters {sorted(expected)}, not {sorted(parameters)}",
+            f"ceremony {ceremony} takes {_names(expected)}, not {_names(parameters)}",
             source=source,
         )
 

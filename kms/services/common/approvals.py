@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,66 +47,53 @@ from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.db.base import utcnow
 from kms.errors import ApprovalError, ConfigError, ConflictError, InputError
+from kms.formats.ceremony import (
+    APPROVAL_FORMAT,
+    CEREMONIES,
+    REQUEST_FORMAT,
+    ApprovalFile,
+    CeremonyRequest,
+    approval_file,
+    check_parameters,
+    describe_parameters,
+    load_approval,
+    load_request,
+    request_document,
+)
+from kms.formats.files import write_new
 from kms.services.common import audit
 from kms.services.common.resources import Resources
 
-REQUEST_FORMAT = "dlms-kms/ceremony-request/v1"
-APPROVAL_FORMAT = "dlms-kms/ceremony-approval/v1"
-#: Ceremonies a request may name, each with the parameters it takes.
-CEREMONIES: Mapping[str, frozenset[str]] = {
-    "create-root-ca": frozenset(),
-    "create-issuing-ca": frozenset({"suite"}),
-    "rotate-issuing-ca": frozenset({"suite"}),
-    # The wrapping key is named by its check value: officers approve a backup under the key
-    # they saw made from their components, not under whatever trusted key an operator has.
-    "backup-ca-key": frozenset({"ca", "wrapping_key_kcv"}),
-    "restore-ca-key": frozenset({"ca"}),
-    # Revoking a CA certificate retires the CA and every certificate under it.
-    "revoke-ca-certificate": frozenset({"serial", "reason"}),
-    "add-officer": frozenset({"name", "public_key_sha256"}),
-    "remove-officer": frozenset({"name"}),
-}
+#: The request and approval files are kms.formats.ceremony's; they are named here too, because
+#: every ceremony of every domain reaches them through this module.
+__all__ = [
+    "APPROVAL_FORMAT",
+    "CEREMONIES",
+    "DEFAULT_LIFETIME",
+    "REQUEST_FORMAT",
+    "ApprovalFile",
+    "ApprovalService",
+    "CeremonyRequest",
+    "approval_file",
+    "approvers",
+    "ceremony_parameters",
+    "describe_officer",
+    "describe_parameters",
+    "load_approval",
+    "load_request",
+    "make_request",
+    "officer_key_fingerprint",
+    "sign_request",
+    "write_ceremony_file",
+]
+
 DEFAULT_LIFETIME = datetime.timedelta(hours=24)
 _HASHES = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
 
 
-@dataclass(frozen=True)
-class CeremonyRequest:
-    """A request as signed: ``text`` is the exact bytes every approval covers."""
-
-    ceremony: str
-    parameters: Mapping[str, Any]
-    request_id: str
-    expires_at: datetime.datetime
-    text: bytes
-
-
-@dataclass(frozen=True)
-class ApprovalFile:
-    """One officer's approval as handed in (not yet verified)."""
-
-    officer: str
-    request_id: str
-    signature: bytes
-    source: str
-
-
-def _canonical(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def _check_parameters(ceremony: str, parameters: Mapping[str, Any], source: str) -> None:
-    expected = CEREMONIES.get(ceremony)
-    if expected is None:
-        raise InputError(
-            f"unknown ceremony {ceremony!r}; expected one of {', '.join(sorted(CEREMONIES))}",
-            source=source,
-        )
-    if set(parameters) != expected:
-        raise InputError(
-            f"ceremony {ceremony!r} takes parameters {sorted(expected)}, not {sorted(parameters)}",
-            source=source,
-        )
+def write_ceremony_file(path: Path, data: bytes) -> None:
+    """Write a request, an approval or a backup: never over an existing file."""
+    write_new(path, data, what="ceremony file")
 
 
 def make_request(
@@ -121,18 +106,9 @@ def make_request(
 ) -> CeremonyRequest:
     """A request for ``ceremony`` with the id ``request_id`` (32 hex digits; the service draws it
     from the token's RNG: :meth:`ApprovalService.new_request`)."""
-    _check_parameters(ceremony, parameters, "request")
     created = (now or utcnow()).replace(microsecond=0)
-    expires = created + lifetime
-    body = {
-        "format": REQUEST_FORMAT,
-        "ceremony": ceremony,
-        "parameters": dict(parameters),
-        "request_id": request_id,
-        "created_at": created.isoformat(),
-        "expires_at": expires.isoformat(),
-    }
-    return load_request(_canonical(body), "request")
+    document = request_document(ceremony, parameters, request_id, created, created + lifetime)
+    return load_request(document, "request")
 
 
 def ceremony_parameters(ceremony: str, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,78 +125,6 @@ def ceremony_parameters(ceremony: str, given: Mapping[str, Any]) -> dict[str, An
             + (f"; not {', '.join(extra)}" if extra else "")
         )
     return parameters
-
-
-def load_request(data: bytes, source: str) -> CeremonyRequest:
-    """Parse a request file; it must be canonical, so that its bytes are what was signed."""
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError("not a ceremony request (not JSON)", source=source) from None
-    if not isinstance(body, dict) or body.get("format") != REQUEST_FORMAT:
-        raise InputError(f"not a ceremony request (format is not {REQUEST_FORMAT})", source=source)
-    if _canonical(body) != data:
-        raise InputError(
-            "the request is not in canonical form (edited after it was made?); officers sign "
-            "its exact bytes",
-            source=source,
-        )
-    ceremony, parameters = body.get("ceremony"), body.get("parameters")
-    if not isinstance(ceremony, str) or not isinstance(parameters, dict):
-        raise InputError("the request lacks its ceremony or parameters", source=source)
-    _check_parameters(ceremony, parameters, source)
-    request_id = body.get("request_id")
-    if not isinstance(request_id, str) or len(request_id) != 32:
-        raise InputError("the request id is not 32 hex digits", source=source)
-    try:
-        bytes.fromhex(request_id)
-        expires = datetime.datetime.fromisoformat(str(body.get("expires_at")))
-    except ValueError:
-        raise InputError("the request id or expiry is malformed", source=source) from None
-    if expires.tzinfo is None:
-        raise InputError("the request expiry has no time zone", source=source)
-    return CeremonyRequest(ceremony, parameters, request_id, expires, data)
-
-
-def write_new_file(path: Path, data: bytes) -> None:
-    """Write a ceremony file that must not exist yet: requests, approvals and backups are never
-    overwritten."""
-    try:
-        with path.open("xb") as handle:
-            handle.write(data)
-    except FileExistsError:
-        raise InputError("already exists; choose another name", source=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
-
-
-def load_approval(data: bytes, source: str) -> ApprovalFile:
-    """Parse an approval file (JSON: officer, request_id, signature as DER hex)."""
-    try:
-        body = json.loads(data)
-        officer, request_id = body["officer"], body["request_id"]
-        signature = bytes.fromhex(body["signature"])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise InputError(
-            "not an approval file (JSON with officer, request_id and a hex signature)",
-            source=source,
-        ) from None
-    if body.get("format") != APPROVAL_FORMAT:
-        raise InputError(f"not an approval file (format is not {APPROVAL_FORMAT})", source=source)
-    if not isinstance(officer, str) or not isinstance(request_id, str):
-        raise InputError("officer and request_id must be strings", source=source)
-    return ApprovalFile(officer, request_id, signature, source)
-
-
-def approval_file(officer: str, request: CeremonyRequest, signature_der: bytes) -> bytes:
-    """The approval file an officer hands in."""
-    body = {
-        "format": APPROVAL_FORMAT,
-        "officer": officer,
-        "request_id": request.request_id,
-        "signature": signature_der.hex(),
-    }
-    return json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
 
 
 def sign_request(
@@ -282,7 +186,7 @@ class ApprovalService:
         now: datetime.datetime | None = None,
     ) -> CeremonyRequest:
         """A fresh request for ``ceremony``, its id drawn from the token's RNG."""
-        _check_parameters(ceremony, parameters, "request")
+        check_parameters(ceremony, parameters, "request")
         request_id = self._resources.hsm().random(16).hex()
         return make_request(request_id, ceremony, parameters, lifetime=lifetime, now=now)
 
@@ -301,8 +205,9 @@ class ApprovalService:
         naming the problem; nothing is written then."""
         if request.ceremony != ceremony or dict(request.parameters) != dict(parameters):
             raise ApprovalError(
-                f"the request approves {request.ceremony} {dict(request.parameters)}, "
-                f"not {ceremony} {dict(parameters)}"
+                f"the request approves {request.ceremony} "
+                f"({describe_parameters(request.parameters) or 'no parameters'}), "
+                f"not {ceremony} ({describe_parameters(parameters) or 'no parameters'})"
             )
         if (now or utcnow()) >= request.expires_at:
             raise ApprovalError(f"request {request.request_id} expired at {request.expires_at}")

@@ -40,14 +40,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from asn1crypto import keys  # type: ignore[import-untyped, unused-ignore]
 
@@ -63,6 +60,7 @@ from kms.errors import (
     InvalidUnwrap,
     NotFoundError,
 )
+from kms.formats.backup import BACKUP_FORMAT, CaKeyBackup, backup_document, load_backup
 from kms.hsm import Hsm, SessionKey, TokenKey
 from kms.memory import zeroise
 from kms.pki import ecdsa, encoding
@@ -72,7 +70,7 @@ from kms.services.common.approvals import (
     ApprovalService,
     CeremonyRequest,
     approvers,
-    write_new_file,
+    write_ceremony_file,
 )
 from kms.services.common.resources import Resources
 from kms.services.pki.key_components import (
@@ -83,108 +81,23 @@ from kms.services.pki.key_components import (
     read_components,
 )
 
-BACKUP_FORMAT = "dlms-kms/ca-key-backup/v1"
+#: The backup file is kms.formats.backup's; named here too for the CLI, which reaches it only
+#: through the services.
+__all__ = [
+    "BACKUP_FORMAT",
+    "DEFAULT_BACKUP_KEY_LABEL",
+    "BackupKeyReport",
+    "BackupReport",
+    "CaBackupService",
+    "CaKeyBackup",
+    "load_backup",
+]
+
 DEFAULT_BACKUP_KEY_LABEL = "kms-ca-backup-v1"
 _RESTORE_CHECK = b"dlms-kms/ca-restore-check/v1"
 
 
 # --- the backup file ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CaKeyBackup:
-    """A backup file as read (its blob not yet unwrapped)."""
-
-    ca: str
-    curve: str
-    key_label: str
-    certificate_der: bytes
-    wrapping_key_label: str
-    wrapping_key_kcv: str
-    mechanism: str
-    wrapped_key: bytes
-    created_at: str
-    source: str
-
-
-def _backup_document(
-    authority: CertificateAuthority,
-    wrapping_key: TokenKey,
-    kcv: str,
-    mechanism: str,
-    wrapped: bytes,
-    created: datetime.datetime,
-    approved: dict[str, object],
-) -> dict[str, object]:
-    cert = encoding.load_certificate(authority.certificate.der, f"CA {authority.name}")
-    return {
-        "format": BACKUP_FORMAT,
-        "ca": authority.name,
-        "role": authority.role.value,
-        "suite": authority.suite,
-        "curve": authority.curve,
-        "key_label": authority.key_label,
-        "certificate": encoding.certificate_pem(cert).decode("ascii"),
-        "wrapping_key_label": wrapping_key.label,
-        "wrapping_key_kcv": kcv,
-        "mechanism": mechanism,
-        "wrapped_key": wrapped.hex(),
-        "created_at": created.isoformat(),
-        "request_id": approved["request_id"],
-        "approved_by": approved["approved_by"],
-    }
-
-
-def _text(body: dict[str, Any], name: str, source: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise InputError(f"the backup lacks {name!r}", source=source)
-    return value
-
-
-def load_backup(data: bytes, source: str) -> CaKeyBackup:
-    """Parse a backup file; the certificate must carry a key of the curve the file names."""
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError("not a CA key backup (not JSON)", source=source) from None
-    if not isinstance(body, dict) or body.get("format") != BACKUP_FORMAT:
-        raise InputError(f"not a CA key backup (format is not {BACKUP_FORMAT})", source=source)
-    fields = {
-        name: _text(body, name, source)
-        for name in (
-            "ca",
-            "curve",
-            "key_label",
-            "certificate",
-            "wrapping_key_label",
-            "wrapping_key_kcv",
-            "mechanism",
-            "wrapped_key",
-            "created_at",
-        )
-    }
-    try:
-        wrapped = bytes.fromhex(fields["wrapped_key"])
-        bytes.fromhex(fields["wrapping_key_kcv"])
-    except ValueError:
-        raise InputError("wrapped_key and wrapping_key_kcv must be hex", source=source) from None
-    certificate = encoding.load_certificate(fields["certificate"].encode("ascii"), source)
-    curve = ecdsa.public_key_curve(certificate["tbs_certificate"]["subject_public_key_info"])
-    if curve != fields["curve"]:
-        raise InputError(f"the certificate's key is {curve}, not {fields['curve']}", source=source)
-    return CaKeyBackup(
-        ca=fields["ca"],
-        curve=curve,
-        key_label=fields["key_label"],
-        certificate_der=bytes(certificate.dump()),
-        wrapping_key_label=fields["wrapping_key_label"],
-        wrapping_key_kcv=fields["wrapping_key_kcv"].upper(),
-        mechanism=fields["mechanism"],
-        wrapped_key=wrapped,
-        created_at=fields["created_at"],
-        source=source,
-    )
 
 
 # --- the ceremonies -------------------------------------------------------------------------------
@@ -376,11 +289,23 @@ class CaBackupService:
                     wrapping_key, TokenKey(authority.key_label, "private")
                 )
                 approval_info = approvers(approved)
-                document = _backup_document(
-                    authority, wrapping_key, kcv, mechanism, wrapped, utcnow(), approval_info
+                cert = encoding.load_certificate(authority.certificate.der, f"CA {authority.name}")
+                data = backup_document(
+                    ca=authority.name,
+                    role=authority.role.value,
+                    suite=authority.suite,
+                    curve=authority.curve,
+                    key_label=authority.key_label,
+                    certificate_pem=encoding.certificate_pem(cert).decode("ascii"),
+                    wrapping_key_label=wrapping_key.label,
+                    wrapping_key_kcv=kcv,
+                    mechanism=mechanism,
+                    wrapped_key=wrapped,
+                    created_at=utcnow().isoformat(),
+                    request_id=approval_info["request_id"],
+                    approved_by=approval_info["approved_by"],
                 )
-                data = json.dumps(document, indent=2, sort_keys=True).encode("ascii") + b"\n"
-                write_new_file(out, data)
+                write_ceremony_file(out, data)
                 written = True
                 digest = hashlib.sha256(data).hexdigest()
                 details = {

@@ -16,65 +16,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from kms.errors import InputError
+from kms.formats.components import (
+    COMPONENT_LENGTH,
+    check_value,
+    component_file,
+    load_component,
+)
+from kms.formats.files import read_bytes
 from kms.memory import zeroise
 
-COMPONENT_LENGTH = 32
 MIN_COMPONENTS = 2
 MAX_COMPONENTS = 9
-_KCV_PREFIX = "# kcv:"
 
-
-def check_value(key: bytes | bytearray) -> str:
-    """The KCV of an AES key: the first 3 bytes of AES-ECB of a zero block, as upper-case hex
-    (what the token reports as CKA_CHECK_VALUE, measured equal)."""
-    encryptor = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()  # noqa: S305 - a KCV
-    return (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex().upper()
-
-
-def component_file(value: bytes) -> bytes:
-    """The text of a key component file: its KCV (so that a component typed back in from paper
-    is checked) and the value in hex."""
-    if len(value) != COMPONENT_LENGTH:
-        raise ValueError(f"a key component is {COMPONENT_LENGTH} bytes")
-    return (
-        "# dlms-kms CA backup key component: one officer keeps it, offline, apart from the others\n"
-        f"{_KCV_PREFIX} {check_value(value)}\n{value.hex().upper()}\n"
-    ).encode("ascii")
-
-
-def load_component(data: bytes, source: str) -> bytearray:
-    """A key component from its file: 64 hex digits (whitespace ignored), ``#`` lines being
-    comments; a ``# kcv:`` line, if present, must match. Errors never quote the content."""
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        raise InputError("not a key component file (not ASCII text)", source=source) from None
-    digits, kcv = [], None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.lower().startswith(_KCV_PREFIX):
-            kcv = stripped[len(_KCV_PREFIX) :].strip().upper()
-        elif not stripped.startswith("#"):
-            digits.append("".join(stripped.split()))
-    hex_text = "".join(digits)
-    if len(hex_text) != 2 * COMPONENT_LENGTH:
-        raise InputError(
-            f"a key component is {2 * COMPONENT_LENGTH} hex digits, not {len(hex_text)}",
-            source=source,
-        )
-    try:
-        value = bytearray.fromhex(hex_text)
-    except ValueError:
-        raise InputError("the key component is not hexadecimal", source=source) from None
-    if kcv is not None and check_value(value) != kcv:
-        zeroise(value)
-        raise InputError(
-            "the key component does not match its check value (mistyped?)", source=source
-        )
-    return value
+__all__ = [
+    "COMPONENT_LENGTH",
+    "MAX_COMPONENTS",
+    "MIN_COMPONENTS",
+    "check_value",
+    "combine",
+    "component_file",
+    "load_component",
+    "read_components",
+]
 
 
 def combine(components: Sequence[bytearray]) -> bytearray:
@@ -105,11 +69,7 @@ def read_components(paths: Sequence[Path]) -> list[bytearray]:
     loaded: list[bytearray] = []
     try:
         for path in paths:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
-            loaded.append(load_component(data, str(path)))
+            loaded.append(load_component(read_bytes(path), str(path)))
     except BaseException:
         for component in loaded:
             zeroise(component)
