@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kms.errors import InputError
+from kms.formats.files import load_document
 from kms.pki import ecdsa, encoding
 
 __all__ = ["BACKUP_FORMAT", "CaKeyBackup", "backup_document", "load_backup"]
@@ -83,12 +84,7 @@ def _text(body: dict[str, Any], name: str, source: str) -> str:
 
 def load_backup(data: bytes, source: str) -> CaKeyBackup:
     """Parse a backup file; the certificate must carry a key of the curve the file names."""
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError("not a CA key backup (not JSON)", source=source) from None
-    if not isinstance(body, dict) or body.get("format") != BACKUP_FORMAT:
-        raise InputError(f"not a CA key backup (format is not {BACKUP_FORMAT})", source=source)
+    body = load_document(data, source, what="CA key backup", format=BACKUP_FORMAT)
     fields = {
         name: _text(body, name, source)
         for name in (

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kms.errors import InputError
+from kms.formats.files import load_document
 
 __all__ = [
     "APPROVAL_FORMAT",
@@ -75,24 +76,6 @@ class ApprovalFile:
     request_id: str
     signature: bytes
     source: str
-
-
-def _canonical(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def _check_parameters(ceremony: str, parameters: Mapping[str, Any], source: str) -> None:
-    expected = CEREMONIES.get(ceremony)
-    if expected is None:
-        raise InputError(
-            f"unknown ceremony {ceremony}; expected one of {', '.join(sorted(CEREMONIES))}",
-            source=source,
-        )
-    if set(parameters) != expected:
-        raise InputError(
-            f"ceremony {ceremony} takes {_names(expected)}, not {_names(parameters)}",
-            source=source,
-        )
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
@@ -151,12 +134,7 @@ def request_document(
 
 def load_request(data: bytes, source: str) -> CeremonyRequest:
     """Parse a request file; it must be canonical, so that its bytes are what was signed."""
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError("not a ceremony request (not JSON)", source=source) from None
-    if not isinstance(body, dict) or body.get("format") != REQUEST_FORMAT:
-        raise InputError(f"not a ceremony request (format is not {REQUEST_FORMAT})", source=source)
+    body = load_document(data, source, what="ceremony request", format=REQUEST_FORMAT)
     if canonical(body) != data:
         raise InputError(
             "the request is not in canonical form (edited after it was made?); officers sign "

@@ -13,18 +13,20 @@ Errors are :class:`~kms.errors.InputError` naming the file, never quoting its co
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from kms.errors import InputError
 
 __all__ = [
     "atomic_text_writer",
     "check_writable",
+    "load_document",
     "read_bytes",
     "write_atomically",
     "write_new",
@@ -42,6 +44,18 @@ def read_bytes(path: Path) -> bytes:
         raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
 
 
+def load_document(data: bytes, source: str, *, what: str, format: str) -> dict[str, Any]:
+    """The JSON object of a document file whose ``"format"`` must be ``format``; an InputError
+    names the file and says it is not a ``what`` otherwise."""
+    try:
+        body = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"not a {what} (not JSON)", source=source) from None
+    if not isinstance(body, dict) or body.get("format") != format:
+        raise InputError(f"not a {what} (format is not {format})", source=source)
+    return body
+
+
 def _directory(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
@@ -54,6 +68,15 @@ def atomic_text_writer(
     block ends without an error (and removed otherwise). Without ``overwrite`` an existing
     ``path`` is refused, before the block runs and again, atomically, when the file is put in
     place (a hard link, which never replaces a name)."""
+    with _atomic(path, binary=False, overwrite=overwrite, what=what) as handle:
+        yield handle
+
+
+@contextmanager
+def _atomic(
+    path: Path, *, binary: bool, overwrite: bool = True, what: str = "file"
+) -> Iterator[IO[Any]]:
+    """The one way a file the caller named is written: beside it, flushed, then put in place."""
     if not overwrite and path.exists():
         raise InputError(_EXISTS.format(what=what), source=str(path))
     try:
@@ -61,7 +84,7 @@ def atomic_text_writer(
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -80,19 +103,8 @@ def atomic_text_writer(
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all (replacing what the caller named)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_directory(path))
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", source=str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic(path, binary=True) as handle:
+        handle.write(data)
 
 
 def check_writable(directory: Path) -> None:
