@@ -57,7 +57,7 @@ $(STAMP): pyproject.toml setup.py | $(VENV)/bin/python
 
 lint: deps
 	$(VENV)/bin/ruff check kms tests benchmarks scripts schema setup.py
-	$(VENV)/bin/mypy --strict kms
+	$(VENV)/bin/mypy --strict kms benchmarks
 
 # The PostgreSQL marker is written only when pytest passed and the conftest counted tests that
 # used a PostgreSQL database; .ci/run checks both.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """APDU protection throughput: the KMS against a bare-token floor and pyca, in 1 and 2 processes.
 
 For each security suite (0: SC 0x30, AES-128; 2: SC 0x32, AES-256) and APDU size (13 bytes, a
@@ -35,7 +34,7 @@ floor's operations per second, at most one commit per 1,000 protected APDUs, and
 >= 1.6 times one. Verify commits once per APDU by design: the receive floor is persisted before
 the plaintext is released (kms.keystore.counters).
 
-Run ``.venv/bin/python benchmarks/apdu.py --help``; see benchmarks/README.md.
+Run ``.venv/bin/python -m benchmarks.apdu --help``; see benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -43,10 +42,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -54,34 +51,31 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import IO, Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.engine import Engine
 
-# The token, PostgreSQL and CPU helpers are provision.py's, so both benchmarks set up alike.
-from provision import (  # noqa: E402
-    DEFAULT_MODULE,
-    add_report_options,
+from benchmarks.harness.children import REPO_ROOT, module_command, read_report, report, run_child
+from benchmarks.harness.database import (
+    DATABASES,
     backend_cpu_seconds,
-    busy_cpu_seconds,
-    check_postgres,
-    cpu_seconds,
+    backends_used,
+    postgres_database,
+    require_postgres,
+)
+from benchmarks.harness.report import (
+    add_report_options,
+    coloured,
+    document_header,
     emit_report,
     fmt,
     log,
-    postgres_database,
-    postgres_url,
     report_console,
-    softhsm_token,
 )
+from benchmarks.harness.timing import busy_cpu_seconds, cpu_seconds, dump_profile
+from benchmarks.harness.token import CountingHsm, softhsm_module, softhsm_token
 
-DATABASES = ("sqlite", "postgresql")
 DEFAULT_SUITES = (0, 2)
 DEFAULT_SIZES = (13, 1024)
 DEFAULT_SECONDS = 2.0
@@ -101,7 +95,6 @@ GET_REQUEST = bytes.fromhex("C0010000080000010000FF0200")
 GET_RESPONSE = bytes.fromhex("C401C100090707E60B1D071622")
 GLO_GET_RESPONSE = 0xCC
 TAG_LENGTH = 12
-PROTOCOL_PREFIX = "@@apdu-bench "
 #: Operations between two looks at the clock in a timed loop.
 BATCH = 16
 #: The setup child's exact count: protect this many APDUs on a meter of its own.
@@ -186,13 +179,13 @@ def meter_title(suite: int, index: int) -> str:
 SETUP_METER_INDEX = 9
 
 
-def oracle_sealed(aes: Any, sc: int, ak: bytes, title: bytes, ic: int, apdu: bytes) -> bytes:
+def oracle_sealed(aes: AESGCM, sc: int, ak: bytes, title: bytes, ic: int, apdu: bytes) -> bytes:
     """``C || T`` (T the first 12 bytes of the GCM tag) by pyca, as the Green Book defines."""
     sealed = aes.encrypt(title + ic.to_bytes(4, "big"), apdu, bytes([sc]) + ak)
     return sealed[: len(apdu) + TAG_LENGTH]
 
 
-def meter_response(aes: Any, sc: int, ak: bytes, title: bytes, ic: int, apdu: bytes) -> bytes:
+def meter_response(aes: AESGCM, sc: int, ak: bytes, title: bytes, ic: int, apdu: bytes) -> bytes:
     """A glo-get-response as the meter ciphers it: 0xCC, length, SC, IC, C, T."""
     body = bytes([sc]) + ic.to_bytes(4, "big") + oracle_sealed(aes, sc, ak, title, ic, apdu)
     return bytes([GLO_GET_RESPONSE]) + ber_length(len(body)) + body
@@ -291,12 +284,8 @@ def run_timed(
     if exhausted:
         problems.append(f"ran out of prepared inputs after {elapsed:.2f} s")
     if profiler is not None:
-        import pstats
-
-        profiler.dump_stats(profile)
-        stats = pstats.Stats(profile, stream=sys.stderr)
-        stats.sort_stats("tottime").print_stats(25)
-        stats.sort_stats("cumulative").print_stats(30)
+        assert profile is not None
+        dump_profile(profiler, profile, (25, 30))
     return {
         "ops": ops,
         "seconds": elapsed,
@@ -588,14 +577,10 @@ class KmsWorker:
         self.hsm.close()
 
 
-def reply(message: dict[str, Any]) -> None:
-    print(PROTOCOL_PREFIX + json.dumps(message), flush=True)
-
-
 def worker_main(kind: str, spec: dict[str, Any]) -> int:
     """A long-lived worker: one JSON command per stdin line, one JSON reply per command."""
     worker: FloorWorker | KmsWorker = FloorWorker(spec) if kind == "floor" else KmsWorker(spec)
-    reply({"ok": True, "pid": os.getpid()})
+    report({"ok": True, "pid": os.getpid()})
     loop: Loop | None = None
     try:
         while line := sys.stdin.readline():
@@ -603,7 +588,7 @@ def worker_main(kind: str, spec: dict[str, Any]) -> int:
             try:
                 if command["cmd"] == "prepare":
                     loop = worker.prepare(**command)
-                    reply({"ok": True})
+                    report({"ok": True})
                 elif command["cmd"] == "go":
                     assert loop is not None
                     result = run_timed(
@@ -614,11 +599,11 @@ def worker_main(kind: str, spec: dict[str, Any]) -> int:
                         command.get("profile"),
                     )
                     loop = None
-                    reply({"ok": True, **result})
+                    report({"ok": True, **result})
                 elif command["cmd"] == "exit":
                     break
             except Exception as exc:  # reported to the parent, which stops
-                reply({"ok": False, "error": f"{exc.__class__.__name__}: {exc}"})
+                report({"ok": False, "error": f"{exc.__class__.__name__}: {exc}"})
     finally:
         worker.close()
     return 0
@@ -635,14 +620,13 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
     from kms.config import load_config
     from kms.db import Database
     from kms.db.migrate import upgrade
-    from kms.hsm import open_hsm
     from kms.keystore import hierarchy
     from kms.services.hes.protection import apdu_protection_factory
     from kms.services.root import Resources, Services
 
     workdir = Path(spec["workdir"])
     config = load_config(os.environ)
-    hsm = open_hsm(config)
+    hsm = CountingHsm(config)  # counts its token calls
     try:
         db = Database(config.database_url)
         upgrade(db.engine)
@@ -668,35 +652,30 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
         own = {t: s for t, s in meters.items() if int(t[-8:], 16) == SETUP_METER_INDEX}
         keys = meter_keys(result, own)
         service = apdu_protection_factory(hsm, db, config)
-        calls = [0]
-        real_call = hsm.call
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            calls[0] += 1
-            return real_call(*args, **kwargs)
-
-        hsm.call = counted  # type: ignore[method-assign]
         commits = [0]
         event.listen(db.engine, "commit", lambda _c: commits.__setitem__(0, commits[0] + 1))
         counts: dict[str, Any] = {}
         for title, suite in own.items():
             st, sc = bytes.fromhex(title), SC_AUTH_ENC | suite
             # The first protect unwraps the keys and reserves the first block: counted too.
-            calls[0] = commits[0] = 0
+            hsm.reset_counts()
+            commits[0] = 0
             for _ in range(SETUP_PROTECTS):
                 service.protect(st, GET_REQUEST, sc, actor=config.actor)
-            protect_calls, protect_commits = calls[0], commits[0]
+            protect_calls, protect_commits = hsm.token_calls, commits[0]
             service.protect(st, GET_REQUEST, sc, actor=config.actor)  # keys cached from here on
-            calls[0] = commits[0] = 0
+            hsm.reset_counts()
+            commits[0] = 0
             for _ in range(SETUP_PROTECTS):
                 service.protect(st, GET_REQUEST, sc, actor=config.actor)
-            steady_calls, steady_commits = calls[0], commits[0]
+            steady_calls, steady_commits = hsm.token_calls, commits[0]
             aes = AESGCM(keys[title]["GUEK"])
             plain = plain_response(13)
             service.verify(
                 st, meter_response(aes, sc, keys[title]["GAK"], st, 1, plain), actor=config.actor
             )
-            calls[0] = commits[0] = 0
+            hsm.reset_counts()
+            commits[0] = 0
             for ic in range(2, 2 + SETUP_VERIFIES):
                 response = meter_response(aes, sc, keys[title]["GAK"], st, ic, plain)
                 service.verify(st, response, actor=config.actor)
@@ -707,10 +686,9 @@ def setup_main(spec: dict[str, Any]) -> dict[str, Any]:
                 "protect_token_calls": steady_calls,
                 "protect_commits": steady_commits,
                 "verifies": SETUP_VERIFIES,
-                "verify_token_calls": calls[0],
+                "verify_token_calls": hsm.token_calls,
                 "verify_commits": commits[0],
             }
-        hsm.call = real_call  # type: ignore[method-assign]
         service.close()
         db.dispose()
     finally:
@@ -726,10 +704,7 @@ class Worker:
 
     def __init__(self, kind: str, name: str, spec: dict[str, Any], env: dict[str, str]) -> None:
         self.name = name
-        command = [
-            sys.executable, str(Path(__file__).resolve()),
-            "--worker", kind, "--spec", json.dumps(spec),
-        ]  # fmt: skip
+        command = module_command(__spec__.name, "--worker", kind, "--spec", json.dumps(spec))
         self.proc = subprocess.Popen(
             command, env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, bufsize=1,
@@ -749,8 +724,8 @@ class Worker:
             line = stdout.readline()
             if not line:
                 raise RuntimeError(f"worker {self.name} exited with status {self.proc.wait()}")
-            if line.startswith(PROTOCOL_PREFIX):
-                message: dict[str, Any] = json.loads(line[len(PROTOCOL_PREFIX) :])
+            message = read_report(line)
+            if message is not None:
                 if not message.get("ok"):
                     raise RuntimeError(f"worker {self.name}: {message.get('error')}")
                 return message
@@ -767,7 +742,10 @@ class Worker:
 
 
 def measure(
-    workers: list[Worker], spec: dict[str, Any], args: argparse.Namespace, db_engine: Any
+    workers: list[Worker],
+    spec: dict[str, Any],
+    args: argparse.Namespace,
+    db_engine: Engine | None,
 ) -> dict[str, Any]:
     """Prepare every worker, start them together, and add their figures up."""
     for index, worker in enumerate(workers):
@@ -778,8 +756,7 @@ def measure(
         worker.send({"cmd": "prepare", **per_worker, "seconds": args.seconds, "count": args.count})
     for worker in workers:
         worker.receive()
-    holder = SimpleNamespace(engine=db_engine)
-    backends_before = backend_cpu_seconds(holder) if db_engine is not None else None
+    backends_before = backend_cpu_seconds(db_engine) if db_engine is not None else None
     start_at = time.time() + 0.1
     profile = None
     if args.profile and spec["kind"] in FLOOR_OF and len(workers) == 1:
@@ -791,10 +768,8 @@ def measure(
              "profile": profile}
         )  # fmt: skip
     parts = [worker.receive() for worker in workers]
-    backends_after = backend_cpu_seconds(holder) if db_engine is not None else None
-    db_cpu = 0.0
-    if backends_before is not None and backends_after is not None:
-        db_cpu = sum(t - backends_before.get(p, 0.0) for p, t in backends_after.items())
+    backends_after = backend_cpu_seconds(db_engine) if db_engine is not None else None
+    db_cpu = backends_used(backends_before, backends_after) or 0.0
     ops = sum(p["ops"] for p in parts)
     seconds = max(p["seconds"] for p in parts)
     cpu = sum(p["cpu_seconds"] for p in parts)
@@ -947,7 +922,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.worker == "setup":
-        print(PROTOCOL_PREFIX + json.dumps(setup_main(json.loads(args.spec))), flush=True)
+        report(setup_main(json.loads(args.spec)))
         return 0
     if args.worker:
         return worker_main(args.worker, json.loads(args.spec))
@@ -957,17 +932,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit("--suites: 0 and/or 2")
     if not sizes or any(s != len(GET_REQUEST) and not 64 <= s <= 0xFF00 for s in sizes):
         raise SystemExit(f"--sizes: {len(GET_REQUEST)}, or between 64 and 65280 bytes")
-    module = os.environ.get("KMS_PKCS11_MODULE") or DEFAULT_MODULE
-    if "softhsm" not in Path(module).name.lower() or shutil.which("softhsm2-util") is None:
-        raise SystemExit(f"needs SoftHSM2 (softhsm2-util and {module}): it initialises a token")
-
-    pg_server: str | None = None
-    if args.database == "postgresql":
-        pg_server, source = postgres_url(args.postgresql)
-        problem = "no URL" if pg_server is None else check_postgres(pg_server)
-        if problem is not None:
-            raise SystemExit(f"PostgreSQL: {problem} ({source})")
-        log(f"PostgreSQL server from {source}")
+    module = softhsm_module()
+    pg_server = require_postgres(args.postgresql) if args.database == "postgresql" else None
 
     workdir = Path(tempfile.mkdtemp(prefix="kms-bench-apdu-"))
     measurements: list[dict[str, Any]] = []
@@ -1060,14 +1026,7 @@ def main(argv: list[str]) -> int:
     if late > 0.05:
         notes.append(f"a worker started up to {late * 1000:.0f} ms after the shared start time")
     document = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "postgresql": os.environ.get("_BENCH_PG_VERSION"),
-        },
+        **document_header(),
         "database": args.database,
         "seconds": args.seconds,
         "count": args.count,
@@ -1093,28 +1052,10 @@ def close_workers(workers: list[Worker]) -> None:
 
 
 def run_setup(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    command = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", "setup", "--spec",
-        json.dumps(spec),
-    ]  # fmt: skip
-    proc = subprocess.run(
-        command, env=env, stdout=subprocess.PIPE, text=True, check=False, cwd=REPO_ROOT
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"setup child failed with status {proc.returncode}")
-    lines = [x for x in proc.stdout.splitlines() if x.startswith(PROTOCOL_PREFIX)]
-    result: dict[str, Any] = json.loads(lines[-1][len(PROTOCOL_PREFIX) :])
-    return result
+    return run_child(__spec__.name, ["--worker", "setup", "--spec", json.dumps(spec)], env, "setup")
 
 
 # --- table ---------------------------------------------------------------------------------------
-
-
-def _coloured(value: float | None, good: bool, spec: str) -> str:
-    if value is None:
-        return "-"
-    colour = "green" if good else "red"
-    return f"[{colour}]{value:{spec}}[/{colour}]"
 
 
 def print_table(document: dict[str, Any]) -> None:
@@ -1181,7 +1122,7 @@ def print_table(document: dict[str, Any]) -> None:
                 if is_protect:
                     # A window of N APDUs may straddle one block boundary more than N / 1,000.
                     allowed = -(-m["ops"] // 1000) * TARGET_COMMITS_PER_1000
-                    parts.append(_coloured(value, m["commits"] <= allowed, ".2f"))
+                    parts.append(coloured(value, m["commits"] <= allowed, ".2f"))
                 else:
                     parts.append(f"{value:,.0f}")
             commits = " / ".join(parts)
@@ -1192,15 +1133,15 @@ def print_table(document: dict[str, Any]) -> None:
             f"0x{SC_AUTH_ENC | row['suite']:02X}",
             fmt(one and one["ops_per_s"], ",.0f"),
             fmt(two and two["ops_per_s"], ",.0f"),
-            _coloured(scaling, scaling is not None and scaling >= TARGET_SCALING, ".2f")
+            coloured(scaling, scaling is not None and scaling >= TARGET_SCALING, ".2f")
             if kind in ("protect", "token-encrypt")
             else fmt(scaling, ".2f"),
             fmt(one and one["us_per_op"], ",.1f"),
             fmt(one and one["cpu_us_per_op"], ",.1f"),
-            _coloured(r1, r1 is not None and r1 >= TARGET_FLOOR_RATIO, ".2f")
+            coloured(r1, r1 is not None and r1 >= TARGET_FLOOR_RATIO, ".2f")
             if is_protect
             else fmt(r1, ".2f"),
-            _coloured(r2, r2 is not None and r2 >= TARGET_FLOOR_RATIO, ".2f")
+            coloured(r2, r2 is not None and r2 >= TARGET_FLOOR_RATIO, ".2f")
             if is_protect
             else fmt(r2, ".2f"),
             fmt(row.get("floor_cpu_ratio_1"), ".2f"),

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """PKI throughput: certificate issuance against bare token ECDSA signing, and ECDH + KDF; pyca
 baselines.
 
@@ -44,11 +43,12 @@ public key, and each KDF path's agreed key encrypts as pyca's derived key does. 
 printed and makes the exit status 1. Targets (issue 5 section 6; reported, never asserted):
 issuance at >= 70% of the bare token ECDSA sign rate on the same curve.
 
-``--breakdown`` times the issuance's phases with wrappers (exclusive time per phase: CSR decode
-and signature, lookups, the issuer's path, token random, TBS build or template fill, signing,
-certificate DER, signature and profile checks, rows, audit, commit; phases on worker threads are
-marked and counted apart, since they overlap the main thread);
-``--profile DIR`` runs the issuance under cProfile. Run ``.venv/bin/python benchmarks/pki.py
+``--breakdown`` hands the issuance a phase timer (``issue(..., phases=...)``, kms.phases) and
+times the SQLAlchemy sessions' flushes and commits through session events: exclusive time per
+phase (CSR decode and signature, lookups, the issuer's path, token random, TBS build or template
+fill, signing, certificate DER, signature and profile checks, rows, audit, commit; phases on
+worker threads are marked and counted apart, since they overlap the main thread);
+``--profile DIR`` runs the issuance under cProfile. Run ``.venv/bin/python -m benchmarks.pki
 --help``; see benchmarks/README.md.
 """
 
@@ -58,48 +58,38 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import functools
 import os
-import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
-
-# The token, PostgreSQL and CPU helpers are provision.py's, so every benchmark sets up alike.
-from provision import (  # noqa: E402
-    DEFAULT_MODULE,
-    Clock,
+from benchmarks.harness.database import DATABASES, postgres_database, require_postgres
+from benchmarks.harness.report import (
     add_report_options,
-    check_postgres,
+    document_header,
     emit_report,
     fmt,
     log,
-    postgres_database,
-    postgres_url,
     report_console,
-    softhsm_token,
+)
+from benchmarks.harness.timing import (
+    WORKER,
+    Clock,
+    PhaseTimer,
+    dump_profile,
+    profiler_for,
     timed_run,
 )
+from benchmarks.harness.token import softhsm_module, softhsm_token
 
-DATABASES = ("sqlite", "postgresql")
 DEFAULT_P256 = 10_000
 DEFAULT_P384 = 1_000
 DEFAULT_SECONDS = 2.0
 TARGET_ISSUE_RATIO = 0.70
-#: Suffix of a phase timed on a worker thread (its time overlaps the main thread's).
-WORKER = " (worker thread)"
 #: Operations between two looks at the clock in a timed loop.
 BATCH = 8
 ACTOR = "benchmark"
@@ -190,118 +180,6 @@ def pooled(*parts: dict[str, Any]) -> dict[str, Any]:
         else None
     )
     return out
-
-
-class PhaseTimer:
-    """Exclusive wall time per phase: a wrapped call's time, minus its wrapped callees'.
-
-    Each thread keeps its own call stack. Issuance checks CSRs and signed chunks on worker
-    threads, beside the main thread: their phases are labelled as such (:data:`WORKER`) and left
-    out of what the main thread's phases leave unaccounted.
-    """
-
-    def __init__(self) -> None:
-        self.exclusive: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._undo: list[Callable[[], None]] = []
-
-    def wrap(self, label: str | Callable[..., str], fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn`` timed under ``label``, or under ``label(*args)`` when it is callable."""
-        local, lock = self._local, self._lock
-        main = threading.main_thread()
-        exclusive = self.exclusive
-        calls = self.calls
-
-        @functools.wraps(fn)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            stack = local.__dict__.setdefault("stack", [])
-            frame = [0.0]
-            stack.append(frame)
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                stack.pop()
-                name = label(*args) if callable(label) else label
-                if threading.current_thread() is not main:
-                    name += WORKER
-                with lock:
-                    exclusive[name] = exclusive.get(name, 0.0) + elapsed - frame[0]
-                    calls[name] = calls.get(name, 0) + 1
-                if stack:
-                    stack[-1][0] += elapsed
-
-        return wrapped
-
-    def patch(self, owner: Any, name: str, label: str | Callable[..., str]) -> None:
-        """Time ``owner.name``; a name the code no longer has is reported, not fatal."""
-        where = owner.__dict__ if isinstance(owner, type) else None
-        original = where.get(name) if where is not None else getattr(owner, name, None)
-        if original is None:
-            log(f"--breakdown: {getattr(owner, '__name__', owner)}.{name} not found, not timed")
-            return
-        setattr(owner, name, self.wrap(label, original))
-        self._undo.append(lambda: setattr(owner, name, original))
-
-    def restore(self) -> None:
-        while self._undo:
-            self._undo.pop()()
-
-
-def _path_verify_label(role: str, *_: Any) -> str:
-    """Issuance validates the issuing CA's path (the issuer is the path's "certificate")."""
-    return f"issuer: {role} signature verify (pyca)"
-
-
-@contextlib.contextmanager
-def phase_timer(hsm: Any) -> Iterator[PhaseTimer]:
-    """Wrap what ``certificates.issue`` calls, in the modules it calls them through."""
-    from sqlalchemy.orm import Session, SessionTransaction
-
-    import kms.db.pki_repository as pki_repo
-    import kms.db.repository as repo
-    import kms.pki.csr as csr
-    import kms.pki.path as path
-    import kms.pki.profile_check as profile_check
-    import kms.pki.profiles as profiles
-    import kms.pki.template as template
-    import kms.services.common.audit as audit
-    import kms.services.pki.certificates as certificates
-    import kms.services.pki.issuance as issuance
-
-    timer = PhaseTimer()
-    for owner, name, label in (
-        (csr, "load_csr", "CSR: decode, checks"),
-        (csr, "_check_signature", "CSR: signature verify (pyca)"),
-        (repo, "meter_refs_by_system_title", "meters: one query per 500 CSRs"),
-        (pki_repo, "active_authority", "CA lookups (per suite and batch)"),
-        (certificates, "require_usable", "CA usable check"),
-        (issuance, "open_issuer", "issuer: open once per batch"),
-        (path, "validate_path", "issuer: path validation to the root (asn1crypto)"),
-        (path, "_signature_verifies", _path_verify_label),
-        (hsm, "random", "token: random (serials of a chunk)"),
-        (profiles, "end_entity_tbs", "TBS build (asn1crypto; first of a group)"),
-        (template.EndEntityTemplate, "tbs", "TBS fill (template)"),
-        (hsm, "sign_digests", "token: ECDSA sign (a chunk per call)"),
-        (template, "certificate_der", "certificate DER (by hand)"),
-        (issuance, "_verify_signature", "leaf signature verify (pyca; templated)"),
-        (profiles, "check_certificate", "profile check (first of a group)"),
-        (profile_check, "verify", "profile check: leaf signature verify (pyca)"),
-        (issuance, "_row", "certificate row (dict)"),
-        (issuance, "_learn_subject", "certificate row cross-check (first of a type)"),
-        (pki_repo, "insert_certificates", "certificate INSERT (a chunk per call)"),
-        (Session, "flush", "flush"),
-        (audit, "append", "audit append (hash chain, INSERT)"),
-        (SessionTransaction, "commit", "commit"),
-    ):
-        timer.patch(owner, name, label)
-    try:
-        yield timer
-    finally:
-        timer.restore()
 
 
 # --- setup ----------------------------------------------------------------------------------------
@@ -521,14 +399,18 @@ def measure_issue(
         CsrItem(der, f"csr-{case.suite}-{i}", CertificateType.DIGITAL_SIGNATURE)
         for i, der in enumerate(csrs)
     ]
-    profiler: Any = None
-    if profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
+    profiler = profiler_for(profile)
+    timer = PhaseTimer() if breakdown else None
     with contextlib.ExitStack() as stack:
-        timer = stack.enter_context(phase_timer(hsm)) if breakdown else None
-        issued, timing = timed_run(db, profiler, lambda: service.issue(actor=ACTOR, items=items))
+        if timer is not None:
+            stack.enter_context(timer.session_events())
+            issued, timing = timed_run(
+                db, profiler, lambda: service.issue(actor=ACTOR, items=items, phases=timer)
+            )
+        else:
+            issued, timing = timed_run(
+                db, profiler, lambda: service.issue(actor=ACTOR, items=items)
+            )
     n = len(csrs)
     problems = []
     if len(issued) != n:
@@ -562,17 +444,10 @@ def measure_issue(
             break
     result: dict[str, Any] = {"ops": n, **timing, "checks": "; ".join(problems) or "ok"}
     if timer is not None:
-        result["breakdown"] = {
-            label: {"seconds": timer.exclusive[label], "calls": timer.calls[label]}
-            for label in timer.exclusive
-        }
+        result["breakdown"] = timer.breakdown()
     if profiler is not None:
-        import pstats
-
-        profiler.dump_stats(profile)
-        stats = pstats.Stats(profile, stream=sys.stderr)
-        stats.sort_stats("tottime").print_stats(30)
-        stats.sort_stats("cumulative").print_stats(45)
+        assert profile is not None
+        dump_profile(profiler, profile, (30, 45))
     return result
 
 
@@ -891,8 +766,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--breakdown",
         action="store_true",
-        help="time the issuance's phases with wrappers and print where the time goes (adds a "
-        "few microseconds per certificate)",
+        help="time the issuance's phases through its phases hook and print where the time goes "
+        "(adds a few microseconds per certificate)",
     )
     add_report_options(
         parser,
@@ -909,16 +784,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    module = os.environ.get("KMS_PKCS11_MODULE") or DEFAULT_MODULE
-    if "softhsm" not in Path(module).name.lower() or shutil.which("softhsm2-util") is None:
-        raise SystemExit(f"needs SoftHSM2 (softhsm2-util and {module}): it initialises a token")
-    pg_server: str | None = None
-    if args.database == "postgresql":
-        pg_server, source = postgres_url(args.postgresql)
-        problem = "no URL" if pg_server is None else check_postgres(pg_server)
-        if problem is not None:
-            raise SystemExit(f"PostgreSQL: {problem} ({source})")
-        log(f"PostgreSQL server from {source}")
+    module = softhsm_module()
+    pg_server = require_postgres(args.postgresql) if args.database == "postgresql" else None
 
     workdir = Path(tempfile.mkdtemp(prefix="kms-bench-pki-"))
     rows: list[dict[str, Any]] = []
@@ -965,14 +832,7 @@ def main(argv: list[str]) -> int:
         status = 1
 
     document = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "postgresql": os.environ.get("_BENCH_PG_VERSION"),
-        },
+        **document_header(),
         "database": args.database,
         "seconds": args.seconds,
         "batches": {"P-256": args.p256, "P-384": args.p384},
@@ -1073,7 +933,7 @@ def print_tables(document: dict[str, Any]) -> None:
     if document["profiled"]:
         console.print("[yellow]profiled run: issuance timings include cProfile[/yellow]")
     if document["breakdown"]:
-        console.print("[yellow]--breakdown: issuance timings include the phase wrappers[/yellow]")
+        console.print("[yellow]--breakdown: issuance timings include the phase timer[/yellow]")
     console.print(f"command: {document['command']}")
 
 

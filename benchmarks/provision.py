@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Provisioning throughput: the KMS against a floor of bare token calls, on SQLite and PostgreSQL.
 
 For every size N (default 1,000, 10,000 and 100,000) the benchmark runs, one child process at a
@@ -27,7 +26,7 @@ Targets (issue): KMS meters/s at least 60% of the floor's, and us/meter at 100,0
 us/meter at 1,000. Nothing here is asserted by the test suite; this script only reports (its exit
 status is 0 even when a target is missed, 1 when a case fails or a check does not hold).
 
-Run ``.venv/bin/python benchmarks/provision.py --help``; see benchmarks/README.md.
+Run ``.venv/bin/python -m benchmarks.provision --help``; see benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -35,30 +34,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime
 import json
 import os
-import platform
-import resource
-import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.harness.children import report, run_child
+from benchmarks.harness.database import DATABASES, check_postgres, postgres_database, postgres_url
+from benchmarks.harness.report import (
+    add_report_options,
+    document_header,
+    emit_report,
+    log,
+    report_console,
+)
+from benchmarks.harness.timing import Clock, dump_profile, profiler_for, timed_run
+from benchmarks.harness.token import CountingHsm, softhsm_module, softhsm_token
 
-DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_SIZES = (1000, 10000, 100000)
-DATABASES = ("sqlite", "postgresql")
-TOKEN_LABEL = "kms-bench"
 TRANSPORT_LABEL = "bench-transport"
 TRANSPORT_VALUE = bytes.fromhex("5A17C0DE5A17C0DE5A17C0DE5A17C0DE")
 STORAGE_LABEL = "kms-storage-v1"  # kms.keystore.hierarchy.STORAGE_LABEL (checked in setup)
@@ -71,112 +67,6 @@ TARGET_SCALING = 1.15
 FLOOR_CALLS = {"generate_key": 4, "check_value": 4, "wrap_key": 8, "mac": 4, "destroy": 4}
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    """Progress on stderr, time-stamped."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def busy_cpu_seconds() -> float | None:
-    """Machine-wide non-idle CPU seconds since boot (/proc/stat), or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    ticks = [int(f) for f in fields]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class Clock:
-    """Wall time, this process's CPU and the rest of the machine's CPU over a timed section.
-
-    ``other_cores`` is the CPU the rest of the machine burnt per second of the section: the
-    PostgreSQL server's work on a PostgreSQL run, and whatever else runs on the machine (noise).
-    """
-
-    def __init__(self) -> None:
-        self.rss_before = peak_rss_bytes()
-        self._busy = busy_cpu_seconds()
-        self._cpu = cpu_seconds()
-        self._started = time.perf_counter()
-
-    def stop(self) -> dict[str, Any]:
-        seconds = time.perf_counter() - self._started
-        cpu = cpu_seconds() - self._cpu
-        busy = busy_cpu_seconds()
-        other = None
-        if busy is not None and self._busy is not None and seconds > 0:
-            other = max(0.0, (busy - self._busy - cpu) / seconds)
-        return {
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "other_cores": other,
-            "rss_before": self.rss_before,
-            "peak_rss": peak_rss_bytes(),
-        }
-
-
-def backend_cpu_seconds(db: Any) -> dict[int, float] | None:
-    """CPU seconds used so far by each PostgreSQL backend serving this database, by pid.
-
-    Read from /proc/<pid>/stat, so only for a server on this machine (None otherwise, and for
-    SQLite, whose work is in the benchmark's own process).
-    """
-    from sqlalchemy import text
-
-    if db.engine.dialect.name != "postgresql":
-        return None
-    with db.engine.connect() as conn:
-        pids = list(
-            conn.execute(
-                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-            ).scalars()
-        )
-    ticks = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None  # not a local server, or not ours to read
-        out[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-    return out
-
-
-def timed_run(db: Any, profiler: Any, call: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
-    """``call()`` under a :class:`Clock` (and ``profiler``, when not None): its result and the
-    timing, with the PostgreSQL backends' CPU counted as the database's share
-    (``db_server_cpu_seconds``) and taken out of ``other_cores``. Backends opened during the run
-    count from zero."""
-    backends_before = backend_cpu_seconds(db)
-    clock = Clock()
-    if profiler is not None:
-        profiler.enable()
-    result = call()
-    if profiler is not None:
-        profiler.disable()
-    timing = clock.stop()
-    backends_after = backend_cpu_seconds(db)
-    if backends_before is not None and backends_after is not None:
-        db_cpu = sum(t - backends_before.get(p, 0.0) for p, t in backends_after.items())
-        timing["db_server_cpu_seconds"] = db_cpu
-        if timing["other_cores"] is not None:
-            timing["other_cores"] = max(0.0, timing["other_cores"] - db_cpu / timing["seconds"])
-    return result, timing
 
 
 def system_title(case: int, index: int) -> str:
@@ -254,7 +144,6 @@ def write_manifest(path: Path, case: int, count: int) -> None:
 
 def child_setup(spec: dict[str, Any]) -> dict[str, Any]:
     """Create root and transport keys; count the adapter calls a provisioning run makes."""
-    from kms.hsm import open_hsm
     from kms.keystore import hierarchy
     from kms.services.root import Resources, Services
 
@@ -263,28 +152,17 @@ def child_setup(spec: dict[str, Any]) -> dict[str, Any]:
     workdir = Path(spec["workdir"])
     url = f"sqlite:///{workdir / 'setup.db'}"
     config = _kms_config(spec, url)
-    hsm = open_hsm(config)
+    hsm = CountingHsm(config)  # counts its operations by name
     try:
         db = _prepare_database(hsm, url)
-        counts: dict[str, int] = {}
-        for name in [n for n in dir(hsm) if not n.startswith("_")]:
-            method = getattr(hsm, name)
-            if not callable(method) or name in {"close", "mechanisms"}:
-                continue
-
-            def counted(*args: Any, _name: str = name, _m: Any = method, **kw: Any) -> Any:
-                counts[_name] = counts.get(_name, 0) + 1
-                return _m(*args, **kw)
-
-            setattr(hsm, name, counted)
         service = Services(resources=Resources(config, hsm=hsm, database=db)).provisioning
         observed: list[dict[str, int]] = []
         for case, meters in ((90, 10), (91, 30)):
             manifest = workdir / f"setup-{meters}.csv"
             write_manifest(manifest, case, meters)
-            counts.clear()
+            hsm.reset_counts()
             service.provision(manifest, workdir / f"setup-{meters}.jsonl", actor=config.actor)
-            observed.append(dict(counts))
+            observed.append(dict(hsm.operations))
         db.dispose()
     finally:
         hsm.close()
@@ -391,12 +269,8 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         db = _prepare_database(hsm, spec["database_url"])
         service = Services(resources=Resources(config, hsm=hsm, database=db)).provisioning
-        profiler: Any = None
-        if spec.get("profile"):
-            import cProfile
-
-            profiler = cProfile.Profile()
-        report, timing = timed_run(
+        profiler = profiler_for(spec.get("profile"))
+        result, timing = timed_run(
             db, profiler, lambda: service.provision(manifest, out, actor=config.actor)
         )
         # Checks, after the clock stopped: N result lines, N PENDING meters, N setups.
@@ -415,21 +289,16 @@ def child_kms(spec: dict[str, Any]) -> dict[str, Any]:
             states = repo.count_meters(session)
         if states != {"PENDING": count}:
             problems.append(f"meters in the database by state: {states}, expected {count} PENDING")
-        if (report.meters, report.generated, report.keys) != (count, count, 4 * count):
-            problems.append(f"unexpected report {report}")
+        if (result.meters, result.generated, result.keys) != (count, count, 4 * count):
+            problems.append(f"unexpected report {result}")
         db.dispose()
         if profiler is not None:
-            import pstats
-
-            profiler.dump_stats(spec["profile"])
-            stats = pstats.Stats(spec["profile"], stream=sys.stderr)
-            stats.sort_stats("tottime").print_stats(30)
-            stats.sort_stats("cumulative").print_stats(40)
+            dump_profile(profiler, spec["profile"], (30, 40))
     finally:
         hsm.close()
     return {
         **timing,
-        "report_seconds": report.seconds,
+        "report_seconds": result.seconds,
         "result_lines": lines,
         "result_bytes": out.stat().st_size,
         "checks": "; ".join(problems) or "ok",
@@ -447,148 +316,15 @@ def child_main(spec_text: str) -> None:
         result = child_kms(spec)
     else:
         raise SystemExit(f"unknown child kind {kind!r}")
-    print(json.dumps(result), flush=True)
+    report(result)
 
 
 # --- parent -------------------------------------------------------------------------------------
 
 
-def run_child(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """Run one case in a fresh interpreter; its last stdout line is its JSON result."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-    proc = subprocess.run(
-        command, env=env, stdout=subprocess.PIPE, text=True, check=False, cwd=REPO_ROOT
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec['kind']} child failed with status {proc.returncode}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
-
-
-def softhsm_token(workdir: Path, module: str) -> tuple[dict[str, str], str]:
-    """A throwaway SoftHSM2 token; returns the children's environment and the token label."""
-    from tests.softhsm import write_softhsm2_conf
-
-    conf = write_softhsm2_conf(workdir)
-    os.environ["SOFTHSM2_CONF"] = str(conf)  # before anything in any process loads the module
-    pin = secrets.token_hex(8)
-    result = subprocess.run(
-        [
-            "softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
-            "--pin", pin, "--so-pin", secrets.token_hex(8), "--module", module,
-        ],
-        env={**os.environ, "SOFTHSM2_CONF": str(conf)},
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise SystemExit(f"softhsm2-util --init-token failed: {result.stderr.strip()}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KMS_")}
-    env.update({"SOFTHSM2_CONF": str(conf), "KMS_USER_PIN": pin, "PYTHONHASHSEED": "0"})
-    return env, TOKEN_LABEL
-
-
-def postgres_url(explicit: str | None) -> tuple[str | None, str]:
-    """The server URL to create databases on, and where it came from."""
-    if explicit:
-        return explicit, "--postgresql"
-    if os.environ.get("KMS_TEST_POSTGRES_URL"):
-        return os.environ["KMS_TEST_POSTGRES_URL"], "KMS_TEST_POSTGRES_URL"
-    script = REPO_ROOT / "scripts" / "postgres-test.sh"
-    try:
-        proc = subprocess.run(
-            [str(script), "url"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None, "scripts/postgres-test.sh url could not run"
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return None, f"scripts/postgres-test.sh url: {proc.stderr.strip() or 'no URL'}"
-    return proc.stdout.strip(), "scripts/postgres-test.sh url"
-
-
-def add_report_options(parser: argparse.ArgumentParser, profile_help: str) -> None:
-    """``--json``, ``--profile`` (``profile_help`` says what it profiles) and ``--keep``,
-    worded alike in every benchmark."""
-    parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write the results as JSON to PATH; without PATH, print JSON instead of the table",
-    )
-    parser.add_argument("--profile", metavar="DIR", help=profile_help)
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-
-
-def emit_report(
-    document: dict[str, Any], json_arg: str | None, print_tables: Callable[[dict[str, Any]], None]
-) -> None:
-    """What ``--json`` asks for: the document to a file (and the tables), or JSON on stdout
-    instead of the tables."""
-    if json_arg and json_arg != "-":
-        Path(json_arg).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    if json_arg == "-":
-        print(json.dumps(document, indent=2))
-    else:
-        print_tables(document)
-
-
-def report_console(width: int) -> Any:
-    """A rich Console; off a terminal ``width`` wide, so a log file gets whole tables."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=width)
-
-
-def fmt(value: float | None, spec: str) -> str:
-    """``value`` formatted by ``spec``, or "-" for a figure not measured."""
-    return "-" if value is None else format(value, spec)
-
-
-@contextlib.contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """CREATE DATABASE kms_bench_<hex> on the server; DROP it afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    from tests.postgres import drop_database
-
-    name = f"kms_bench_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.dispose()
-        drop_database(server_url, name)
-
-
-def check_postgres(server_url: str) -> str | None:
-    """None when the server accepts us and lets us create databases, else why not."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.pool import NullPool
-
-    try:
-        engine = create_engine(server_url, poolclass=NullPool)
-        with engine.connect() as conn:
-            can = conn.execute(
-                text("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
-            ).scalar()
-            version = conn.execute(text("SHOW server_version")).scalar()
-        engine.dispose()
-    except SQLAlchemyError as exc:
-        return f"cannot connect: {exc.__class__.__name__}"
-    if not can:
-        return "the role may not CREATE DATABASE"
-    os.environ["_BENCH_PG_VERSION"] = str(version)
-    return None
+def run_case(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Run one case in a fresh interpreter (its own login, its own peak RSS)."""
+    return run_child(__spec__.name, ["--child", json.dumps(spec)], env, spec["kind"])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -643,9 +379,7 @@ def main(argv: list[str]) -> int:
     unknown = [d for d in databases if d not in DATABASES]
     if unknown:
         raise SystemExit(f"--databases: unknown {', '.join(unknown)}")
-    module = os.environ.get("KMS_PKCS11_MODULE") or DEFAULT_MODULE
-    if "softhsm" not in Path(module).name.lower() or shutil.which("softhsm2-util") is None:
-        raise SystemExit(f"needs SoftHSM2 (softhsm2-util and {module}): it initialises a token")
+    module = softhsm_module()
 
     notes: list[str] = []
     pg_server: str | None = None
@@ -670,7 +404,7 @@ def main(argv: list[str]) -> int:
         env, token_label = softhsm_token(workdir, module)
         base = {"module": module, "token_label": token_label, "chunk_size": args.chunk_size}
         log(f"token {token_label!r} in {workdir}; setup: root keys, transport key, call count")
-        setup = run_child({**base, "kind": "setup", "workdir": str(workdir)}, env)
+        setup = run_case({**base, "kind": "setup", "workdir": str(workdir)}, env)
         if not setup["floor_matches_kms"]:
             notes.append(
                 "the floor does NOT make the same adapter calls per meter as the KMS: "
@@ -681,7 +415,7 @@ def main(argv: list[str]) -> int:
         for case_index, n in enumerate(sizes):
             if not args.no_floor and (args.floor_max is None or n <= args.floor_max):
                 log(f"floor, N={n:,}")
-                row = run_child({**base, "kind": "floor", "n": n}, env)
+                row = run_case({**base, "kind": "floor", "n": n}, env)
                 row.update(database="floor", n=n)
                 floor_at[n] = row
                 results.append(row)
@@ -708,7 +442,7 @@ def main(argv: list[str]) -> int:
                     else:
                         assert pg_server is not None
                         spec["database_url"] = stack.enter_context(postgres_database(pg_server))
-                    row = run_child(spec, env)
+                    row = run_case(spec, env)
                 row.update(database=database, n=n)
                 results.append(row)
                 if row["checks"] != "ok":
@@ -729,14 +463,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     document = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "postgresql": os.environ.get("_BENCH_PG_VERSION"),
-        },
+        **document_header(),
         "chunk_size": args.chunk_size,
         "profiled": bool(args.profile),
         "targets": {"floor_ratio_min": TARGET_FLOOR_RATIO, "scaling_max": TARGET_SCALING},

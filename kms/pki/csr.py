@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from asn1crypto import core, csr, keys, x509  # type: ignore[import-untyped, unused-ignore]
 
 from kms.errors import CertificateProfileError, InputError, InvalidSignature
+from kms.phases import NO_PHASES, Phases
 from kms.pki._asn1 import HASH_OF_ALGORITHM, SIGNATURE_ALGORITHMS, decode_der, is_pem, pem_blocks
 from kms.pki._der import DerError, read_header
 from kms.pki.ecdsa import Verifier, hash_for_curve, public_key_curve
@@ -50,6 +51,8 @@ __all__ = ["CertificateRequest", "load_csr"]
 
 _LABELS = ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
 _WHAT = "CSR"
+#: The phase (:mod:`kms.phases`) of the self-signature check.
+SIGNATURE_PHASE = "CSR: signature verify (pyca)"
 _SEQUENCE, _BIT_STRING = 0x30, 0x03
 
 
@@ -68,13 +71,16 @@ class CertificateRequest:
     curve: str
 
 
-def load_csr(data: bytes, source: str | None = None) -> CertificateRequest:
+def load_csr(
+    data: bytes, source: str | None = None, *, phases: Phases = NO_PHASES
+) -> CertificateRequest:
     """The verified request in ``data`` (DER, or PEM labelled CERTIFICATE REQUEST).
 
     Raises :class:`~kms.errors.InputError` for bytes that are not a strict PKCS #10 structure
     (``source`` is named), :class:`~kms.errors.CertificateProfileError` for a key, algorithm or
     subject the profile forbids, and :class:`~kms.errors.InvalidSignature` when the
-    self-signature does not verify.
+    self-signature does not verify. The self-signature check is reported to ``phases`` as
+    ``"CSR: signature verify (pyca)"`` (:mod:`kms.phases`).
     """
     if is_pem(data):
         blocks = pem_blocks(data, _LABELS, _WHAT, source)
@@ -83,19 +89,23 @@ def load_csr(data: bytes, source: str | None = None) -> CertificateRequest:
         data = blocks[0]
     plain = _plain(data) if isinstance(data, bytes | bytearray) else None
     if plain is not None:
-        return _plain_request(bytes(data), plain, source)
-    return _decoded_request(data, source)
+        return _plain_request(bytes(data), plain, source, phases)
+    return _decoded_request(data, source, phases)
 
 
 def _plain_request(
-    data: bytes, parts: tuple[bytes, bytes, bytes, str, str, bytes], source: str | None
+    data: bytes,
+    parts: tuple[bytes, bytes, bytes, str, str, bytes],
+    source: str | None,
+    phases: Phases,
 ) -> CertificateRequest:
     """A CSR of the common shape (:func:`_plain`): only the signature is left to check; the
     asn1crypto subject and key are loaded lazily, for whoever reads them."""
     info_der, subject, public_key_der, curve, hash_name, signature = parts
-    _check_signature(
-        lambda: Verifier.from_der(public_key_der, curve), signature, info_der, hash_name, source
-    )
+    with phases.phase(SIGNATURE_PHASE):
+        _check_signature(
+            lambda: Verifier.from_der(public_key_der, curve), signature, info_der, hash_name, source
+        )
     return CertificateRequest(
         der=data,
         subject=x509.Name.load(subject),
@@ -105,7 +115,7 @@ def _plain_request(
     )
 
 
-def _decoded_request(data: bytes, source: str | None) -> CertificateRequest:
+def _decoded_request(data: bytes, source: str | None, phases: Phases) -> CertificateRequest:
     """Any other CSR, through the strict decoder: every rule checked in turn and named."""
     request = decode_der(csr.CertificationRequest, data, _WHAT, source)
     info = request["certification_request_info"]
@@ -144,13 +154,14 @@ def _decoded_request(data: bytes, source: str | None) -> CertificateRequest:
             f"CSR for a {curve} key is signed with {SIGNATURE_ALGORITHMS[name]}; "
             f"the suite pairs {curve} with {hash_for_curve(curve).upper()}"
         )
-    _check_signature(
-        lambda: Verifier(public_key),
-        request["signature"].native,
-        bytes(info.dump()),
-        hash_name,
-        source,
-    )
+    with phases.phase(SIGNATURE_PHASE):
+        _check_signature(
+            lambda: Verifier(public_key),
+            request["signature"].native,
+            bytes(info.dump()),
+            hash_name,
+            source,
+        )
     try:
         system_title = name_system_title_any_case(info["subject"])
     except CertificateProfileError as error:

@@ -16,6 +16,10 @@ signature under the issuer's key for every one.
 Certificates are made in two steps, :func:`sign` (the token) and :func:`check` (no token, no
 database), so that :func:`make` can check what the token signed on a worker thread while the
 token signs more.
+
+Each function takes an optional ``phases`` hook (:mod:`kms.phases`) that is told the phases a
+benchmark breaks issuance into (token random, TBS build or fill, token signature, certificate
+DER, signature and profile checks, rows); by default it records nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from kms.db import (
 from kms.db import pki_repository as pki_repo
 from kms.errors import InvalidSignature, NotFoundError
 from kms.hsm import Hsm, TokenKey
+from kms.phases import NO_PHASES, Phases
 from kms.pki import ecdsa, encoding, path, profiles, template
 from kms.pki.profiles import CertificateType
 from kms.services.common.peers import KIND_OF_TYPE
@@ -82,7 +87,12 @@ class Issuer:
 
 
 def open_issuer(
-    session: Session, authority: CertificateAuthority, validity_days: int, now: datetime.datetime
+    session: Session,
+    authority: CertificateAuthority,
+    validity_days: int,
+    now: datetime.datetime,
+    *,
+    phases: Phases = NO_PHASES,
 ) -> Issuer:
     """``authority`` ready to issue at ``now`` certificates valid for ``validity_days`` (cut at
     its own end): its certificate validated up to the root.
@@ -103,7 +113,8 @@ def open_issuer(
             or authority.certificate.status is CertificateStatus.REVOKED
         )
 
-    path.validate_path(certificate, [], authority_certificate(root), at=now, is_revoked=revoked)
+    with phases.phase("issuer: path validation to the root"):
+        path.validate_path(certificate, [], authority_certificate(root), at=now, is_revoked=revoked)
     return Issuer(
         authority=authority,
         certificate=certificate,
@@ -145,7 +156,7 @@ class Signed:
     signatures: list[bytes]
 
 
-def sign(hsm: Hsm, orders: Sequence[Order]) -> Signed:
+def sign(hsm: Hsm, orders: Sequence[Order], phases: Phases = NO_PHASES) -> Signed:
     """The token's part of a slice of orders: serial numbers from one call to its RNG, the
     TBSCertificates, and their signatures, one token call per issuer.
 
@@ -153,19 +164,22 @@ def sign(hsm: Hsm, orders: Sequence[Order]) -> Signed:
     (:func:`kms.pki.profiles.end_entity_tbs`) and becomes its group's template; the others are
     filled into the template (:mod:`kms.pki.template`): the same bytes, without asn1crypto.
     """
-    randomness = hsm.random(SERIAL_RANDOM_BYTES * len(orders))
+    with phases.phase("token: random (serials of a slice)"):
+        randomness = hsm.random(SERIAL_RANDOM_BYTES * len(orders))
     built: list[tuple[int, bytes, bool]] = []
     digests: list[bytes] = []
     for index, order in enumerate(orders):
         cut = index * SERIAL_RANDOM_BYTES
         serial = profiles.serial_number_from(randomness[cut : cut + SERIAL_RANDOM_BYTES])
-        tbs_der, templated = _tbs(order, serial)
+        tbs_der, templated = _tbs(order, serial, phases)
         built.append((serial, tbs_der, templated))
         digests.append(hashlib.new(order.issuer.hash_name, tbs_der).digest())
-    return Signed(orders, built, _sign_by_issuer(hsm, orders, digests))
+    with phases.phase("token: ECDSA sign (a slice per call)"):
+        signatures = _sign_by_issuer(hsm, orders, digests)
+    return Signed(orders, built, signatures)
 
 
-def check(signed: Signed) -> list[Made]:
+def check(signed: Signed, phases: Phases = NO_PHASES) -> list[Made]:
     """The certificates of a signed slice, in order, each checked: the first of each group by
     the full profile checker (which also verifies its signature), every other one by its
     signature under the issuer's key. Raises on the first that fails; nothing is stored then.
@@ -180,22 +194,28 @@ def check(signed: Signed) -> list[Made]:
         signed.orders, signed.built, signed.signatures, strict=True
     ):
         issuer = order.issuer
-        der = template.certificate_der(tbs_der, issuer.hash_name, raw)
+        with phases.phase("certificate DER (by hand)"):
+            der = template.certificate_der(tbs_der, issuer.hash_name, raw)
         if templated:
-            _verify_signature(issuer, tbs_der, raw)
-            row = _row(order, serial, der)
+            with phases.phase("leaf signature verify (pyca; templated)"):
+                _verify_signature(issuer, tbs_der, raw)
+            with phases.phase("certificate row (dict)"):
+                row = _row(order, serial, der)
         else:
-            certificate = encoding.load_certificate(der, "issued certificate")
-            profiles.check_certificate(
-                certificate,
-                issuer=issuer.certificate,
-                certificate_type=order.certificate_type,
-                system_title=order.system_title,
-                is_ca=False,
-            )
-            row = _row(order, serial, der)
+            with phases.phase("profile check (first of a group)"):
+                certificate = encoding.load_certificate(der, "issued certificate")
+                profiles.check_certificate(
+                    certificate,
+                    issuer=issuer.certificate,
+                    certificate_type=order.certificate_type,
+                    system_title=order.system_title,
+                    is_ca=False,
+                )
+            with phases.phase("certificate row (dict)"):
+                row = _row(order, serial, der)
             if order.certificate_type not in issuer.subjects:
-                _learn_subject(issuer, order, certificate, row)
+                with phases.phase("certificate row cross-check (first of a type)"):
+                    _learn_subject(issuer, order, certificate, row)
         made.append(Made(der, row["serial"], row))
     return made
 
@@ -206,6 +226,7 @@ def make(
     *,
     chunk_size: int,
     store: Callable[[int, list[Made]], None],
+    phases: Phases = NO_PHASES,
 ) -> None:
     """Every order signed and checked, handed to ``store`` a chunk at a time with the index of
     its first order; an order that fails raises, and ``store`` sees no later chunk.
@@ -221,10 +242,10 @@ def make(
             waiting: tuple[int, list[Future[list[Made]]]] | None = None
             for start in range(0, len(orders), chunk_size):
                 chunk = orders[start : start + chunk_size]
-                parts = [
-                    checker.submit(check, sign(hsm, chunk[first : first + SIGN_SLICE]))
-                    for first in range(0, len(chunk), SIGN_SLICE)
-                ]
+                parts = []
+                for first in range(0, len(chunk), SIGN_SLICE):
+                    signed = sign(hsm, chunk[first : first + SIGN_SLICE], phases)
+                    parts.append(checker.submit(check, signed, phases))
                 if waiting is not None:
                     store(waiting[0], [made for part in waiting[1] for made in part.result()])
                 waiting = (start, parts)
@@ -235,7 +256,7 @@ def make(
             raise
 
 
-def _tbs(order: Order, serial: int) -> tuple[bytes, bool]:
+def _tbs(order: Order, serial: int, phases: Phases) -> tuple[bytes, bool]:
     """The DER TBSCertificate of ``order``, and whether it came from a template (else from
     asn1crypto, and then it is the first of its group and becomes the group's template)."""
     issuer = order.issuer
@@ -243,17 +264,19 @@ def _tbs(order: Order, serial: int) -> tuple[bytes, bool]:
     group = (order.certificate_type, len(key_der))
     found = issuer.templates.get(group)
     if found is not None and found.fits(serial, key_der):
-        return found.tbs(serial, order.system_title, key_der), True
-    tbs_der = bytes(
-        profiles.end_entity_tbs(
-            serial_number=serial,
-            issuer=issuer.certificate,
-            system_title=order.system_title,
-            public_key=order.public_key,
-            certificate_type=order.certificate_type,
-            validity=issuer.validity,
-        ).dump()
-    )
+        with phases.phase("TBS fill (template)"):
+            return found.tbs(serial, order.system_title, key_der), True
+    with phases.phase("TBS build (asn1crypto; first of a group)"):
+        tbs_der = bytes(
+            profiles.end_entity_tbs(
+                serial_number=serial,
+                issuer=issuer.certificate,
+                system_title=order.system_title,
+                public_key=order.public_key,
+                certificate_type=order.certificate_type,
+                validity=issuer.validity,
+            ).dump()
+        )
     if found is None:
         issuer.templates[group] = template.EndEntityTemplate.from_tbs(
             tbs_der, serial_number=serial, system_title=order.system_title, public_key_der=key_der

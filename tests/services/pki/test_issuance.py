@@ -5,6 +5,9 @@ signature or an issuer off the root's path refuses the whole batch."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +182,52 @@ def test_the_first_bad_item_is_the_one_named(pki: Pki, tmp_path: Path) -> None:
         with pytest.raises(error, match=message):
             _issue(pki, items)
     assert _stored(pki) == 0
+
+
+class _Recorder:
+    """A kms.phases.Phases hook that records each phase's name, thread and nesting."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool, int]] = []
+        self._depth = threading.local()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        self.seen.append((name, threading.current_thread() is threading.main_thread(), depth))
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+
+
+def test_the_phases_hook_is_told_every_phase_and_changes_nothing(pki: Pki, tmp_path: Path) -> None:
+    items = _batch(pki, tmp_path, {1: 2})
+    recorder = _Recorder()
+    issued = _issue(pki, items, phases=recorder)
+    assert len(issued) == len(items) == 6
+    names = {name for name, _main, _depth in recorder.seen}
+    assert {
+        "CSR: decode, checks",
+        "CSR: signature verify (pyca)",
+        "meters: one query per 500 CSRs",
+        "CA look-up and usable check (per suite and batch)",
+        "issuer: open once per batch",
+        "issuer: path validation to the root",
+        "token: random (serials of a slice)",
+        "TBS build (asn1crypto; first of a group)",
+        "token: ECDSA sign (a slice per call)",
+        "certificate DER (by hand)",
+        "profile check (first of a group)",
+        "certificate row (dict)",
+        "certificate row cross-check (first of a type)",
+        "certificate INSERT (a chunk per call)",
+        "audit append (hash chain, INSERT)",
+    } <= names
+    on_main = {name for name, main, _depth in recorder.seen if main}
+    assert "token: ECDSA sign (a slice per call)" in on_main  # the token is called here only
+    assert "certificate DER (by hand)" not in on_main  # the checker thread's
+    nested = {name for name, _main, depth in recorder.seen if depth}
+    assert nested == {"CSR: signature verify (pyca)", "issuer: path validation to the root"}
+    assert len(_issue(pki, _batch(pki, tmp_path, {2: 1}))) == 3  # the default hook: no-op
