@@ -61,6 +61,7 @@ from kms.services.common.approvals import (
     CeremonyRequest,
     approvers,
 )
+from kms.services.common.peers import issuer_valid
 from kms.services.common.resources import Resources
 from kms.services.pki import issuance
 from kms.services.pki.authorities import (
@@ -271,8 +272,29 @@ def _refuse_duplicates(checked: Sequence[_Checked]) -> None:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def describe(row: Certificate) -> dict[str, object]:
-    """A certificate row as plain data (no DER)."""
+#: What lists and ``show`` say of a certificate whose stored status is VALID but whose issuing CA
+#: is revoked or expired (:func:`kms.services.common.peers.issuer_valid`): nothing uses it any
+#: more (issuance, HLS-7, key agreement, signatures), so it is not shown as VALID. The database
+#: keeps VALID: the certificate itself was never revoked, and its issuer's CRL does not list it.
+OUT_OF_USE = "OUT_OF_USE"
+#: The statuses lists and ``show`` give, and ``list`` filters on: VALID means in use.
+SHOWN_STATUSES = (CertificateStatus.VALID.value, OUT_OF_USE, CertificateStatus.REVOKED.value)
+
+
+def shown_status(session: Session, row: Certificate) -> str:
+    """The status lists show: the stored one, but OUT_OF_USE for a VALID certificate whose
+    issuer is revoked or expired (a self-signed root has no issuer to judge)."""
+    if (
+        row.status is CertificateStatus.VALID
+        and row.issuer_id is not None
+        and not issuer_valid(session, row)
+    ):
+        return OUT_OF_USE
+    return row.status.value
+
+
+def describe(session: Session, row: Certificate) -> dict[str, object]:
+    """A certificate row as plain data (no DER), with its shown status (:func:`shown_status`)."""
     return {
         "serial": row.serial,
         "type": row.kind.value.lower().replace("_", "-"),
@@ -281,7 +303,7 @@ def describe(row: Certificate) -> dict[str, object]:
         "curve": row.curve,
         "not_before": row.not_before.isoformat(),
         "not_after": row.not_after.isoformat(),
-        "status": row.status.value,
+        "status": shown_status(session, row),
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
         "revocation_reason": row.revocation_reason,
         "key_label": row.key_label,
@@ -402,17 +424,20 @@ class CertificateService:
         return batch.shape, issued
 
     def show(self, serial: str, *, out: Path | None = None) -> tuple[dict[str, object], bytes]:
-        """One certificate by serial: its description (with the issuer) and DER; written to
-        ``out`` too when given (PEM; DER if the name ends in .der)."""
+        """One certificate by serial: its description (with the issuer and
+        ``import_certificate``, the security setup method 6 action-request that gives it to a
+        meter, in hex) and DER; written to ``out`` too when given (PEM; DER if the name ends in
+        .der)."""
         with self._resources.database().begin() as session:
             row = _by_serial(session, serial)
-            info = describe(row)
+            info = describe(session, row)
             info["issuer"] = (
                 pki_repo.certificate_by_id(session, row.issuer_id).subject
                 if row.issuer_id is not None
                 else row.subject
             )
             der = row.der
+        info["import_certificate"] = import_certificate_apdu(der).hex().upper()
         if out is not None:
             write_atomically(out, pem_or_der(der, "CERTIFICATE", out.suffix))
         return info, der
@@ -494,7 +519,7 @@ class CertificateService:
             authority = pki_repo.authority_of_certificate(session, row.id)
             if authority is not None:
                 pki_repo.retire_authority(session, authority.id, AuthorityState.REVOKED, now)
-            out = describe(row)
+            out = describe(session, row)
             audit.append(
                 session,
                 actor,
@@ -561,20 +586,38 @@ class CertificateService:
         *,
         system_title: bytes | None = None,
         kind: CertificateKind | None = None,
-        status: CertificateStatus | None = None,
+        status: CertificateStatus | str | None = None,
         limit: int | None = None,
         own: bool = False,
     ) -> list[dict[str, object]]:
-        """Certificates as plain data; ``own``: only the KMS's end entities (key in the token)."""
+        """Certificates as plain data; ``own``: only the KMS's end entities (key in the token).
+
+        ``status`` filters on the shown status (:data:`SHOWN_STATUSES`): VALID is the
+        certificates in use, OUT_OF_USE those stored VALID under a revoked or expired CA."""
+        wanted = status.value if isinstance(status, CertificateStatus) else status
+        if wanted is not None and wanted not in SHOWN_STATUSES:
+            raise InputError(
+                f"unknown certificate status {wanted!r}; one of {', '.join(SHOWN_STATUSES)}",
+                field="status",
+            )
+        stored = CertificateStatus.REVOKED if wanted == "REVOKED" else CertificateStatus.VALID
         with self._resources.database().begin() as session:
             rows = pki_repo.list_certificates(
-                session, system_title=system_title, kind=kind, status=status, limit=limit
+                session,
+                system_title=system_title,
+                kind=kind,
+                status=stored if wanted is not None else None,
+                # VALID and OUT_OF_USE share the stored status: the limit applies after the split.
+                limit=limit if wanted in (None, "REVOKED") else None,
             )
             if own:
                 rows = [
                     r for r in rows if r.key_label is not None and r.kind is not CertificateKind.CA
                 ]
-            return [describe(row) for row in rows]
+            described = [describe(session, row) for row in rows]
+        if wanted is not None:
+            described = [d for d in described if d["status"] == wanted]
+        return described[:limit] if limit is not None else described
 
 
 def pem_or_der(der: bytes, kind: str, suffix: str) -> bytes:

@@ -18,6 +18,7 @@ from kms.db import AuthorityRole, CertificateStatus
 from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.db.base import utcnow
+from kms.dlms.security_setup import parse_import_certificate_request
 from kms.dlms.suites import SecuritySuite
 from kms.errors import (
     ApprovalError,
@@ -374,3 +375,46 @@ def test_an_end_entity_revocation_takes_no_ceremony_request(pki: Pki, tmp_path: 
             actor="pytest", serial=issued.serial, request=request, approvals=files
         )
     assert _status(kms, issued.serial) is CertificateStatus.VALID
+
+
+def test_show_gives_the_import_certificate_apdu_of_the_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The method-6 action-request `kms cert show --json` promises, for a meter's certificate and
+    for a CA certificate a meter must trust."""
+    kms = pki.kms
+    issued = issue_one(pki, make_csr(provision(kms, tmp_path, 14, 1), CURVES[1])[0])
+    for serial in (issued.serial, _issuing_serial(kms, 1)):
+        info, der = kms.services.certificates.show(serial)
+        apdu = bytes.fromhex(str(info["import_certificate"]))
+        assert parse_import_certificate_request(apdu).parameter == der
+
+
+def test_certificates_under_a_revoked_or_expired_ca_show_as_out_of_use(
+    pki: Pki, tmp_path: Path
+) -> None:
+    kms = pki.kms
+    certs = kms.services.certificates
+    under_revoked = issue_one(pki, make_csr(provision(kms, tmp_path, 15, 1), CURVES[1])[0])
+    under_expired = issue_one(pki, make_csr(provision(kms, tmp_path, 16, 2), CURVES[2])[0])
+    in_use = {under_revoked.serial, under_expired.serial}
+    assert {r["serial"] for r in certs.list(status=CertificateStatus.VALID)} >= in_use
+
+    revoke_ca(pki, _issuing_serial(kms, 1))
+    with kms.db.begin() as session:
+        authority = pki_repo.active_authority(session, AuthorityRole.ISSUING, 2)
+        assert authority is not None
+        authority.certificate.not_after = utcnow().replace(year=2001)
+
+    shown = {r["serial"]: r["status"] for r in certs.list()}
+    assert shown[under_revoked.serial] == shown[under_expired.serial] == "OUT_OF_USE"
+    assert certs.show(under_revoked.serial)[0]["status"] == "OUT_OF_USE"
+    # --status valid keeps meaning "in use"; out-of-use and revoked are their own filters.
+    valid = {r["serial"] for r in certs.list(status=CertificateStatus.VALID)}
+    assert not valid & in_use and _issuing_serial(kms, 2) in valid  # judged by its issuer
+    assert {r["serial"] for r in certs.list(status="OUT_OF_USE")} == in_use
+    assert [r["serial"] for r in certs.list(status="OUT_OF_USE", limit=1)] == [under_revoked.serial]
+    assert [r["status"] for r in certs.list(status=CertificateStatus.REVOKED)] == ["REVOKED"]
+    # The database's status is unchanged: neither certificate was revoked.
+    assert _status(kms, under_revoked.serial) is CertificateStatus.VALID
+    assert _status(kms, under_expired.serial) is CertificateStatus.VALID
