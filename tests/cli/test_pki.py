@@ -169,7 +169,16 @@ def test_revoking_an_issuing_ca_takes_the_officers_approvals(cli: Cli) -> None:
     pki_ready(cli)
     chain = cli.json("cert", "chain", "--suite", "2")
     issuing, root = chain["certificates"]
-    serial = f"{x509.load_pem_x509_certificate(issuing.encode()).serial_number:X}"
+    # Whole bytes, as `openssl x509 -serial` prints it.
+    (cli.cwd / "issuing.pem").write_text(issuing)
+    done = subprocess.run(
+        ["openssl", "x509", "-noout", "-serial", "-in", "issuing.pem"],
+        cwd=cli.cwd, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    serial = done.stdout.strip().removeprefix("serial=")
+    assert len(serial) % 2 == 0
+    assert int(serial, 16) == x509.load_pem_x509_certificate(issuing.encode()).serial_number
+    assert serial in {c["serial"] for c in cli.json("ca", "list")}  # the KMS prints the same
     revoke = ("cert", "revoke", "--serial", serial, "--reason", "ca-compromise", "--json")
 
     alone = cli(*revoke)

@@ -135,7 +135,8 @@ class _Checked:
 
 
 def parse_serial(text: str) -> str:
-    """A serial number as typed (hex, colons, 0x and leading zeros allowed) in stored form."""
+    """A serial number as typed (hex, colons, 0x and leading zeros allowed: ``1ABC``,
+    ``01ABC`` and ``01:AB:CD`` are the same) in stored form (:func:`serial_hex`)."""
     cleaned = text.strip().replace(":", "")
     if cleaned[:2].lower() == "0x":
         cleaned = cleaned[2:]
@@ -308,6 +309,19 @@ def describe(session: Session, row: Certificate) -> dict[str, object]:
         "revocation_reason": row.revocation_reason,
         "key_label": row.key_label,
     }
+
+
+def _as_requested(request: CeremonyRequest, serial: str) -> str:
+    """``serial`` spelled as ``request`` names it when that is the same number: a request made
+    before serials were stored in whole bytes (``1ABC`` for ``01ABC``) still approves it."""
+    named = request.parameters.get("serial")
+    if isinstance(named, str) and named != serial:
+        try:
+            if parse_serial(named) == serial:
+                return named
+        except InputError:
+            pass
+    return serial
 
 
 def _by_serial(session: Session, serial: str) -> Certificate:
@@ -492,7 +506,7 @@ class CertificateService:
                         request,
                         approvals,
                         ceremony="revoke-ca-certificate",
-                        parameters={"serial": row.serial, "reason": reason},
+                        parameters={"serial": _as_requested(request, row.serial), "reason": reason},
                     )
                     details = approvers(used)
                 elif approvals:

@@ -418,3 +418,37 @@ def test_certificates_under_a_revoked_or_expired_ca_show_as_out_of_use(
     # The database's status is unchanged: neither certificate was revoked.
     assert _status(kms, under_revoked.serial) is CertificateStatus.VALID
     assert _status(kms, under_expired.serial) is CertificateStatus.VALID
+
+
+def test_serials_are_whole_bytes_as_openssl_prints_them_and_either_form_is_accepted(
+    pki: Pki, tmp_path: Path
+) -> None:
+    kms = pki.kms
+    issued = issue_one(pki, make_csr(provision(kms, tmp_path, 17, 1), CURVES[1])[0])
+    number = x509.load_der_x509_certificate(issued.der).serial_number
+    leaf = tmp_path / "leaf.der"
+    leaf.write_bytes(issued.der)
+    printed = subprocess.run(
+        ["openssl", "x509", "-inform", "DER", "-noout", "-serial", "-in", str(leaf)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert printed == f"serial={issued.serial}" and len(issued.serial) % 2 == 0
+    assert issued.serial == f"{number:0{2 * ((number.bit_length() + 7) // 8)}X}"
+    assert [r["serial"] for r in kms.services.certificates.list()][-1] == issued.serial
+    odd = f"{number:X}".lower()
+    colons = ":".join(issued.serial[i : i + 2] for i in range(0, len(issued.serial), 2))
+    for typed in (odd, colons, "0x" + issued.serial):
+        assert kms.services.certificates.show(typed)[0]["serial"] == issued.serial
+
+
+def test_a_revocation_request_made_before_whole_byte_serials_still_approves(pki: Pki) -> None:
+    kms = pki.kms
+    serial = _issuing_serial(kms, 1)
+    assert serial.startswith("0") and len(serial) % 2 == 0
+    request, files = pki.officers.approve(
+        kms, "revoke-ca-certificate", {"serial": serial[1:], "reason": "ca_compromise"}
+    )
+    kms.services.certificates.revoke(
+        actor="pytest", serial=serial, reason="ca_compromise", request=request, approvals=files
+    )
+    assert _status(kms, serial) is CertificateStatus.REVOKED
