@@ -58,6 +58,11 @@ def issue(ctx: Context, out: Output, csr_path: Path, cert_type: str, out_path: P
     the meter's record and suite; the certificate is signed in the token by the suite's issuing
     CA. A batch is all or nothing: one bad CSR is named and nothing is issued.
 
+    A CSR is signed with its curve's own hash: a suite 1 meter's P-256 CSR with
+    ecdsa-with-SHA256, a suite 2 meter's P-384 CSR with ecdsa-with-SHA384 (`openssl req -new
+    -sha384` for a P-384 key: openssl would otherwise pick SHA-256). Any other pairing is
+    refused, as is an EC point that is not uncompressed.
+
     --json (and each JSONL line) carries "import_certificate", the security setup method 6
     action-request the station sends to give the meter its certificate.
 
