@@ -87,8 +87,8 @@ def ceremony() -> None:
 )
 @click.option(
     "--wrapping-key-kcv",
-    help="backup-ca-key: the check value of the backup wrapping key (create_backup_key.py "
-    "printed it when the officers' components made it).",
+    help="backup-ca-key: the check value of the backup wrapping key (kms ca create-backup-key "
+    "printed it, as kcv, when the officers' components made it).",
 )
 @click.option("--officer-name", help="add-officer, remove-officer: the officer's name.")
 @click.option(
