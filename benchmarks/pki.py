@@ -437,7 +437,7 @@ def measure_issue(
             cert.verify_directly_issued_by(issuer)
             if cert.subject.rfc4514_string() != f"CN={title.hex().upper()}":
                 raise ValueError(f"subject {cert.subject.rfc4514_string()}")
-            if format(cert.serial_number, "X") != one.serial:
+            if cert.serial_number != int(one.serial, 16) or len(one.serial) % 2:
                 raise ValueError(f"serial {cert.serial_number:X}, reported {one.serial}")
         except Exception as exc:
             problems.append(f"certificate {one.serial}: {exc!r}")

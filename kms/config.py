@@ -16,14 +16,15 @@ Recognised environment variables (the names are a contract other tools rely on):
 ``KMS_CEREMONY_APPROVALS``  M: officer approvals every ceremony needs (default 2)
 ``KMS_CEREMONY_OFFICERS``   N: officers who may be registered (default 3; M <= N)
 ``KMS_CA_REVOCATION_CEREMONY``  whether revoking a CA certificate needs a ceremony (default no)
+``KMS_PKI_ORGANIZATION``  ``pki_organization``: O= of the CA names (set it before the root CA
+                        ceremony: a CA's name is fixed when it is made)
 ``KMS_SO_PIN``          the token's security officer PIN, or ``KMS_SO_PIN_FILE``: read only by
                         the ceremony that makes the CA backup wrapping key
                         (:func:`security_officer_pin`), never part of :class:`Config`
 
-PKI settings live in kms.toml only: ``pki_organization`` (O= of the CA names),
-``root_ca_validity_days`` (default 10950), ``issuing_ca_validity_days`` (7300),
-``certificate_validity_days`` (5475; clipped to the issuer's own end) and ``crl_validity_days``
-(7: nextUpdate of a CRL).
+The other PKI settings live in kms.toml only: ``root_ca_validity_days`` (default 10950),
+``issuing_ca_validity_days`` (7300), ``certificate_validity_days`` (5475; clipped to the
+issuer's own end) and ``crl_validity_days`` (7: nextUpdate of a CRL).
 
 Where kms.toml is: the file ``KMS_CONFIG`` names (it must exist); else ``./kms.toml`` in the
 working directory, if there is one (the long-standing behaviour, kept for stations that run from
@@ -226,6 +227,7 @@ _ENV_TEXT = {
     "actor": "KMS_ACTOR",
     "user_pin_file": "KMS_USER_PIN_FILE",
     "client_system_title": "KMS_CLIENT_SYSTEM_TITLE",
+    "pki_organization": "KMS_PKI_ORGANIZATION",
 }
 _ENV_INT = {
     "ceremony_approvals": "KMS_CEREMONY_APPROVALS",

@@ -87,8 +87,8 @@ def ceremony() -> None:
 )
 @click.option(
     "--wrapping-key-kcv",
-    help="backup-ca-key: the check value of the backup wrapping key (create_backup_key.py "
-    "printed it when the officers' components made it).",
+    help="backup-ca-key: the check value of the backup wrapping key (kms ca create-backup-key "
+    "printed it, as kcv, when the officers' components made it).",
 )
 @click.option("--officer-name", help="add-officer, remove-officer: the officer's name.")
 @click.option(
@@ -168,15 +168,17 @@ def request(
 def approve(
     ctx: Context, out: Output, request_path: Path, officer: str, key_path: Path, out_path: Path
 ) -> None:
-    """Sign a ceremony request with your own key (runs without the token or the database).
+    """Sign a ceremony request with your own key (reads the database, never the token).
 
-    Read the request first: it names the ceremony and its parameters. The signature covers the
-    file's exact bytes, so `openssl dgst -sha256 -sign key.pem request.json` makes the same
+    Read the request first: it names the ceremony and its parameters. Before signing, the
+    officer must be registered and active, and --key must be the private key of the public key
+    registered for them (kms officer add); otherwise nothing is written. The signature covers
+    the file's exact bytes, so `openssl dgst -sha256 -sign key.pem request.json` makes the same
     approval (hex of the DER signature in the approval file's "signature").
     """
     req = load_request(request_path)
     passphrase = os.environ.get("KMS_OFFICER_KEY_PASSPHRASE")
-    data = approvals.sign_request(
+    data = ctx.services.approvals.approve(
         req, officer, read_file(key_path), passphrase.encode() if passphrase else None
     )
     approvals.write_ceremony_file(out_path, data)

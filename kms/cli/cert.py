@@ -18,7 +18,6 @@ from kms.errors import InputError
 from kms.services.pki import certificates
 from kms.services.vocabulary import (
     CertificateKind,
-    CertificateStatus,
     CertificateType,
     SecuritySuite,
     parse_system_title,
@@ -58,6 +57,11 @@ def issue(ctx: Context, out: Output, csr_path: Path, cert_type: str, out_path: P
     Each CSR's signature, subject (CN = the meter's system title) and curve are checked against
     the meter's record and suite; the certificate is signed in the token by the suite's issuing
     CA. A batch is all or nothing: one bad CSR is named and nothing is issued.
+
+    A CSR is signed with its curve's own hash: a suite 1 meter's P-256 CSR with
+    ecdsa-with-SHA256, a suite 2 meter's P-384 CSR with ecdsa-with-SHA384 (`openssl req -new
+    -sha384` for a P-384 key: openssl would otherwise pick SHA-256). Any other pairing is
+    refused, as is an EC point that is not uncompressed.
 
     --json (and each JSONL line) carries "import_certificate", the security setup method 6
     action-request the station sends to give the meter its certificate.
@@ -134,7 +138,11 @@ def chain(ctx: Context, out: Output, suite: str) -> None:
 @command(cert, "list")
 @click.option("--system-title", help="Only this meter's certificates (16 hex digits).")
 @click.option("--type", "cert_type", type=click.Choice(["signing", "key-agreement", "tls", "ca"]))
-@click.option("--status", type=click.Choice(["valid", "revoked"]))
+@click.option(
+    "--status",
+    type=click.Choice(["valid", "out-of-use", "revoked"]),
+    help="valid: in use; out-of-use: not revoked, but under a revoked or expired CA.",
+)
 @click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
 def list_certs(
     ctx: Context,
@@ -144,11 +152,16 @@ def list_certs(
     status: str | None,
     limit: int | None,
 ) -> None:
-    """List issued certificates (CA certificates included)."""
+    """List issued certificates (CA certificates included).
+
+    The status is VALID (in use), REVOKED, or OUT_OF_USE: a certificate that was never revoked
+    but whose issuing CA is revoked or expired, so nothing uses it any more (its issuer's CRL
+    does not list it). `kms cert show` says the same.
+    """
     rows = ctx.services.certificates.list(
         system_title=parse_system_title(system_title) if system_title else None,
         kind=CertificateKind(cert_type.upper().replace("-", "_")) if cert_type else None,
-        status=CertificateStatus(status.upper()) if status else None,
+        status=status.upper().replace("-", "_") if status else None,
         limit=limit,
     )
     out.result(
@@ -181,6 +194,9 @@ def list_certs(
 def show(ctx: Context, out: Output, serial: str, out_path: Path | None) -> None:
     """Show one certificate; print its PEM, or write it with --out.
 
+    Its status is VALID (in use), REVOKED, or OUT_OF_USE (never revoked, but its issuing CA is
+    revoked or expired).
+
     --json adds "import_certificate": the security setup method 6 action-request that gives the
     certificate to a meter (the meter's own, or a CA or head-end certificate it must trust).
     """
@@ -189,7 +205,8 @@ def show(ctx: Context, out: Output, serial: str, out_path: Path | None) -> None:
 
     def text() -> None:
         for key, value in info.items():
-            click.echo(f"{key}: {value}")
+            if key != "import_certificate":  # --json only, as the help says
+                click.echo(f"{key}: {value}")
         if out_path is None:
             click.echo(certificates.pem_or_der(der, "CERTIFICATE", ".pem").decode(), nl=False)
 

@@ -127,6 +127,9 @@ def test_from_officers_to_a_revoked_meter_certificate(cli: Cli) -> None:
     assert [c["serial"] for c in listed] == [issued["serial"]]
     shown = cli.json("cert", "show", "--serial", issued["serial"])
     assert shown["status"] == "VALID" and "BEGIN CERTIFICATE" in shown["certificate"]
+    # README and --help promise the method-6 action-request here too.
+    assert shown["import_certificate"] == issued["import_certificate"]
+    assert "import_certificate" not in cli.ok("cert", "show", "--serial", issued["serial"]).stdout
     cli.ok("cert", "revoke", "--serial", issued["serial"], "--reason", "key-compromise")
     crl = cli.json("crl", "issue", "--suite", "1", "--out", "crl2.der")
     assert crl["crl_number"] == 2 and crl["revoked"] == 1
@@ -143,7 +146,16 @@ def test_from_officers_to_a_revoked_meter_certificate(cli: Cli) -> None:
     # The default ceremony policy: an issuing CA is revoked on the operator's word (an
     # emergency), and nothing is issued under it after.
     suite1 = next(c for c in cas if c["name"] == "suite1-v1")
+    (cli.cwd / "agreement.der").write_bytes(csr_for(title, ec.SECP256R1()))
+    agreement = cli.json(
+        "cert", "issue", "--csr", "agreement.der", "--type", "key-agreement", "--out", "ka.pem"
+    )
     cli.ok("cert", "revoke", "--serial", suite1["serial"], "--reason", "ca-compromise")
+    # Never revoked itself, but out of use under its revoked CA: not listed as valid.
+    out_of_use = cli.json("cert", "list", "--status", "out-of-use")
+    assert [(c["serial"], c["status"]) for c in out_of_use] == [(agreement["serial"], "OUT_OF_USE")]
+    assert agreement["serial"] not in cli.ok("cert", "list", "--status", "valid").stdout
+    assert "OUT_OF_USE" in cli.ok("cert", "list", "--system-title", title).stdout
     (cli.cwd / "meter2.der").write_bytes(csr_for(title, ec.SECP256R1()))
     refused = cli("cert", "issue", "--csr", "meter2.der", "--type", "tls", "--out", "m2.pem")
     assert refused.returncode != 0 and "no active issuing CA for suite 1" in refused.stderr
@@ -157,7 +169,16 @@ def test_revoking_an_issuing_ca_takes_the_officers_approvals(cli: Cli) -> None:
     pki_ready(cli)
     chain = cli.json("cert", "chain", "--suite", "2")
     issuing, root = chain["certificates"]
-    serial = f"{x509.load_pem_x509_certificate(issuing.encode()).serial_number:X}"
+    # Whole bytes, as `openssl x509 -serial` prints it.
+    (cli.cwd / "issuing.pem").write_text(issuing)
+    done = subprocess.run(
+        ["openssl", "x509", "-noout", "-serial", "-in", "issuing.pem"],
+        cwd=cli.cwd, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    serial = done.stdout.strip().removeprefix("serial=")
+    assert len(serial) % 2 == 0
+    assert int(serial, 16) == x509.load_pem_x509_certificate(issuing.encode()).serial_number
+    assert serial in {c["serial"] for c in cli.json("ca", "list")}  # the KMS prints the same
     revoke = ("cert", "revoke", "--serial", serial, "--reason", "ca-compromise", "--json")
 
     alone = cli(*revoke)
@@ -362,3 +383,23 @@ def test_kms_ca_runs_the_ceremonies_as_the_scripts_do(cli: Cli) -> None:
     short_by_script = script(cli, "create_issuing_ca", "--suite", "1", *one, "--json")
     assert short.returncode == short_by_script.returncode == 2, describe(short)
     assert stderr_json(short) == stderr_json(short_by_script)
+
+
+def test_an_approval_with_a_key_that_is_not_the_officers_is_refused_when_made(cli: Cli) -> None:
+    cli.ok("init")
+    for name in OFFICERS:
+        pem = officer_key_pem()
+        (cli.cwd / f"{name}.key").write_bytes(pem)
+        (cli.cwd / f"{name}.pub").write_bytes(public_pem(pem))
+        cli.ok("officer", "add", "--name", name, "--public-key", cli.cwd / f"{name}.pub")
+    cli.ok("ceremony", "request", "create-root-ca", "--out", "root.req.json")
+    approve = ("ceremony", "approve", "--request", "root.req.json", "--json")
+    for officer, key in (("alice", "bob.key"), ("mallory", "alice.key")):
+        refused = cli(*approve, "--officer", officer, "--key", key, "--out", f"{officer}.json")
+        assert refused.returncode == 2, describe(refused)
+        error = stderr_json(refused)
+        assert error["error"] == "usage.approval" and repr(officer) in error["message"]
+        assert not (cli.cwd / f"{officer}.json").exists()
+    made = cli.json(*approve[:-1], "--officer", "alice", "--key", "alice.key", "--out", "a.json")
+    assert made["officer"] == "alice" and (cli.cwd / "a.json").exists()
+    assert "registered" in cli.ok("ceremony", "approve", "--help").stdout

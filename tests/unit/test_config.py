@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kms.config import DEFAULT_PROFILE, Config, Pin, load_config
+from kms.config import DEFAULT_PROFILE, Config, Pin, describe_config, load_config
 from kms.errors import ConfigError
 
 SECRET_PIN = "pin-7d0a51e2"
@@ -354,3 +354,18 @@ def test_an_empty_so_pin_file_is_refused(tmp_path: Path) -> None:
     empty = _pin_file(tmp_path / "so.pin", "\n")
     with pytest.raises(ConfigError, match="empty"):
         security_officer_pin({"KMS_SO_PIN_FILE": str(empty)})
+
+
+def test_pki_organization_comes_from_kms_pki_organization_with_its_provenance(
+    tmp_path: Path,
+) -> None:
+    path = _toml(tmp_path, 'pki_organization = "From File"\n')
+    assert load_config({"KMS_CONFIG": str(path)}).pki_organization == "From File"
+    env = {"KMS_CONFIG": str(path), "KMS_PKI_ORGANIZATION": "Example Utility"}
+    assert load_config(env).pki_organization == "Example Utility"
+    (shown,) = [s for s in describe_config(env) if s.name == "pki_organization"]
+    assert (shown.value, shown.source, shown.origin) == (
+        "Example Utility",
+        "environment",
+        "KMS_PKI_ORGANIZATION",
+    )

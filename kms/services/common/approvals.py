@@ -127,17 +127,25 @@ def ceremony_parameters(ceremony: str, given: Mapping[str, Any]) -> dict[str, An
     return parameters
 
 
-def sign_request(
-    request: CeremonyRequest, officer: str, private_key_pem: bytes, password: bytes | None
-) -> bytes:
-    """An officer's side: sign ``request`` with their own EC key (PEM); returns the approval
-    file. Runs on the officer's machine; the key never reaches the KMS."""
+def _load_officer_private_key(
+    private_key_pem: bytes, password: bytes | None
+) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(private_key_pem, password)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InputError("cannot load the officer's private key (PEM, passphrase?)") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in _HASHES:
         raise InputError("an officer's key is an EC P-256 or P-384 key")
+    return key
+
+
+def sign_request(
+    request: CeremonyRequest, officer: str, private_key_pem: bytes, password: bytes | None
+) -> bytes:
+    """An officer's side: sign ``request`` with their own EC key (PEM); returns the approval
+    file. Runs on the officer's machine; the key never reaches the KMS. It checks nothing
+    against the register of officers: :meth:`ApprovalService.approve` does."""
+    key = _load_officer_private_key(private_key_pem, password)
     signature = key.sign(request.text, ec.ECDSA(_HASHES[key.curve.name]()))
     return approval_file(officer, request, signature)
 
@@ -189,6 +197,38 @@ class ApprovalService:
         check_parameters(ceremony, parameters, "request")
         request_id = self._resources.hsm().random(16).hex()
         return make_request(request_id, ceremony, parameters, lifetime=lifetime, now=now)
+
+    def approve(
+        self,
+        request: CeremonyRequest,
+        officer: str,
+        private_key_pem: bytes,
+        password: bytes | None,
+    ) -> bytes:
+        """:func:`sign_request`, once the register agrees: ``officer`` is registered and active,
+        and the private key's public key is the one registered for them. A wrong key is refused
+        here, when the approval is made, not at the ceremony that would use it. Reads the
+        database only (never the token) and writes nothing; ApprovalError names the officer."""
+        key = _load_officer_private_key(private_key_pem, password)
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        fingerprint = hashlib.sha256(der).hexdigest()
+        with self._resources.database().begin() as session:
+            row = pki_repo.officer_by_name(session, officer)
+            state = row.state if row is not None else None
+            registered = row.key_fingerprint if row is not None else None
+        if state is None:
+            raise ApprovalError(f"{officer!r} is not a registered officer (kms officer list)")
+        if state is not OfficerState.ACTIVE:
+            raise ApprovalError(f"officer {officer!r} was removed; their approvals count for none")
+        if fingerprint != registered:
+            raise ApprovalError(
+                f"the key given is not the one registered for officer {officer!r} (its public "
+                f"key's SHA-256 is {fingerprint[:16]}..., the registered one's "
+                f"{str(registered)[:16]}...)"
+            )
+        return sign_request(request, officer, private_key_pem, password)
 
     def verify(
         self,

@@ -82,8 +82,11 @@ class AuthorityReport:
 
 
 def serial_hex(serial_number: int) -> str:
-    """The stored and displayed form of a serial number: upper-case hex, no leading zeros."""
-    return f"{serial_number:X}"
+    """The stored and displayed form of a serial number: upper-case hex in whole bytes (an even
+    number of digits, a leading 0 where the value needs it), as ``openssl x509 -serial``
+    prints it. Migration 0006 brought older rows, stored without leading zeros, to this form."""
+    digits = f"{serial_number:X}"
+    return digits if len(digits) % 2 == 0 else "0" + digits
 
 
 def certificate_row(

@@ -62,6 +62,7 @@ from kms.services.common.approvals import (
     CeremonyRequest,
     approvers,
 )
+from kms.services.common.peers import issuer_valid
 from kms.services.common.resources import Resources
 from kms.services.pki import issuance
 from kms.services.pki.authorities import (
@@ -135,7 +136,8 @@ class _Checked:
 
 
 def parse_serial(text: str) -> str:
-    """A serial number as typed (hex, colons, 0x and leading zeros allowed) in stored form."""
+    """A serial number as typed (hex, colons, 0x and leading zeros allowed: ``1ABC``,
+    ``01ABC`` and ``01:AB:CD`` are the same) in stored form (:func:`serial_hex`)."""
     cleaned = text.strip().replace(":", "")
     if cleaned[:2].lower() == "0x":
         cleaned = cleaned[2:]
@@ -277,8 +279,29 @@ def _refuse_duplicates(checked: Sequence[_Checked]) -> None:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def describe(row: Certificate) -> dict[str, object]:
-    """A certificate row as plain data (no DER)."""
+#: What lists and ``show`` say of a certificate whose stored status is VALID but whose issuing CA
+#: is revoked or expired (:func:`kms.services.common.peers.issuer_valid`): nothing uses it any
+#: more (issuance, HLS-7, key agreement, signatures), so it is not shown as VALID. The database
+#: keeps VALID: the certificate itself was never revoked, and its issuer's CRL does not list it.
+OUT_OF_USE = "OUT_OF_USE"
+#: The statuses lists and ``show`` give, and ``list`` filters on: VALID means in use.
+SHOWN_STATUSES = (CertificateStatus.VALID.value, OUT_OF_USE, CertificateStatus.REVOKED.value)
+
+
+def shown_status(session: Session, row: Certificate) -> str:
+    """The status lists show: the stored one, but OUT_OF_USE for a VALID certificate whose
+    issuer is revoked or expired (a self-signed root has no issuer to judge)."""
+    if (
+        row.status is CertificateStatus.VALID
+        and row.issuer_id is not None
+        and not issuer_valid(session, row)
+    ):
+        return OUT_OF_USE
+    return row.status.value
+
+
+def describe(session: Session, row: Certificate) -> dict[str, object]:
+    """A certificate row as plain data (no DER), with its shown status (:func:`shown_status`)."""
     return {
         "serial": row.serial,
         "type": row.kind.value.lower().replace("_", "-"),
@@ -287,11 +310,24 @@ def describe(row: Certificate) -> dict[str, object]:
         "curve": row.curve,
         "not_before": row.not_before.isoformat(),
         "not_after": row.not_after.isoformat(),
-        "status": row.status.value,
+        "status": shown_status(session, row),
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
         "revocation_reason": row.revocation_reason,
         "key_label": row.key_label,
     }
+
+
+def _as_requested(request: CeremonyRequest, serial: str) -> str:
+    """``serial`` spelled as ``request`` names it when that is the same number: a request made
+    before serials were stored in whole bytes (``1ABC`` for ``01ABC``) still approves it."""
+    named = request.parameters.get("serial")
+    if isinstance(named, str) and named != serial:
+        try:
+            if parse_serial(named) == serial:
+                return named
+        except InputError:
+            pass
+    return serial
 
 
 def _by_serial(session: Session, serial: str) -> Certificate:
@@ -417,17 +453,20 @@ class CertificateService:
         return batch.shape, issued
 
     def show(self, serial: str, *, out: Path | None = None) -> tuple[dict[str, object], bytes]:
-        """One certificate by serial: its description (with the issuer) and DER; written to
-        ``out`` too when given (PEM; DER if the name ends in .der)."""
+        """One certificate by serial: its description (with the issuer and
+        ``import_certificate``, the security setup method 6 action-request that gives it to a
+        meter, in hex) and DER; written to ``out`` too when given (PEM; DER if the name ends in
+        .der)."""
         with self._resources.database().begin() as session:
             row = _by_serial(session, serial)
-            info = describe(row)
+            info = describe(session, row)
             info["issuer"] = (
                 pki_repo.certificate_by_id(session, row.issuer_id).subject
                 if row.issuer_id is not None
                 else row.subject
             )
             der = row.der
+        info["import_certificate"] = import_certificate_apdu(der).hex().upper()
         if out is not None:
             write_atomically(out, pem_or_der(der, "CERTIFICATE", out.suffix))
         return info, der
@@ -482,7 +521,7 @@ class CertificateService:
                         request,
                         approvals,
                         ceremony="revoke-ca-certificate",
-                        parameters={"serial": row.serial, "reason": reason},
+                        parameters={"serial": _as_requested(request, row.serial), "reason": reason},
                     )
                     details = approvers(used)
                 elif approvals:
@@ -509,7 +548,7 @@ class CertificateService:
             authority = pki_repo.authority_of_certificate(session, row.id)
             if authority is not None:
                 pki_repo.retire_authority(session, authority.id, AuthorityState.REVOKED, now)
-            out = describe(row)
+            out = describe(session, row)
             audit.append(
                 session,
                 actor,
@@ -576,20 +615,38 @@ class CertificateService:
         *,
         system_title: bytes | None = None,
         kind: CertificateKind | None = None,
-        status: CertificateStatus | None = None,
+        status: CertificateStatus | str | None = None,
         limit: int | None = None,
         own: bool = False,
     ) -> list[dict[str, object]]:
-        """Certificates as plain data; ``own``: only the KMS's end entities (key in the token)."""
+        """Certificates as plain data; ``own``: only the KMS's end entities (key in the token).
+
+        ``status`` filters on the shown status (:data:`SHOWN_STATUSES`): VALID is the
+        certificates in use, OUT_OF_USE those stored VALID under a revoked or expired CA."""
+        wanted = status.value if isinstance(status, CertificateStatus) else status
+        if wanted is not None and wanted not in SHOWN_STATUSES:
+            raise InputError(
+                f"unknown certificate status {wanted!r}; one of {', '.join(SHOWN_STATUSES)}",
+                field="status",
+            )
+        stored = CertificateStatus.REVOKED if wanted == "REVOKED" else CertificateStatus.VALID
         with self._resources.database().begin() as session:
             rows = pki_repo.list_certificates(
-                session, system_title=system_title, kind=kind, status=status, limit=limit
+                session,
+                system_title=system_title,
+                kind=kind,
+                status=stored if wanted is not None else None,
+                # VALID and OUT_OF_USE share the stored status: the limit applies after the split.
+                limit=limit if wanted in (None, "REVOKED") else None,
             )
             if own:
                 rows = [
                     r for r in rows if r.key_label is not None and r.kind is not CertificateKind.CA
                 ]
-            return [describe(row) for row in rows]
+            described = [describe(session, row) for row in rows]
+        if wanted is not None:
+            described = [d for d in described if d["status"] == wanted]
+        return described[:limit] if limit is not None else described
 
 
 def pem_or_der(der: bytes, kind: str, suffix: str) -> bytes:

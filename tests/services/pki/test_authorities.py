@@ -28,7 +28,9 @@ from kms.errors import (
 )
 from kms.hsm import TokenKey
 from kms.services.common import approvals
+from kms.services.common.resources import Resources
 from kms.services.pki import authorities
+from kms.services.root import Services
 from tests.kms_fixtures import (
     Kms,
     Officers,
@@ -342,3 +344,35 @@ def test_an_officer_is_removed_by_a_ceremony_and_approves_nothing_after(
         kms.services.approvals.remove_officer(
             actor="pytest", name="bob", request=request, approvals=files
         )
+
+
+class _NoToken:
+    """A token that must not be touched: approving reads the database only."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"kms ceremony approve touched the token ({name})")
+
+
+def test_an_approval_is_refused_when_made_with_a_key_that_is_not_the_officers(
+    kms: Kms, officers: Officers
+) -> None:
+    request, _files = officers.approve(kms, "create-root-ca", {}, [])
+    resources = Resources(kms.config, hsm=_NoToken(), database=kms.db)  # type: ignore[arg-type]
+    service = Services(resources=resources).approvals
+    made = approvals.load_approval(
+        service.approve(request, "alice", officers.keys["alice"], None), "a.json"
+    )
+    assert made.officer == "alice" and made.request_id == request.request_id
+    for officer, key, match in (
+        ("alice", officers.keys["bob"], "not the one registered for officer 'alice'"),
+        ("alice", officer_key_pem(), "not the one registered for officer 'alice'"),
+        ("mallory", officer_key_pem(), "'mallory' is not a registered officer"),
+    ):
+        with pytest.raises(ApprovalError, match=match):
+            service.approve(request, officer, key, None)
+    removal, files = officers.approve(kms, "remove-officer", {"name": "carol"})
+    kms.services.approvals.remove_officer(
+        actor="pytest", name="carol", request=removal, approvals=files
+    )
+    with pytest.raises(ApprovalError, match="officer 'carol' was removed"):
+        service.approve(request, "carol", officers.keys["carol"], None)

@@ -18,6 +18,7 @@ from kms.db import AuthorityRole, CertificateStatus
 from kms.db import pki_repository as pki_repo
 from kms.db import repository as repo
 from kms.db.base import utcnow
+from kms.dlms.security_setup import parse_import_certificate_request
 from kms.dlms.suites import SecuritySuite
 from kms.errors import (
     ApprovalError,
@@ -374,3 +375,80 @@ def test_an_end_entity_revocation_takes_no_ceremony_request(pki: Pki, tmp_path: 
             actor="pytest", serial=issued.serial, request=request, approvals=files
         )
     assert _status(kms, issued.serial) is CertificateStatus.VALID
+
+
+def test_show_gives_the_import_certificate_apdu_of_the_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The method-6 action-request `kms cert show --json` promises, for a meter's certificate and
+    for a CA certificate a meter must trust."""
+    kms = pki.kms
+    issued = issue_one(pki, make_csr(provision(kms, tmp_path, 14, 1), CURVES[1])[0])
+    for serial in (issued.serial, _issuing_serial(kms, 1)):
+        info, der = kms.services.certificates.show(serial)
+        apdu = bytes.fromhex(str(info["import_certificate"]))
+        assert parse_import_certificate_request(apdu).parameter == der
+
+
+def test_certificates_under_a_revoked_or_expired_ca_show_as_out_of_use(
+    pki: Pki, tmp_path: Path
+) -> None:
+    kms = pki.kms
+    certs = kms.services.certificates
+    under_revoked = issue_one(pki, make_csr(provision(kms, tmp_path, 15, 1), CURVES[1])[0])
+    under_expired = issue_one(pki, make_csr(provision(kms, tmp_path, 16, 2), CURVES[2])[0])
+    in_use = {under_revoked.serial, under_expired.serial}
+    assert {r["serial"] for r in certs.list(status=CertificateStatus.VALID)} >= in_use
+
+    revoke_ca(pki, _issuing_serial(kms, 1))
+    with kms.db.begin() as session:
+        authority = pki_repo.active_authority(session, AuthorityRole.ISSUING, 2)
+        assert authority is not None
+        authority.certificate.not_after = utcnow().replace(year=2001)
+
+    shown = {r["serial"]: r["status"] for r in certs.list()}
+    assert shown[under_revoked.serial] == shown[under_expired.serial] == "OUT_OF_USE"
+    assert certs.show(under_revoked.serial)[0]["status"] == "OUT_OF_USE"
+    # --status valid keeps meaning "in use"; out-of-use and revoked are their own filters.
+    valid = {r["serial"] for r in certs.list(status=CertificateStatus.VALID)}
+    assert not valid & in_use and _issuing_serial(kms, 2) in valid  # judged by its issuer
+    assert {r["serial"] for r in certs.list(status="OUT_OF_USE")} == in_use
+    assert [r["serial"] for r in certs.list(status="OUT_OF_USE", limit=1)] == [under_revoked.serial]
+    assert [r["status"] for r in certs.list(status=CertificateStatus.REVOKED)] == ["REVOKED"]
+    # The database's status is unchanged: neither certificate was revoked.
+    assert _status(kms, under_revoked.serial) is CertificateStatus.VALID
+    assert _status(kms, under_expired.serial) is CertificateStatus.VALID
+
+
+def test_serials_are_whole_bytes_as_openssl_prints_them_and_either_form_is_accepted(
+    pki: Pki, tmp_path: Path
+) -> None:
+    kms = pki.kms
+    issued = issue_one(pki, make_csr(provision(kms, tmp_path, 17, 1), CURVES[1])[0])
+    number = x509.load_der_x509_certificate(issued.der).serial_number
+    leaf = tmp_path / "leaf.der"
+    leaf.write_bytes(issued.der)
+    printed = subprocess.run(
+        ["openssl", "x509", "-inform", "DER", "-noout", "-serial", "-in", str(leaf)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert printed == f"serial={issued.serial}" and len(issued.serial) % 2 == 0
+    assert issued.serial == f"{number:0{2 * ((number.bit_length() + 7) // 8)}X}"
+    assert [r["serial"] for r in kms.services.certificates.list()][-1] == issued.serial
+    odd = f"{number:X}".lower()
+    colons = ":".join(issued.serial[i : i + 2] for i in range(0, len(issued.serial), 2))
+    for typed in (odd, colons, "0x" + issued.serial):
+        assert kms.services.certificates.show(typed)[0]["serial"] == issued.serial
+
+
+def test_a_revocation_request_made_before_whole_byte_serials_still_approves(pki: Pki) -> None:
+    kms = pki.kms
+    serial = _issuing_serial(kms, 1)
+    assert serial.startswith("0") and len(serial) % 2 == 0
+    request, files = pki.officers.approve(
+        kms, "revoke-ca-certificate", {"serial": serial[1:], "reason": "ca_compromise"}
+    )
+    kms.services.certificates.revoke(
+        actor="pytest", serial=serial, reason="ca_compromise", request=request, approvals=files
+    )
+    assert _status(kms, serial) is CertificateStatus.REVOKED
