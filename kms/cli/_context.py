@@ -1,4 +1,6 @@
-"""What every command shares: configuration, lazily opened token and database, and output.
+"""What every command shares: the invocation's services (one :class:`~kms.services.root.Services`,
+the composition root, which opens the token and the database only when a command needs them),
+the one command decorator (:func:`command`), and output (:class:`Output`, tables, JSON).
 
 Errors are turned into exit statuses in one place (:func:`run`), by the ``KMSError`` family
 (:func:`kms.errors.exit_status_for`). With ``--json`` an error is printed as a JSON object on
