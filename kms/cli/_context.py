@@ -131,13 +131,13 @@ def emit_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
-def table(title: str, columns: list[str], rows: list[list[str]], *, fold: bool = True) -> None:
+def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     """Print a rich table on stdout. No value is ever cut: on a narrow terminal a long one (a
     serial, a label, a path) wraps onto the next line; piped, the table takes the width it
     needs."""
     out = Table(title=title)
     for column in columns:
-        out.add_column(column, overflow="fold" if fold else "ellipsis")
+        out.add_column(column, overflow="fold")
     for row in rows:
         out.add_row(*row)
     console.print(out)

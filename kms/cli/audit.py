@@ -102,7 +102,6 @@ def list_events(
                 ]
                 for e in events
             ],
-            fold=True,
         ),
     )
 

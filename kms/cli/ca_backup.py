@@ -22,12 +22,12 @@ from kms.cli.ceremony import (
     ca,
     load_approvals,
     load_request,
-    read_file,
     request_option,
 )
 from kms.config import security_officer_pin
 from kms.services.pki import ca_backup, key_components
 from kms.services.pki.ca_backup import BackupReport
+from kms.services.vocabulary import read_bytes
 
 _components_option = click.option(
     "--component",
@@ -142,7 +142,7 @@ def restore_ca_key(
 ) -> None:
     """Restore a backed-up CA key into this KMS's token, under the wrapping key rebuilt from
     the officers' components; the database must record the CA."""
-    backup = ca_backup.load_backup(read_file(backup_path), str(backup_path))
+    backup = ca_backup.load_backup(read_bytes(backup_path), str(backup_path))
     req = load_request(request_path)
     files = load_approvals(approval_paths)
     report = ctx.services.ca_backup.restore_ca_key(

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import click
 
 from kms.cli._context import Context, Output, command, table
-from kms.errors import InputError
 from kms.services.common import approvals
 from kms.services.pki import certificates
+from kms.services.vocabulary import read_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,19 +28,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 HELP: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
-def read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
-
-
 def load_request(path: Path) -> approvals.CeremonyRequest:
-    return approvals.load_request(read_file(path), str(path))
+    return approvals.load_request(read_bytes(path), str(path))
 
 
 def load_approvals(paths: tuple[Path, ...]) -> list[approvals.ApprovalFile]:
-    return [approvals.load_approval(read_file(p), str(p)) for p in paths]
+    return [approvals.load_approval(read_bytes(p), str(p)) for p in paths]
 
 
 request_option = click.option(
@@ -127,7 +120,7 @@ def request(
         "wrapping_key_kcv": wrapping_key_kcv.strip().upper() if wrapping_key_kcv else None,
         "name": officer_name,
         "public_key_sha256": (
-            approvals.officer_key_fingerprint(read_file(officer_key), str(officer_key))
+            approvals.officer_key_fingerprint(read_bytes(officer_key), str(officer_key))
             if officer_key
             else None
         ),
@@ -179,7 +172,7 @@ def approve(
     req = load_request(request_path)
     passphrase = os.environ.get("KMS_OFFICER_KEY_PASSPHRASE")
     data = ctx.services.approvals.approve(
-        req, officer, read_file(key_path), passphrase.encode() if passphrase else None
+        req, officer, read_bytes(key_path), passphrase.encode() if passphrase else None
     )
     approvals.write_ceremony_file(out_path, data)
     out.result(
@@ -218,7 +211,7 @@ def add(
     info = ctx.services.approvals.add_officer(
         actor=ctx.actor,
         name=name,
-        public_key=read_file(public_key),
+        public_key=read_bytes(public_key),
         request=req,
         approvals=load_approvals(approval_paths),
         source=str(public_key),

@@ -24,7 +24,6 @@ def status(ctx: Context, out: Output) -> None:
                 [c.name, "-" if c.skipped else ("yes" if c.ok else "NO"), c.detail]
                 for c in report.checks
             ],
-            fold=True,
         )
 
     out.result(report.to_dict(), text)

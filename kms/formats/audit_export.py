@@ -65,16 +65,13 @@ def canonical_record(
 ) -> bytes:
     """The bytes an event's hash covers: compact, key-sorted JSON of its seven fields, with
     ``occurred_at`` already in its canonical text (UTC, ISO 8601 to the microsecond)."""
-    record = {
-        "seq": seq,
-        "occurred_at": occurred_at,
-        "actor": actor,
-        "operation": operation,
-        "subject": subject,
-        "outcome": outcome,
-        "details": details,
-    }
+    record = _event(seq, occurred_at, actor, operation, subject, outcome, details)
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _event(*values: int | str) -> dict[str, int | str]:
+    """The seven fields of an event, by name (in the order of :data:`_EVENT_FIELDS`)."""
+    return dict(zip(_EVENT_FIELDS, values, strict=True))
 
 
 def chain_hash(prev_hash: bytes, record: bytes) -> bytes:
@@ -106,13 +103,7 @@ def event_line(
     return json.dumps(
         {
             "type": "event",
-            "seq": seq,
-            "occurred_at": occurred_at,
-            "actor": actor,
-            "operation": operation,
-            "subject": subject,
-            "outcome": outcome,
-            "details": details,
+            **_event(seq, occurred_at, actor, operation, subject, outcome, details),
             "prev_hash": prev_hash.hex(),
             "hash": hash.hex(),
         },

@@ -1,5 +1,6 @@
-"""The words a caller uses to speak to the services: parsers of what a person types, and the
-enumerations the use cases take and return.
+"""The words a caller uses to speak to the services: parsers of what a person types, the
+enumerations the use cases take and return, and the one reader of a file a person names
+(:func:`kms.formats.files.read_bytes`: its error names the file).
 
 The CLI (and the network service) import only :mod:`kms.services`, :mod:`kms.errors` and
 :mod:`kms.config` (tests/unit/test_layers.py); these names come from the lower layers, and are
@@ -15,6 +16,7 @@ from kms.dlms.key_transfer import KeyId
 from kms.dlms.obis import format_logical_name
 from kms.dlms.suites import SecuritySuite
 from kms.dlms.system_title import format_system_title, parse_system_title
+from kms.formats.files import read_bytes
 from kms.pki.profiles import CertificateType
 
 __all__ = [
@@ -30,4 +32,5 @@ __all__ = [
     "format_logical_name",
     "format_system_title",
     "parse_system_title",
+    "read_bytes",
 ]
